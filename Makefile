@@ -1,0 +1,32 @@
+# The command surface of mlflow-fun. `make demo` and `make test` install what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install test lint demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): setup.py constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[spark,test]"
+	touch $(STAMP)
+
+lint: install
+	$(VENV)/bin/ruff check mlflow_fun jobs scripts tests
+	$(VENV)/bin/mypy
+
+test: lint
+	$(VENV)/bin/pytest tests
+
+demo: install
+	$(PY) scripts/demo.py
+
+bench: install
+	$(PY) scripts/bench.py
+
+clean:
+	rm -rf .demo .bench .pytest_cache .mypy_cache .ruff_cache

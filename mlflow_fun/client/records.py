@@ -1,0 +1,146 @@
+"""Plain records for experiments and runs, built from REST JSON or MLflow entities.
+
+A `RunRecord` is what a page of ``runs/search`` is reduced to as soon as it arrives: the
+run info plus three small dicts. Both sources (REST and ``MlflowClient``) produce the
+same records, so everything downstream is source-agnostic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlflow_fun.errors import MalformedResponseError
+
+_NON_FINITE = {"nan": math.nan, "infinity": math.inf, "-infinity": -math.inf, "inf": math.inf}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One MLflow experiment, as listed by ``experiments/search``."""
+
+    experiment_id: str
+    name: str
+    lifecycle_stage: str = "active"
+    artifact_location: str | None = None
+    creation_time: int | None = None
+    last_update_time: int | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One MLflow run: info, latest metric values, params and tags.
+
+    Attributes:
+        run_id: The run's id (MLflow's ``run_uuid`` too).
+        info: Info fields: ``run_name``, ``experiment_id``, ``user_id``, ``status``,
+            ``lifecycle_stage``, ``start_time`` and ``end_time`` (epoch milliseconds or
+            None), ``artifact_uri``.
+        metrics: metric key -> latest value (NaN and infinities kept).
+        params: param key -> value, as the string MLflow stores.
+        tags: tag key -> value.
+    """
+
+    run_id: str
+    info: Mapping[str, Any]
+    metrics: Mapping[str, float]
+    params: Mapping[str, str]
+    tags: Mapping[str, str]
+
+
+def metric_value(value: Any) -> float:
+    """Turn a metric value from JSON into a float (the server sends NaN as ``"NaN"``)."""
+    if isinstance(value, str):
+        special = _NON_FINITE.get(value.strip().lower())
+        if special is not None:
+            return special
+    return float(value)
+
+
+def experiment_from_json(data: Mapping[str, Any]) -> Experiment:
+    """Build an `Experiment` from an ``experiments/search`` or ``experiments/get`` item."""
+    try:
+        return Experiment(
+            experiment_id=str(data["experiment_id"]),
+            name=str(data["name"]),
+            lifecycle_stage=str(data.get("lifecycle_stage", "active")),
+            artifact_location=data.get("artifact_location"),
+            creation_time=_optional_int(data.get("creation_time")),
+            last_update_time=_optional_int(data.get("last_update_time")),
+            tags={t["key"]: t.get("value", "") for t in data.get("tags", [])},
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise MalformedResponseError(f"unexpected experiment JSON: missing or bad {e}") from e
+
+
+def run_from_json(data: Mapping[str, Any]) -> RunRecord:
+    """Build a `RunRecord` from one run of a ``runs/search`` page.
+
+    Raises:
+        MalformedResponseError: The JSON lacks the run's id or holds a value of a wrong type.
+    """
+    try:
+        info = data["info"]
+        run_data = data.get("data", {})
+        run_id = str(info.get("run_id") or info["run_uuid"])
+        return RunRecord(
+            run_id=run_id,
+            info={
+                "run_name": info.get("run_name"),
+                "experiment_id": str(info["experiment_id"]),
+                "user_id": info.get("user_id"),
+                "status": info.get("status"),
+                "lifecycle_stage": info.get("lifecycle_stage"),
+                "start_time": _optional_int(info.get("start_time")),
+                "end_time": _optional_int(info.get("end_time")),
+                "artifact_uri": info.get("artifact_uri"),
+            },
+            metrics={m["key"]: metric_value(m.get("value")) for m in run_data.get("metrics", ())},
+            params={p["key"]: str(p.get("value", "")) for p in run_data.get("params", ())},
+            tags={t["key"]: str(t.get("value", "")) for t in run_data.get("tags", ())},
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise MalformedResponseError(f"unexpected run JSON: missing or bad {e}") from e
+
+
+def run_from_entity(run: Any) -> RunRecord:
+    """Build a `RunRecord` from an ``mlflow.entities.Run``."""
+    info = run.info
+    return RunRecord(
+        run_id=info.run_id,
+        info={
+            "run_name": info.run_name,
+            "experiment_id": str(info.experiment_id),
+            "user_id": info.user_id,
+            "status": info.status,
+            "lifecycle_stage": info.lifecycle_stage,
+            "start_time": _optional_int(info.start_time),
+            "end_time": _optional_int(info.end_time),
+            "artifact_uri": info.artifact_uri,
+        },
+        metrics={key: float(value) for key, value in run.data.metrics.items()},
+        params={key: str(value) for key, value in run.data.params.items()},
+        tags={key: str(value) for key, value in run.data.tags.items()},
+    )
+
+
+def experiment_from_entity(experiment: Any) -> Experiment:
+    """Build an `Experiment` from an ``mlflow.entities.Experiment``."""
+    return Experiment(
+        experiment_id=str(experiment.experiment_id),
+        name=experiment.name,
+        lifecycle_stage=experiment.lifecycle_stage,
+        artifact_location=experiment.artifact_location,
+        creation_time=_optional_int(experiment.creation_time),
+        last_update_time=_optional_int(experiment.last_update_time),
+        tags=dict(experiment.tags),
+    )
+
+
+def _optional_int(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    return int(value)

@@ -1,0 +1,82 @@
+"""The project's exceptions: one base class, one child per kind of failure.
+
+Every message says what was wrong and, where it helps, what to do. No message ever
+carries a token, a password or an Authorization header.
+"""
+
+from __future__ import annotations
+
+
+class MlflowFunError(Exception):
+    """Base class of every error raised by mlflow-fun."""
+
+
+class ConfigError(MlflowFunError):
+    """A configuration value or command-line argument is invalid."""
+
+
+class InvalidIdentifierError(MlflowFunError):
+    """A name that would reach SQL (database, table, column) is not a safe identifier."""
+
+
+class TrackingServerError(MlflowFunError):
+    """The tracking server answered with an error or could not be used.
+
+    Attributes:
+        endpoint: The REST endpoint called, e.g. ``runs/search``.
+        status: The HTTP status code, or None when no response arrived.
+        server_message: The server's own message, when it sent one.
+        error_code: MLflow's error code, e.g. ``RESOURCE_DOES_NOT_EXIST``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str | None = None,
+        status: int | None = None,
+        server_message: str | None = None,
+        error_code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.status = status
+        self.server_message = server_message
+        self.error_code = error_code
+
+
+class ServerUnreachableError(TrackingServerError):
+    """No answer from the tracking server: refused, reset, or timed out."""
+
+
+class AuthenticationError(TrackingServerError):
+    """The tracking server refused the credentials (HTTP 401 or 403)."""
+
+
+class MalformedResponseError(TrackingServerError):
+    """The tracking server answered with something that is not the expected JSON."""
+
+
+class ExperimentNotFoundError(MlflowFunError):
+    """The experiment id or name does not exist on the tracking server."""
+
+
+class MetricNotFoundError(MlflowFunError):
+    """No run of the experiment has the requested metric."""
+
+
+class TableWriteError(MlflowFunError):
+    """Writing a table failed; the previous version of the table is unchanged."""
+
+
+class JobFailedError(MlflowFunError):
+    """The batch job finished, but one or more experiments failed.
+
+    Attributes:
+        failed: experiment id -> error message, for every failed experiment.
+    """
+
+    def __init__(self, failed: dict[str, str]) -> None:
+        names = ", ".join(sorted(failed))
+        super().__init__(f"{len(failed)} experiment(s) failed: {names}")
+        self.failed = dict(failed)

@@ -1,0 +1,37 @@
+"""mlflow-fun: MLflow runs as typed SQL tables and DataFrames."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="mlflow-fun",
+    version="0.1.0",
+    description="MLflow runs as typed Delta tables and DataFrames; find the best run.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["mlflow_fun", "mlflow_fun.*"]),
+    package_data={"mlflow_fun": ["py.typed"]},
+    install_requires=[
+        "mlflow>=3.0,<4",
+        "requests>=2.31",
+        "pyarrow>=14",
+        "pandas>=2.0,<3",
+        "PyYAML>=6.0",
+        "tqdm>=4.66",
+    ],
+    extras_require={
+        # What a Spark cluster already provides.
+        "spark": ["pyspark==4.2.0", "delta-spark==4.4.1"],
+        "test": [
+            "pytest>=8",
+            "chispa>=0.10",
+            "scikit-learn>=1.4",
+            "ruff>=0.6",
+            "mypy>=1.10",
+            "types-requests",
+            "types-PyYAML",
+        ],
+    },
+    entry_points={"console_scripts": ["mlflow-fun=mlflow_fun.cli:main"]},
+)

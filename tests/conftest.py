@@ -1,0 +1,59 @@
+"""Shared fixtures: one real mlflow server, one local Spark with Delta and a metastore."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlflow_fun.local_server import LocalMlflowServer
+from tests.seed import Seeded, seed_all
+
+# Fail fast in tests that expect a failure: no long backoff.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0.05")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "0.05")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMlflowServer]:
+    """A real ``mlflow server`` (sqlite store) on a free loopback port."""
+    server = LocalMlflowServer(tmp_path_factory.mktemp("mlflow_server"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def seeded(mlflow_server: LocalMlflowServer) -> Seeded:
+    """The test experiments, logged through MLflow's own client."""
+    return seed_all(mlflow_server.url)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Home of the test session's warehouse and Derby metastore."""
+    return tmp_path_factory.mktemp("spark_data")
+
+
+@pytest.fixture(scope="session")
+def spark(data_dir: Path) -> Iterator[Any]:
+    """A local[2] Spark with Delta and a Hive metastore under a tmp dir, UI off."""
+    from mlflow_fun.spark_session import build_spark_session
+
+    session = build_spark_session(
+        data_dir=str(data_dir),
+        app_name="mlflow-fun-tests",
+        master="local[2]",
+        conf={
+            "spark.sql.shuffle.partitions": "2",
+            "spark.default.parallelism": "2",
+            "spark.ui.enabled": "false",
+        },
+    )
+    yield session
+    session.stop()
