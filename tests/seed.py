@@ -40,7 +40,7 @@ ODD_METRICS = {
     "größe": "_m_gr__e",
     "a-b:c": "_m_a_b_c",
 }
-ODD_PARAMS = {"LR": "_p_LR", "lr": "_p_lr_2", "lr_2": "_p_lr_2_2", "batch size": "_p_batch_size"}
+ODD_PARAMS = {"LR": "_p_LR", "lr": "_p_lr_3", "lr_2": "_p_lr_2", "batch size": "_p_batch_size"}
 ODD_TAGS = {"team/name": "_t_team_name"}
 
 

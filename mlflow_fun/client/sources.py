@@ -224,7 +224,7 @@ class RestSource:
                 page_size = max(MIN_PAGE_SIZE, page_size // 2)
                 logger.warning("page dropped; retrying with page_size=%d", page_size)
                 continue
-            runs = page.get("runs", ())
+            runs = page.get("runs", [])
             if not isinstance(runs, list):
                 raise MalformedResponseError(
                     "runs/search sent 'runs' that is not a list", endpoint="runs/search"
@@ -291,7 +291,7 @@ class MlflowClientSource:
         token = None
         while True:
             page = self._client.search_experiments(
-                view_type=ViewType.from_string(view_type),
+                view_type=ViewType.from_string(view_type.lower()),
                 max_results=EXPERIMENTS_PAGE_SIZE,
                 page_token=token,
             )
@@ -322,7 +322,7 @@ class MlflowClientSource:
             page = self._client.search_runs(
                 [str(i) for i in ids],
                 filter_string=filter_string,
-                run_view_type=ViewType.from_string(run_view_type),
+                run_view_type=ViewType.from_string(run_view_type.lower()),
                 max_results=page_size,
                 order_by=list(order_by),
                 page_token=token,

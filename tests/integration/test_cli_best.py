@@ -1,0 +1,138 @@
+"""``mlflow-fun best`` end to end: the installed console script and its error lines."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlflow_fun.cli import main
+from mlflow_fun.local_server import free_port
+from tests.scripted_http import Reply, scripted_server
+from tests.seed import Seeded
+
+SCRIPT = Path(sys.executable).parent / "mlflow-fun"
+
+
+def _run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_console_script_prints_the_best_run(seeded: Seeded) -> None:
+    result = _run_cli(
+        "best", "--experiment-name", "best", "--metric", "rmse", "--tracking-uri", seeded.url
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == f"('{seeded.best_runs['a']}', 0.5)\n"
+
+
+@pytest.mark.parametrize("source", ["rest", "api", "pandas", "spark"])
+def test_every_source_from_the_cli(
+    spark: Any, seeded: Seeded, source: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["best", "--experiment-id", seeded.best, "--metric", "r2", "--order", "desc"]
+    code = main([*argv, "--source", source, "--tracking-uri", seeded.url])
+    assert code == 0
+    assert capsys.readouterr().out == f"('{seeded.best_runs['c']}', 0.95)\n"
+
+
+def _error_of(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert code == 1 and captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    return lines[0]
+
+
+def test_unknown_experiment_id(seeded: Seeded, capsys: pytest.CaptureFixture[str]) -> None:
+    line = _error_of(
+        ["best", "--experiment-id", "9999", "--metric", "rmse", "--tracking-uri", seeded.url],
+        capsys,
+    )
+    assert line.startswith("mlflow-fun: error: experiment id '9999' does not exist at http://")
+
+
+def test_unknown_experiment_name(seeded: Seeded, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [
+        "best",
+        "--experiment-name",
+        "no such",
+        "--metric",
+        "rmse",
+        "--tracking-uri",
+        seeded.url,
+    ]
+    line = _error_of(argv, capsys)
+    assert line == f"mlflow-fun: error: no experiment named 'no such' at {seeded.url}"
+
+
+@pytest.mark.parametrize("source", ["rest", "pandas"])
+def test_unknown_metric(seeded: Seeded, source: str, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["best", "--experiment-id", seeded.best, "--metric", "mae", "--source", source]
+    line = _error_of([*argv, "--tracking-uri", seeded.url], capsys)
+    assert "'mae'" in line and line.startswith("mlflow-fun: error: ")
+
+
+def test_unreachable_server(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    line = _error_of(
+        ["best", "--experiment-id", "1", "--metric", "rmse", "--tracking-uri", url], capsys
+    )
+    assert line == (
+        f"mlflow-fun: error: cannot reach the tracking server at {url} (experiments/get): "
+        "connection refused; check that the server runs and the URL is right"
+    )
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_refused_credentials(
+    status: int, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "very-secret-token")
+    with scripted_server(
+        [Reply(status, b'{"error_code": "UNAUTHENTICATED", "message": "no"}')]
+    ) as (
+        url,
+        _,
+    ):
+        line = _error_of(
+            ["best", "--experiment-id", "1", "--metric", "rmse", "--tracking-uri", url], capsys
+        )
+    assert f"refused the credentials (HTTP {status})" in line
+    assert "very-secret-token" not in line
+
+
+def test_malformed_json(capsys: pytest.CaptureFixture[str]) -> None:
+    with scripted_server([Reply(200, b"<html>proxy error</html>")]) as (url, _):
+        line = _error_of(
+            ["best", "--experiment-id", "1", "--metric", "rmse", "--tracking-uri", url], capsys
+        )
+    assert line.startswith(f"mlflow-fun: error: the tracking server at {url} sent a response")
+    assert "that is not JSON" in line
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["best", "--help"]])
+def test_help(argv: list[str]) -> None:
+    result = _run_cli(*argv)
+    assert result.returncode == 0
+    assert "usage: mlflow-fun" in result.stdout
+
+
+def test_bad_usage_exits_2() -> None:
+    result = _run_cli("best", "--metric", "rmse")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "mlflow-fun best: error: one of the arguments --experiment-id/--experiment_id "
+        "--experiment-name/--experiment_name is required"
+    )
