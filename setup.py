@@ -11,7 +11,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["mlflow_fun", "mlflow_fun.*"]),
-    package_data={"mlflow_fun": ["py.typed"]},
+    package_data={"mlflow_fun": ["py.typed", "log4j2.properties"]},
     install_requires=[
         "mlflow>=3.0,<4",
         "requests>=2.31",

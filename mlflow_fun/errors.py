@@ -80,3 +80,7 @@ class JobFailedError(MlflowFunError):
         names = ", ".join(sorted(failed))
         super().__init__(f"{len(failed)} experiment(s) failed: {names}")
         self.failed = dict(failed)
+
+
+class QueryError(MlflowFunError):
+    """A SQL query or a table it names is wrong (Spark's message, first line)."""

@@ -11,6 +11,7 @@ line); in a plain Python process it is resolved from Maven Central at session st
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 from collections.abc import Mapping
@@ -25,6 +26,8 @@ logger = logging.getLogger(__name__)
 # built for Spark 4.2, and the Python package only calls into its JVM classes.
 DELTA_PACKAGE = "io.delta:delta-spark_4.2_2.13:4.4.0"
 
+LOG4J_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "log4j2.properties")
+
 BASE_CONF: dict[str, str] = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
@@ -32,6 +35,34 @@ BASE_CONF: dict[str, str] = {
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
 }
+
+
+def ivy_home() -> str:
+    """Where the Delta jars are resolved to: ``MLFLOW_FUN_IVY_HOME`` or a user cache."""
+    return os.environ.get("MLFLOW_FUN_IVY_HOME") or os.path.expanduser("~/.cache/mlflow-fun/ivy")
+
+
+def delta_jar_conf() -> dict[str, str]:
+    """Spark settings that put the Delta jars on the classpath.
+
+    The first session resolves them from Maven Central into `ivy_home` (Ivy prints its
+    report once); later sessions pass the resolved files as ``spark.jars``, which is
+    quiet, faster and works offline.
+    """
+    jars_dir = os.path.join(ivy_home(), "jars")
+    group, artifact, version = DELTA_PACKAGE.split(":")
+    if os.path.exists(os.path.join(jars_dir, f"{group}_{artifact}-{version}.jar")):
+        jars = sorted(glob.glob(os.path.join(jars_dir, "*.jar")))
+        return {"spark.jars": ",".join(jars)}
+    return {"spark.jars.packages": DELTA_PACKAGE, "spark.jars.ivy": ivy_home()}
+
+
+def spark_submit_jar_args() -> list[str]:
+    """The ``spark-submit`` arguments that add Delta, as `delta_jar_conf` does."""
+    conf = delta_jar_conf()
+    if "spark.jars" in conf:
+        return ["--jars", conf["spark.jars"]]
+    return ["--packages", DELTA_PACKAGE, "--conf", f"spark.jars.ivy={conf['spark.jars.ivy']}"]
 
 
 def embedded_conf(data_dir: str) -> dict[str, str]:
@@ -42,7 +73,6 @@ def embedded_conf(data_dir: str) -> dict[str, str]:
         "spark.hadoop.javax.jdo.option.ConnectionURL": (
             f"jdbc:derby:;databaseName={os.path.join(home, 'metastore_db')};create=true"
         ),
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={home}",
     }
 
 
@@ -74,10 +104,11 @@ def build_spark_session(
         settings.update(embedded_conf(data_dir))
     settings.update(conf or {})
     if not _running_under_spark_submit():
-        packages = settings.get("spark.jars.packages")
-        settings["spark.jars.packages"] = (
-            f"{packages},{DELTA_PACKAGE}" if packages else DELTA_PACKAGE
+        settings.setdefault(
+            "spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={LOG4J_CONFIG}"
         )
+        for key, value in delta_jar_conf().items():
+            settings[key] = f"{settings[key]},{value}" if settings.get(key) else value
     builder = SparkSession.builder.appName(app_name).enableHiveSupport()
     if master:
         builder = builder.master(master)
@@ -86,6 +117,12 @@ def build_spark_session(
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
+    if data_dir is not None:
+        # Derby writes derby.log under derby.system.home; the metastore starts lazily, so
+        # setting it now (also under spark-submit, where the JVM already runs) is in time.
+        jvm = spark.sparkContext._jvm
+        assert jvm is not None
+        jvm.java.lang.System.setProperty("derby.system.home", os.path.abspath(data_dir))
     spark.sparkContext.setLogLevel(os.environ.get("MLFLOW_FUN_SPARK_LOG_LEVEL", "ERROR"))
     return spark
 

@@ -1,0 +1,137 @@
+"""Job configuration: YAML under ``conf/``, parsed into a frozen dataclass, validated.
+
+Command-line flags override the file; secrets never live here (they come from the
+environment). Example ``conf/local.yaml``::
+
+    database: mlflow_metrics
+    data_dir: .demo/data
+    experiment_ids: [1, 2]
+    format: delta
+    page_size: 5000
+    spark_conf:
+      spark.sql.shuffle.partitions: "4"
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+import yaml
+
+from mlflow_fun.client.sources import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from mlflow_fun.errors import ConfigError
+from mlflow_fun.naming import validate_identifier
+
+FORMATS = ("delta", "parquet")
+_EXPERIMENT_ID = re.compile(r"[A-Za-z0-9_]{1,100}")
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """Settings of the table-building job.
+
+    Attributes:
+        database: Metastore database of the tables.
+        data_dir: Home of the embedded default (warehouse and Derby metastore); None to
+            use Spark's own metastore settings.
+        experiment_ids: Experiments to load; None for every active experiment.
+        tracking_uri: Tracking server or store; None means ``MLFLOW_TRACKING_URI``.
+        format: ``delta`` (default) or ``parquet``.
+        page_size: Runs per ``runs/search`` page.
+        spark_conf: Extra Spark settings, passed through as they are.
+    """
+
+    database: str = "mlflow_metrics"
+    data_dir: str | None = None
+    experiment_ids: tuple[str, ...] | None = None
+    tracking_uri: str | None = None
+    format: str = "delta"
+    page_size: int = DEFAULT_PAGE_SIZE
+    spark_conf: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        validate_identifier(self.database, "database")
+        if self.format not in FORMATS:
+            raise ConfigError(f"format {self.format!r} is not one of: {', '.join(FORMATS)}")
+        if not 1 <= self.page_size <= MAX_PAGE_SIZE:
+            raise ConfigError(f"page_size {self.page_size} must be between 1 and {MAX_PAGE_SIZE}")
+        for experiment_id in self.experiment_ids or ():
+            if not _EXPERIMENT_ID.fullmatch(experiment_id):
+                raise ConfigError(
+                    f"experiment id {experiment_id!r} is not valid: use letters, digits and _"
+                )
+
+    def with_overrides(self, **overrides: Any) -> JobConfig:
+        """Return a copy with every override that is not None applied (and validated)."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def parse_experiment_ids(text: str) -> tuple[str, ...]:
+    """Split ``"1,2, 9"`` into ``("1", "2", "9")``.
+
+    Raises:
+        ConfigError: An id is empty or not made of letters, digits and ``_``.
+    """
+    ids = tuple(part.strip() for part in text.split(","))
+    for experiment_id in ids:
+        if not _EXPERIMENT_ID.fullmatch(experiment_id):
+            raise ConfigError(
+                f"experiment id {experiment_id!r} in {text!r} is not valid: give ids like 1,2,9"
+            )
+    return ids
+
+
+def load_config(path: str | os.PathLike[str]) -> JobConfig:
+    """Read a YAML config file into a `JobConfig`.
+
+    Raises:
+        ConfigError: The file is missing, is not valid YAML (the message names the line),
+            has an unknown key (the message lists the known ones), or a bad value.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = yaml.safe_load(handle)
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {os.fspath(path)!r}: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"config file {os.fspath(path)!r}{where}: {problem}") from e
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {os.fspath(path)!r} must hold a mapping of settings")
+    known = {f.name for f in fields(JobConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(
+            f"config file {os.fspath(path)!r}: unknown key(s) {', '.join(map(str, unknown))}; "
+            f"known keys: {', '.join(sorted(known))}"
+        )
+    values: dict[str, Any] = dict(raw)
+    if "experiment_ids" in values and values["experiment_ids"] is not None:
+        ids = values["experiment_ids"]
+        if isinstance(ids, (str, int)):
+            ids = str(ids).split(",")
+        if not isinstance(ids, list):
+            raise ConfigError(f"config file {os.fspath(path)!r}: experiment_ids must be a list")
+        values["experiment_ids"] = tuple(str(i).strip() for i in ids)
+    if "spark_conf" in values:
+        conf = values["spark_conf"] or {}
+        if not isinstance(conf, dict):
+            raise ConfigError(f"config file {os.fspath(path)!r}: spark_conf must be a mapping")
+        values["spark_conf"] = {str(k): str(v) for k, v in conf.items()}
+    for key in ("database", "data_dir", "tracking_uri", "format"):
+        if key in values and values[key] is not None:
+            values[key] = str(values[key])
+    if "page_size" in values and not isinstance(values["page_size"], int):
+        raise ConfigError(f"config file {os.fspath(path)!r}: page_size must be a whole number")
+    try:
+        return JobConfig(**values)
+    except ConfigError as e:
+        raise ConfigError(f"config file {os.fspath(path)!r}: {e}") from e

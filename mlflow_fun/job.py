@@ -1,0 +1,146 @@
+"""The table-building job: arguments, preflight checks, Spark, `TableBuilder`.
+
+Shared by ``spark-submit jobs/build_tables.py`` and ``mlflow-fun build``. Everything that
+can be wrong with the input (config file, database name, data_dir, tracking server,
+experiment ids) is checked before Spark starts, so bad input touches no table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+from typing import TYPE_CHECKING
+
+from mlflow_fun.config import FORMATS, JobConfig, load_config, parse_experiment_ids
+from mlflow_fun.errors import ConfigError, JobFailedError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from mlflow_fun.metrics.spark.table_builder import BuildResult
+
+logger = logging.getLogger(__name__)
+
+
+def add_build_arguments(parser: argparse.ArgumentParser) -> None:
+    """The job's flags; each has an underscore and a dashed spelling."""
+    parser.add_argument(
+        "--database", default=None, help="metastore database (default: mlflow_metrics)"
+    )
+    parser.add_argument(
+        "--data_dir",
+        "--data-dir",
+        dest="data_dir",
+        default=None,
+        help="home of the embedded default: tables and a Derby metastore under it",
+    )
+    parser.add_argument(
+        "--experiment_ids",
+        "--experiment-ids",
+        dest="experiment_ids",
+        default=None,
+        help="comma-separated experiment ids, e.g. 1,2,9 (default: every active experiment)",
+    )
+    parser.add_argument(
+        "--tracking_uri",
+        "--tracking-uri",
+        dest="tracking_uri",
+        default=None,
+        help="tracking server URL or store URI (default: MLFLOW_TRACKING_URI)",
+    )
+    parser.add_argument(
+        "--format", default=None, choices=FORMATS, help="table format (default: delta)"
+    )
+    parser.add_argument(
+        "--page_size",
+        "--page-size",
+        dest="page_size",
+        type=int,
+        default=None,
+        help="runs per runs/search page (default: 5000)",
+    )
+    parser.add_argument(
+        "--conf", default=None, help="YAML settings file (conf/*.yaml); flags override it"
+    )
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars (default: only on a terminal)",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> JobConfig:
+    """The file from ``--conf`` (if any) with the flags applied over it."""
+    base = load_config(args.conf) if args.conf else JobConfig()
+    ids = parse_experiment_ids(args.experiment_ids) if args.experiment_ids else None
+    return base.with_overrides(
+        database=args.database,
+        data_dir=args.data_dir,
+        experiment_ids=ids,
+        tracking_uri=args.tracking_uri,
+        format=args.format,
+        page_size=args.page_size,
+    )
+
+
+def check_data_dir(data_dir: str) -> None:
+    """Create ``data_dir`` if needed and prove it is writable.
+
+    Raises:
+        ConfigError: It cannot be created or written; the message says why.
+    """
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=data_dir, prefix=".write-check-"):
+            pass
+    except OSError as e:
+        raise ConfigError(
+            f"data_dir {data_dir!r} is not writable ({e.strerror or e}); choose another --data_dir"
+        ) from e
+
+
+def run_job(
+    config: JobConfig, spark: SparkSession | None = None, progress: bool | None = None
+) -> BuildResult:
+    """Check the input, start Spark (unless given one) and build the tables.
+
+    Raises:
+        ConfigError, InvalidIdentifierError: Bad settings (before Spark starts).
+        TrackingServerError, ExperimentNotFoundError: Server or ids wrong (before Spark).
+        JobFailedError: Some experiments failed; the others were written.
+    """
+    from mlflow_fun.client.sources import open_source
+    from mlflow_fun.metrics.spark.table_builder import TableBuilder, resolve_experiments
+
+    if config.data_dir is not None:
+        check_data_dir(config.data_dir)
+    source = open_source(config.tracking_uri, page_size=config.page_size)
+    experiments = resolve_experiments(source, config.experiment_ids)
+    logger.info(
+        "job starting experiments=%d database=%s format=%s tracking_uri=%s",
+        len(experiments),
+        config.database,
+        config.format,
+        source.tracking_uri,
+    )
+    if spark is None:
+        from mlflow_fun.spark_session import build_spark_session
+
+        spark = build_spark_session(
+            data_dir=config.data_dir, app_name="mlflow-fun-build", conf=config.spark_conf
+        )
+    builder = TableBuilder(
+        spark,
+        config.database,
+        config.data_dir,
+        source=source,
+        format=config.format,
+        progress=progress,
+    )
+    result = builder.build_experiments(experiments)
+    if result.failed:
+        raise JobFailedError(result.failed)
+    return result

@@ -1,0 +1,81 @@
+"""Read-side helpers over the tables the job writes: best run, experiment lookup."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mlflow_fun.errors import ExperimentNotFoundError, MetricNotFoundError
+from mlflow_fun.flatten import Column, resolve_metric
+from mlflow_fun.metrics.spark.convert import column_keys
+from mlflow_fun.metrics.spark.dataframe_builder import best_run_of
+from mlflow_fun.metrics.spark.table_builder import STATUS_TABLE, table_name
+from mlflow_fun.naming import qualified_table, validate_identifier
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+
+def read_experiment_table(spark: SparkSession, database: str, experiment_id: str) -> DataFrame:
+    """``<database>.exp_<experiment_id>`` as a DataFrame.
+
+    Raises:
+        ExperimentNotFoundError: The table does not exist (the job has not loaded it).
+    """
+    name = table_name(experiment_id)
+    if not spark.catalog.tableExists(name, validate_identifier(database, "database")):
+        raise ExperimentNotFoundError(
+            f"table {database}.{name} does not exist; run `mlflow-fun build "
+            f"--experiment_ids {experiment_id}` first"
+        )
+    return spark.table(qualified_table(database, name))
+
+
+def experiment_id_by_name(spark: SparkSession, database: str, name: str) -> str:
+    """The id of the experiment called ``name``, from the latest successful job run.
+
+    Raises:
+        ExperimentNotFoundError: No table of the database was loaded from such an experiment.
+    """
+    from pyspark.sql import functions as F
+
+    if not spark.catalog.tableExists(STATUS_TABLE, validate_identifier(database, "database")):
+        raise ExperimentNotFoundError(f"database {database!r} has no tables built by mlflow-fun")
+    rows = (
+        spark.table(qualified_table(database, STATUS_TABLE))
+        .where((F.col("experiment_name") == F.lit(name)) & (F.col("status") == F.lit("ok")))
+        .orderBy(F.col("refreshed_at").desc())
+        .select("experiment_id")
+        .limit(1)
+        .collect()
+    )
+    if not rows:
+        raise ExperimentNotFoundError(
+            f"no table in {database!r} was built from an experiment named {name!r}"
+        )
+    return str(rows[0]["experiment_id"])
+
+
+def best_run_from_table(
+    spark: SparkSession, database: str, experiment_id: str, metric: str, ascending: bool = True
+) -> tuple[str, float]:
+    """Best run read from ``<database>.exp_<experiment_id>``; rules as the builders.
+
+    Example:
+        >>> best_run_from_table(spark, "mlflow_metrics", "1", "rmse")
+        ('5f0c…', 0.7223)
+
+    Raises:
+        ExperimentNotFoundError: The table does not exist.
+        MetricNotFoundError: No column holds the metric, or no run has a value.
+    """
+    df = read_experiment_table(spark, database, experiment_id)
+    columns = [
+        Column(name, kind, key, "double") for name, (kind, key) in column_keys(df.schema).items()
+    ]
+    column = resolve_metric(columns, metric, experiment_id)
+    best = best_run_of(df, column.name, ascending)
+    if best is None:
+        raise MetricNotFoundError(
+            f"no run of experiment {experiment_id} has a value of metric {metric!r} that is not NaN"
+        )
+    return best
