@@ -83,7 +83,8 @@ def test_typed_params_exact_schema_and_rows(spark: Any, seeded: Seeded) -> None:
         df, expected, ignore_nullable=True, ignore_metadata=True, allow_nan_equality=True
     )
     assert all(
-        uri.endswith(f"/{seeded.typed}/{rid}/artifacts") for uri, rid in zip(artifact_uris, r, strict=True)
+        uri.endswith(f"/{seeded.typed}/{rid}/artifacts")
+        for uri, rid in zip(artifact_uris, r, strict=True)
     )
 
 
