@@ -234,7 +234,7 @@ class MlflowHttpClient:
             delay = self.retry.backoff(attempt)
             if wait is not None:
                 delay = min(self.retry.backoff_max, max(wait, 0.0))
-            logger.warning(
+            logger.info(
                 "retrying endpoint=%s attempt=%d wait_s=%.2f reason=%s",
                 endpoint,
                 attempt + 1,

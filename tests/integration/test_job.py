@@ -1,0 +1,264 @@
+"""The job against a real mlflow server, a real local Spark, Delta tables and a metastore."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chispa import assert_df_equality
+from mlflow import MlflowClient
+from mlflow.entities import Param
+
+from mlflow_fun.config import JobConfig
+from mlflow_fun.errors import JobFailedError
+from mlflow_fun.job import run_job
+from mlflow_fun.local_server import free_port
+from mlflow_fun.metrics.spark.dataframe_builder import FastDataframeBuilder
+from mlflow_fun.metrics.spark.table_queries import best_run_from_table
+from tests.fault_proxy import fault_proxy
+from tests.scripted_http import Reply
+from tests.seed import TYPED_TYPES, Seeded, _run
+
+SCRIPT = Path(sys.executable).parent / "mlflow-fun"
+
+
+def _types(df: Any) -> list[tuple[str, str]]:
+    return [(f.name, f.dataType.simpleString()) for f in df.schema.fields]
+
+
+def _job(spark: Any, seeded: Seeded, database: str, *ids: str) -> Any:
+    config = JobConfig(database=database, experiment_ids=ids, tracking_uri=seeded.url)
+    return run_job(config, spark=spark, progress=False)
+
+
+def test_tables_typed_commented_and_equal_to_the_builder(spark: Any, seeded: Seeded) -> None:
+    result = _job(spark, seeded, "job_basic", seeded.typed, seeded.best, seeded.empty)
+    assert [(r.experiment_id, r.status, r.run_count) for r in result.results] == [
+        (seeded.typed, "ok", 4),
+        (seeded.best, "ok", 7),
+        (seeded.empty, "ok", 0),
+    ]
+    table = spark.table(f"job_basic.exp_{seeded.typed}")
+    spark_types = {"int": "int", "bigint": "bigint", "double": "double", "boolean": "boolean"}
+    expected_params = [
+        (f"_p_{k}", spark_types.get(TYPED_TYPES[k], "string")) for k in sorted(TYPED_TYPES)
+    ]
+    assert _types(table)[10:] == [*expected_params, ("_t_mlflow_runName", "string")]
+    built = FastDataframeBuilder(spark, seeded.url).build_dataframe(seeded.typed)
+    assert_df_equality(table, built, ignore_metadata=True, allow_nan_equality=True)
+    comments = {
+        r["col_name"]: r["comment"]
+        for r in spark.sql(f"describe table job_basic.exp_{seeded.typed}").collect()
+    }
+    assert comments["_t_mlflow_runName"] == "mlflow.runName"
+    assert comments["_p_p_int"] == "p_int"
+    assert spark.table(f"job_basic.exp_{seeded.empty}").count() == 0
+    status = spark.table("job_basic.mlflow_status").orderBy("experiment_id").collect()
+    assert [
+        (r.experiment_id, r.experiment_name, r.table_name, r.run_count, r.status, r.error)
+        for r in status
+    ] == sorted(
+        [
+            (seeded.typed, "typed", f"exp_{seeded.typed}", 4, "ok", None),
+            (seeded.best, "best", f"exp_{seeded.best}", 7, "ok", None),
+            (seeded.empty, "empty", f"exp_{seeded.empty}", 0, "ok", None),
+        ]
+    )
+    assert {(r.tracking_uri, r.job_version) for r in status} == {(seeded.url, "0.1.0")}
+    assert best_run_from_table(spark, "job_basic", seeded.best, "rmse") == (
+        seeded.best_runs["a"],
+        0.5,
+    )
+
+
+def test_second_run_is_identical(spark: Any, seeded: Seeded) -> None:
+    _job(spark, seeded, "job_twice", seeded.odd_keys)
+    first = spark.table(f"job_twice.exp_{seeded.odd_keys}").collect()
+    first_schema = spark.table(f"job_twice.exp_{seeded.odd_keys}").schema
+    _job(spark, seeded, "job_twice", seeded.odd_keys)
+    second = spark.table(f"job_twice.exp_{seeded.odd_keys}")
+    assert second.schema == first_schema
+    assert_df_equality(second, spark.createDataFrame(first, first_schema))
+    history = spark.sql(f"describe history job_twice.exp_{seeded.odd_keys}").collect()
+    assert len(history) == 2
+
+
+def test_new_keys_add_columns_and_types_widen(spark: Any, seeded: Seeded) -> None:
+    client = MlflowClient(seeded.url)
+    experiment_id = client.create_experiment("evolve")
+    _run(client, experiment_id, 1000, params={"p": "1"})
+    _job(spark, seeded, "job_evolve", experiment_id)
+    table = f"job_evolve.exp_{experiment_id}"
+    assert ("_p_p", "int") in _types(spark.table(table))
+
+    _run(client, experiment_id, 2000, params={"p": "0.5", "q": "x"}, metrics={"m": 1.0})
+    _job(spark, seeded, "job_evolve", experiment_id)
+    assert {("_p_p", "double"), ("_p_q", "string"), ("_m_m", "double")} <= set(
+        _types(spark.table(table))
+    )
+    assert [r["_p_p"] for r in spark.table(table).orderBy("start_time").collect()] == [1.0, 0.5]
+
+    _run(client, experiment_id, 3000, params={"p": "abc"})
+    _job(spark, seeded, "job_evolve", experiment_id)
+    assert ("_p_p", "string") in _types(spark.table(table))
+    values = [r["_p_p"] for r in spark.table(table).orderBy("start_time").collect()]
+    assert values == ["1", "0.5", "abc"]
+
+
+def test_failing_experiment_is_isolated(spark: Any, seeded: Seeded) -> None:
+    _job(spark, seeded, "job_fail", seeded.typed, seeded.best)
+    table = f"job_fail.exp_{seeded.best}"
+    before = spark.table(table).collect()
+    versions = len(spark.sql(f"describe history {table}").collect())
+    failing = f'"experiment_ids": ["{seeded.best}"]'.encode()
+
+    def fail_best(method: str, path: str, body: bytes) -> Reply | None:
+        if path.endswith("/runs/search") and failing in body:
+            return Reply(500, b'{"error_code": "INTERNAL_ERROR", "message": "disk on fire"}')
+        return None
+
+    with fault_proxy(seeded.url, fail_best) as proxy_url:
+        config = JobConfig(
+            database="job_fail",
+            experiment_ids=(seeded.typed, seeded.best, seeded.empty),
+            tracking_uri=proxy_url,
+        )
+        with pytest.raises(JobFailedError) as caught:
+            run_job(config, spark=spark, progress=False)
+    assert list(caught.value.failed) == [seeded.best]
+    assert str(caught.value) == f"1 experiment(s) failed: {seeded.best}"
+    assert caught.value.failed[seeded.best] == (
+        f"the tracking server at {proxy_url} answered HTTP 500 on runs/search: disk on fire"
+    )
+    assert spark.table(f"job_fail.exp_{seeded.typed}").count() == 4
+    assert spark.table(f"job_fail.exp_{seeded.empty}").count() == 0
+    assert_df_equality(
+        spark.table(table),
+        spark.createDataFrame(before, spark.table(table).schema),
+        allow_nan_equality=True,
+    )
+    assert len(spark.sql(f"describe history {table}").collect()) == versions
+    status = spark.table("job_fail.mlflow_status").where("tracking_uri != '" + seeded.url + "'")
+    by_id = {r.experiment_id: r for r in status.collect()}
+    assert (by_id[seeded.best].status, by_id[seeded.best].run_count) == ("failed", 0)
+    assert by_id[seeded.best].error == caught.value.failed[seeded.best]
+    assert by_id[seeded.typed].status == "ok"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SCRIPT), *args], capture_output=True, text=True, timeout=600, env=dict(os.environ)
+    )
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 1, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_unknown_experiment_ids_touch_nothing(seeded: Seeded, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    result = _cli(
+        "build", "--data_dir", str(data_dir), "--tracking_uri", seeded.url,
+        "--experiment_ids", f"{seeded.typed},9998,9999",
+    )  # fmt: skip
+    assert _one_error_line(result) == (
+        f"mlflow-fun: error: experiment id(s) 9998, 9999 do not exist at {seeded.url}; "
+        "nothing was written"
+    )
+    assert sorted(os.listdir(data_dir)) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--database", "bad-name"],
+            "mlflow-fun: error: database name 'bad-name' is not a valid identifier: use "
+            "letters, digits and _, starting with a letter or _, at most 128 characters",
+        ),
+        (
+            ["--experiment_ids", "1,,2"],
+            "mlflow-fun: error: experiment id '' in '1,,2' is not valid: give ids like 1,2,9",
+        ),
+    ],
+)
+def test_bad_arguments(seeded: Seeded, tmp_path: Path, args: list[str], message: str) -> None:
+    result = _cli("build", "--data_dir", str(tmp_path), "--tracking_uri", seeded.url, *args)
+    assert _one_error_line(result) == message
+    assert os.listdir(tmp_path) == []
+
+
+def test_unwritable_data_dir(seeded: Seeded, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = _cli("build", "--data_dir", str(blocker / "data"), "--tracking_uri", seeded.url)
+    assert _one_error_line(result) == (
+        f"mlflow-fun: error: data_dir '{blocker / 'data'}' is not writable (Not a directory); "
+        "choose another --data_dir"
+    )
+
+
+def test_unreachable_server(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = _cli("build", "--data_dir", str(tmp_path / "d"), "--tracking_uri", url)
+    assert _one_error_line(result) == (
+        f"mlflow-fun: error: cannot reach the tracking server at {url} (experiments/search): "
+        "connection refused; check that the server runs and the URL is right"
+    )
+    assert os.listdir(tmp_path / "d") == []
+
+
+def test_unknown_format_lists_the_valid_ones(tmp_path: Path) -> None:
+    result = _cli("build", "--data_dir", str(tmp_path), "--format", "csv")
+    assert result.returncode == 2
+    assert "argument --format: invalid choice: 'csv' (choose from delta, parquet)" in (
+        result.stderr
+    )
+
+
+def test_job_killed_mid_write_leaves_the_previous_table(
+    spark: Any, seeded: Seeded, tmp_path: Path
+) -> None:
+    client = MlflowClient(seeded.url)
+    experiment_id = client.create_experiment("kill-me")
+    first_ids = {
+        _run(client, experiment_id, 1000 + i, params={f"k{j}": str(i * j) for j in range(20)})
+        for i in range(200)
+    }
+    data_dir = tmp_path / "data"
+    build = [
+        str(SCRIPT), "build", "--data_dir", str(data_dir), "--tracking_uri", seeded.url,
+        "--experiment_ids", experiment_id,
+    ]  # fmt: skip
+    assert subprocess.run(build, capture_output=True, timeout=600).returncode == 0
+    table_dir = data_dir / "warehouse" / "mlflow_metrics.db" / f"exp_{experiment_id}"
+    before = {p.name for p in table_dir.iterdir()}
+    second_ids = {_run(client, experiment_id, 5000 + i) for i in range(20)}
+    client.log_batch(next(iter(first_ids)), params=[Param("late", "1")])
+
+    job = subprocess.Popen(build, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and job.poll() is None:
+        if {p.name for p in table_dir.iterdir()} - before:
+            job.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    job.wait()
+    assert job.returncode == -signal.SIGKILL, "the job ended before it started writing"
+
+    after_kill = {r.run_id for r in spark.read.format("delta").load(str(table_dir)).collect()}
+    assert after_kill in (first_ids, first_ids | second_ids)
+
+    assert subprocess.run(build, capture_output=True, timeout=600).returncode == 0
+    final = spark.read.format("delta").load(str(table_dir))
+    assert {r.run_id for r in final.collect()} == first_ids | second_ids
+    assert "_p_late" in final.columns
