@@ -19,6 +19,7 @@ setup(
         "pandas>=2.0,<3",
         "PyYAML>=6.0",
         "tqdm>=4.66",
+        "sqlglot>=25",
     ],
     extras_require={
         # What a Spark cluster already provides.

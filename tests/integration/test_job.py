@@ -220,9 +220,9 @@ def test_unreachable_server(tmp_path: Path) -> None:
 def test_unknown_format_lists_the_valid_ones(tmp_path: Path) -> None:
     result = _cli("build", "--data_dir", str(tmp_path), "--format", "csv")
     assert result.returncode == 2
-    assert "argument --format: invalid choice: 'csv' (choose from delta, parquet)" in (
-        result.stderr
-    )
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("mlflow-fun build: error: argument --format: invalid choice: 'csv'")
+    assert "delta" in last and "parquet" in last
 
 
 def test_job_killed_mid_write_leaves_the_previous_table(
@@ -262,3 +262,72 @@ def test_job_killed_mid_write_leaves_the_previous_table(
     final = spark.read.format("delta").load(str(table_dir))
     assert {r.run_id for r in final.collect()} == first_ids | second_ids
     assert "_p_late" in final.columns
+
+
+def test_sql_command_runs_the_classic_query(
+    spark: Any, seeded: Seeded, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlflow_fun.cli import main
+
+    _job(spark, seeded, "job_sql", seeded.paged)
+    query = (
+        "select run_uuid, round(_m_rmse,4) as _m_rmse, _p_alpha from exp_"
+        f"{seeded.paged} order by _m_rmse limit 3"
+    )
+    assert main(["sql", "--database", "job_sql", query]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # rmse = (i * 7 % 25) / 100 for run i: the three lowest are i = 0, 18, 11.
+    ids = [seeded.paged_run_ids[i] for i in (0, 18, 11)]
+    assert lines == [
+        "+--------------------------------+-------+--------+",
+        "|                        run_uuid|_m_rmse|_p_alpha|",
+        "+--------------------------------+-------+--------+",
+        f"|{ids[0]}|    0.0|     0.0|",
+        f"|{ids[1]}|   0.01|     1.8|",
+        f"|{ids[2]}|   0.02|     1.1|",
+        "+--------------------------------+-------+--------+",
+    ]
+    assert main(["sql", "--database", "job_sql", "--format", "csv", query]) == 0
+    assert capsys.readouterr().out.splitlines()[:2] == [
+        "run_uuid,_m_rmse,_p_alpha",
+        f"{ids[0]},0.0,0.0",
+    ]
+    assert main(["sql", "--database", "job_sql", "--format", "json", query]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == f'{{"run_uuid": "{ids[0]}", "_m_rmse": 0.0, "_p_alpha": 0.0}}'
+
+    assert main(["sql", "--database", "job_sql", "select nope from exp_1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mlflow-fun: error: [TABLE_OR_VIEW_NOT_FOUND]")
+
+    argv = ["best", "--source", "table", "--database", "job_sql", "--metric", "rmse"]
+    assert main([*argv, "--experiment-name", "paged"]) == 0
+    assert capsys.readouterr().out == f"('{ids[0]}', 0.0)\n"
+    assert main([*argv, "--experiment-id", seeded.best]) == 1
+    assert capsys.readouterr().err == (
+        f"mlflow-fun: error: table job_sql.exp_{seeded.best} does not exist; run "
+        f"`mlflow-fun build --experiment_ids {seeded.best}` first\n"
+    )
+
+
+def test_parquet_format_tables(spark: Any, seeded: Seeded) -> None:
+    config = JobConfig(
+        database="job_parquet",
+        experiment_ids=(seeded.typed,),
+        tracking_uri=seeded.url,
+        format="parquet",
+    )
+    run_job(config, spark=spark, progress=False)
+    run_job(config, spark=spark, progress=False)
+    table = spark.table(f"job_parquet.exp_{seeded.typed}")
+    built = FastDataframeBuilder(spark, seeded.url).build_dataframe(seeded.typed)
+    assert_df_equality(
+        table, built, ignore_metadata=True, allow_nan_equality=True, ignore_row_order=True
+    )
+    formats = {
+        r["col_name"]: r["data_type"]
+        for r in spark.sql(f"describe formatted job_parquet.exp_{seeded.typed}").collect()
+    }
+    assert formats["Provider"] == "parquet"
+    folders = os.listdir(Path(formats["Location"].removeprefix("file:")).parent)
+    assert len(folders) == 1  # the first version's folder was removed
