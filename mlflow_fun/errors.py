@@ -84,3 +84,11 @@ class JobFailedError(MlflowFunError):
 
 class QueryError(MlflowFunError):
     """A SQL query or a table it names is wrong (Spark's message, first line)."""
+
+
+class SchemaMismatchError(MlflowFunError):
+    """The database is not MLflow's tracking store of the schema the installed MLflow knows."""
+
+
+class DatabaseError(MlflowFunError):
+    """MLflow's database could not be reached or a query on it failed (no password shown)."""
