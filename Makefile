@@ -12,7 +12,7 @@ install: $(STAMP)
 $(STAMP): setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[spark,test]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[spark,sql,test]"
 	touch $(STAMP)
 
 lint: install

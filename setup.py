@@ -24,8 +24,12 @@ setup(
     extras_require={
         # What a Spark cluster already provides.
         "spark": ["pyspark==4.2.0", "delta-spark==4.4.1"],
+        # Drivers for MLflow's back-end database (sqlite needs none).
+        "sql": ["psycopg2-binary>=2.9", "PyMySQL>=1.1"],
         "test": [
             "pytest>=8",
+            "psycopg2-binary>=2.9",
+            "PyMySQL>=1.1",
             "chispa>=0.10",
             "scikit-learn>=1.4",
             "ruff>=0.6",

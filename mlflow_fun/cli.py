@@ -14,11 +14,17 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mlflow_fun.errors import ConfigError, JobFailedError, MlflowFunError, QueryError
+from mlflow_fun.errors import (
+    ConfigError,
+    JobFailedError,
+    MetricNotFoundError,
+    MlflowFunError,
+    QueryError,
+)
 
 logger = logging.getLogger(__name__)
 
-BEST_SOURCES = ("rest", "api", "pandas", "spark", "table")
+BEST_SOURCES = ("rest", "api", "sql", "pandas", "spark", "table")
 SQL_FORMATS = ("table", "csv", "json")
 
 
@@ -53,30 +59,57 @@ def build_parser() -> argparse.ArgumentParser:
 
     best = commands.add_parser(
         "best",
-        help="print the best run of an experiment by one metric",
+        help="print the best run(s): one metric, several, a condition, top K, Pareto",
         description=(
-            "Print ('<run_id>', <value>) of the run with the lowest (or highest) metric. "
-            "Runs without the metric or with NaN are skipped; ties go to the earliest "
-            "start_time, then the smallest run_id."
+            "Find the best run(s) of one or more experiments. With --metric and one run "
+            "it prints ('<run_id>', <value>). Runs without an ordering metric or with NaN "
+            "are skipped; ties go to the earliest start_time, then the smallest run_id. "
+            "Every --source gives the same answer on the same data."
         ),
     )
     which = best.add_mutually_exclusive_group(required=True)
     which.add_argument("--experiment-id", "--experiment_id", help="experiment id")
     which.add_argument("--experiment-name", "--experiment_name", help="experiment name")
-    best.add_argument("--metric", required=True, help="metric key, e.g. rmse or _m_rmse")
+    which.add_argument(
+        "--experiment-ids", "--experiment_ids", help="comma-separated ids: best across them"
+    )
+    which.add_argument(
+        "--all-experiments", action="store_true", help="best across every active experiment"
+    )
+    rank = best.add_mutually_exclusive_group(required=True)
+    rank.add_argument("--metric", help="one metric key, e.g. rmse (or its column, _m_rmse)")
+    rank.add_argument(
+        "--order-by", "--order_by", dest="order_by", help='several keys: "rmse asc, mae asc"'
+    )
+    rank.add_argument(
+        "--pareto", help='the runs no other run beats on every metric: "rmse min, r2 max"'
+    )
     best.add_argument(
-        "--order", choices=("asc", "desc"), default="asc", help="asc: lowest wins (default)"
+        "--order", choices=("asc", "desc"), default="asc", help="with --metric: asc (default)"
+    )
+    best.add_argument(
+        "--where",
+        help='a condition on columns, e.g. "_p_alpha < 0.5 and (_m_r2 > 0.1 or '
+        "status = 'FAILED')\"",
+    )
+    best.add_argument("--top", type=int, default=1, help="how many runs (default: 1)")
+    best.add_argument(
+        "--output",
+        choices=SQL_FORMATS,
+        default=None,
+        help="table, json or csv (default: ('<run_id>', <value>) for one run, else table)",
     )
     best.add_argument(
         "--source",
         choices=BEST_SOURCES,
         default="rest",
         help=(
-            "rest: one REST search sorted by the server (default); api: MLflow's Python "
-            "client; pandas or spark: a typed DataFrame of every run; table: the tables "
-            "built by `mlflow-fun build` (needs --data_dir or Spark metastore settings)"
+            "rest: the REST API (default); api: MLflow's Python client; sql: MLflow's "
+            "database (--connection); pandas or spark: a typed DataFrame of every run; "
+            "table: the tables built by `mlflow-fun build`"
         ),
     )
+    best.add_argument("--connection", help="SQLAlchemy URL of MLflow's database, for --source sql")
     _add_tracking_uri(best)
     _add_table_location(best)
     best.set_defaults(handler=_run_best)
@@ -143,45 +176,105 @@ def _add_tracking_uri(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_best(args: argparse.Namespace) -> int:
-    from mlflow_fun.client.sources import MlflowClientSource, open_source, resolve_tracking_uri
-    from mlflow_fun.metrics.api.best_run import best_run_by_server
+    from mlflow_fun.metrics.best import BestQuery, answer_query
+    from mlflow_fun.metrics.query import OrderKey, RankedRun, parse_order_by
 
-    ascending = args.order == "asc"
+    if args.metric is not None:
+        key = OrderKey(args.metric, args.order == "asc")
+        query = BestQuery(order_by=(key,), where=args.where, top=args.top)
+    elif args.order_by is not None:
+        query = BestQuery(order_by=parse_order_by(args.order_by), where=args.where, top=args.top)
+    else:
+        query = BestQuery(
+            pareto=parse_order_by(args.pareto, ("min", "max")), where=args.where, top=args.top
+        )
+    spark = _table_spark(args) if args.source in ("spark", "table") else None
+    experiment_ids = _experiment_ids(args, spark)
+    if (
+        query.is_single_metric
+        and len(experiment_ids) == 1
+        and args.source in ("rest", "api", "sql")
+    ):
+        key = query.order_by[0]
+        run_id, value = _server_best(args, experiment_ids[0], key.name, key.ascending)
+        rows = [RankedRun(run_id, experiment_ids[0], {key.name: value})]
+    else:
+        rows = answer_query(
+            args.source,
+            experiment_ids,
+            query,
+            tracking_uri=args.tracking_uri,
+            connection=args.connection,
+            spark=spark,
+            database=args.database,
+        )
+    names = [k.name for k in (query.order_by or query.pareto)]
+    output = args.output or ("tuple" if query.top == 1 and not query.pareto else "table")
+    if output == "tuple":
+        if not rows:
+            where = f" matching {args.where!r}" if args.where else ""
+            raise MetricNotFoundError(
+                f"no run{where} of experiment(s) {', '.join(experiment_ids)} has a value of "
+                f"{', '.join(names)} that is not NaN"
+            )
+        print((rows[0].run_id, next(iter(rows[0].values.values()))))
+        return 0
+    header = ["experiment_id", "run_id", *names]
+    records = [[r.experiment_id, r.run_id, *r.values.values()] for r in rows]
+    _print_rows(header, records, output)
+    return 0
+
+
+def _server_best(
+    args: argparse.Namespace, experiment_id: str, metric: str, ascending: bool
+) -> tuple[str, float]:
+    if args.source == "sql":
+        from mlflow_fun.metrics.sql.sql_best import get_best_run
+
+        if not args.connection:
+            raise ConfigError("--source sql needs --connection (an SQLAlchemy URL)")
+        return get_best_run(args.connection, experiment_id, metric, ascending)
+    from mlflow_fun.metrics.api.best_run import best_run_by_server
+    from mlflow_fun.metrics.best import open_named_source
+
+    source = open_named_source(args.source, tracking_uri=args.tracking_uri)
+    return best_run_by_server(source, experiment_id, metric, ascending)
+
+
+def _experiment_ids(args: argparse.Namespace, spark: Any) -> list[str]:
+    from mlflow_fun.config import parse_experiment_ids
+
+    if args.experiment_id is not None:
+        return [args.experiment_id]
+    if args.experiment_ids is not None:
+        return list(parse_experiment_ids(args.experiment_ids))
     if args.source == "table":
         from mlflow_fun.metrics.spark import table_queries
 
-        spark = _table_spark(args)
-        experiment_id = args.experiment_id or table_queries.experiment_id_by_name(
-            spark, args.database, args.experiment_name
-        )
-        print(
-            table_queries.best_run_from_table(
-                spark, args.database, experiment_id, args.metric, ascending
-            )
-        )
-        return 0
-    uri = resolve_tracking_uri(args.tracking_uri)
-    source = MlflowClientSource(uri) if args.source == "api" else open_source(uri)
+        if args.experiment_name is not None:
+            return [table_queries.experiment_id_by_name(spark, args.database, args.experiment_name)]
+        return table_queries.loaded_experiment_ids(spark, args.database)
+    from mlflow_fun.metrics.best import open_named_source
+
+    source_name = args.source if args.source in ("api", "sql") else "rest"
+    source = open_named_source(
+        source_name, tracking_uri=args.tracking_uri, connection=args.connection
+    )
     if args.experiment_name is not None:
-        experiment_id = source.get_experiment_by_name(args.experiment_name).experiment_id
-    else:
-        experiment_id = args.experiment_id
-    if args.source in ("rest", "api"):
-        best = best_run_by_server(source, experiment_id, args.metric, ascending)
-    elif args.source == "pandas":
-        from mlflow_fun.metrics.pandas.dataframe_builder import PandasDataframeBuilder
+        return [source.get_experiment_by_name(args.experiment_name).experiment_id]
+    return [e.experiment_id for e in source.iter_experiments()]
 
-        best = PandasDataframeBuilder(source=source).get_best_run(
-            experiment_id, args.metric, ascending
-        )
-    else:
-        from mlflow_fun.metrics.spark.dataframe_builder import FastDataframeBuilder
 
-        best = FastDataframeBuilder(source=source).get_best_run(
-            experiment_id, args.metric, ascending
-        )
-    print(best)
-    return 0
+def _print_rows(header: Sequence[str], rows: Sequence[Sequence[Any]], output: str) -> None:
+    if output == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows([_plain(v) for v in row] for row in rows)
+    elif output == "json":
+        for row in rows:
+            print(json.dumps(dict(zip(header, map(_plain, row), strict=True)), default=str))
+    else:
+        print(format_table(header, rows))
 
 
 def _table_spark(args: argparse.Namespace) -> Any:
@@ -260,16 +353,7 @@ def _run_sql(args: argparse.Namespace) -> int:
         raise QueryError(_first_line(str(e))) from e
     truncated = len(rows) > args.max_rows
     rows = rows[: args.max_rows]
-    columns = df.columns
-    if args.format == "csv":
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows([_plain(v) for v in row] for row in rows)
-    elif args.format == "json":
-        for row in rows:
-            print(json.dumps(dict(zip(columns, map(_plain, row), strict=True)), default=str))
-    else:
-        print(format_table(columns, rows))
+    _print_rows(df.columns, rows, args.format)
     if truncated:
         print(f"(only the first {args.max_rows} rows; see --max-rows)", file=sys.stderr)
     return 0

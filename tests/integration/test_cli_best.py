@@ -134,5 +134,56 @@ def test_bad_usage_exits_2() -> None:
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         "mlflow-fun best: error: one of the arguments --experiment-id/--experiment_id "
-        "--experiment-name/--experiment_name is required"
+        "--experiment-name/--experiment_name --experiment-ids/--experiment_ids "
+        "--all-experiments is required"
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (
+            ["--metric", "rmse; drop table x", "--source", "rest"],
+            "mlflow-fun: error: 'rmse; drop table x' is not a valid MLflow metric key "
+            "(letters, digits, _ - . / : space)",
+        ),
+        (
+            ["--metric", "rmse", "--where", "_m_r2 >"],
+            "mlflow-fun: error: --where '_m_r2 >' does not parse: ",
+        ),
+        (
+            ["--metric", "rmse", "--where", "_m_r3 > 1"],
+            "mlflow-fun: error: --where '_m_r3 > 1': unknown column '_m_r3'; did you mean _m_r2",
+        ),
+        (
+            ["--metric", "rmse", "--where", "_m_r2 > 0; drop table x"],
+            "mlflow-fun: error: --where '_m_r2 > 0; drop table x': ",
+        ),
+        (
+            ["--order-by", "rmse, nope", "--source", "pandas"],
+            "mlflow-fun: error: 'nope' is neither a metric nor a column; metrics: r2, rmse",
+        ),
+    ],
+)
+def test_bad_queries(
+    seeded: Seeded, extra: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["best", "--experiment-id", seeded.best, "--tracking-uri", seeded.url, *extra]
+    assert _error_of(argv, capsys).startswith(expected)
+
+
+def test_top_k_table_and_pareto_json(seeded: Seeded, capsys: pytest.CaptureFixture[str]) -> None:
+    b = seeded.best_runs
+    argv = ["best", "--experiment-id", seeded.best, "--tracking-uri", seeded.url]
+    assert main([*argv, "--order-by", "rmse asc, r2 desc", "--top", "2", "--output", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "experiment_id,run_id,rmse,r2",
+        f"{seeded.best},{b['b']},0.5,0.9",
+        f"{seeded.best},{b['a']},0.5,0.1",
+    ]
+    assert main([*argv, "--pareto", "mae min, r2 max", "--where", "_m_r2 > 0"]) == 1
+    capsys.readouterr()
+    assert main([*argv, "--pareto", "rmse min, r2 max", "--output", "json"]) == 0
+    assert capsys.readouterr().out == (
+        f'{{"experiment_id": "{seeded.best}", "run_id": "{b["b"]}", "rmse": 0.5, "r2": 0.9}}\n'
     )

@@ -79,3 +79,10 @@ def best_run_from_table(
             f"no run of experiment {experiment_id} has a value of metric {metric!r} that is not NaN"
         )
     return best
+
+
+def loaded_experiment_ids(spark: SparkSession, database: str) -> list[str]:
+    """Ids of every experiment with a table ``exp_<id>`` in ``database``."""
+    validate_identifier(database, "database")
+    names = [t.name for t in spark.catalog.listTables(database)]
+    return sorted(n[4:] for n in names if n.startswith("exp_") and len(n) > 4)

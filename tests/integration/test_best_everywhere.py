@@ -1,0 +1,96 @@
+"""The same best-run queries on every source give identical answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlflow_fun.config import JobConfig
+from mlflow_fun.job import run_job
+from mlflow_fun.local_server import LocalMlflowServer
+from mlflow_fun.metrics.best import SOURCES, BestQuery, answer_query
+from mlflow_fun.metrics.query import parse_order_by
+from tests.seed import Seeded
+
+DATABASE = "best_everywhere"
+
+
+def _order(text: str, **kwargs: Any) -> BestQuery:
+    return BestQuery(order_by=parse_order_by(text), **kwargs)
+
+
+QUERIES = {
+    "single metric": (["best"], _order("rmse")),
+    "single metric desc": (["best"], _order("_m_rmse desc")),
+    "multi-key order": (["best"], _order("rmse asc, r2 desc", top=3)),
+    "where with OR": (["best"], _order("r2 desc", where="_m_r2 > 0.5 or _m_rmse >= 0.9", top=5)),
+    "top-K with IN and BETWEEN": (
+        ["paged"],
+        _order("rmse desc", where="_p_alpha in (0.1, 0.5) or _m_rmse between 0.1 and 0.2", top=4),
+    ),
+    "pareto": (["best"], BestQuery(pareto=parse_order_by("rmse min, r2 max", ("min", "max")))),
+    "pareto with where": (
+        ["best"],
+        BestQuery(
+            pareto=parse_order_by("r2 max, rmse min", ("min", "max")), where="status = 'FINISHED'"
+        ),
+    ),
+    "cross-experiment": (["best", "paged"], _order("rmse asc", top=4)),
+}
+
+
+@pytest.fixture(scope="module")
+def tables(spark: Any, seeded: Seeded) -> None:
+    ids = (seeded.best, seeded.paged)
+    config = JobConfig(database=DATABASE, experiment_ids=ids, tracking_uri=seeded.url)
+    run_job(config, spark=spark, progress=False)
+
+
+def _ids(seeded: Seeded, names: list[str]) -> list[str]:
+    return [{"best": seeded.best, "paged": seeded.paged}[n] for n in names]
+
+
+def _answer(source: str, seeded: Seeded, server: LocalMlflowServer, spark: Any, name: str) -> list:
+    names, query = QUERIES[name]
+    rows = answer_query(
+        source,
+        _ids(seeded, names),
+        query,
+        tracking_uri=seeded.url,
+        connection=f"sqlite:///{Path(server.root) / 'mlflow.db'}",
+        spark=spark,
+        database=DATABASE,
+    )
+    return [(r.experiment_id, r.run_id, tuple(r.values.values())) for r in rows]
+
+
+@pytest.mark.parametrize("name", list(QUERIES))
+def test_every_source_gives_the_same_answer(
+    name: str, spark: Any, seeded: Seeded, mlflow_server: LocalMlflowServer, tables: None
+) -> None:
+    answers = {s: _answer(s, seeded, mlflow_server, spark, name) for s in SOURCES}
+    reference = answers["pandas"]
+    assert reference, f"{name}: the query found no run"
+    for source, answer in answers.items():
+        assert answer == reference, f"{name}: {source} differs from pandas"
+
+
+def test_known_answers(
+    spark: Any, seeded: Seeded, mlflow_server: LocalMlflowServer, tables: None
+) -> None:
+    b = seeded.best_runs
+    run = lambda name: _answer("rest", seeded, mlflow_server, spark, name)  # noqa: E731
+    assert run("single metric") == [(seeded.best, b["a"], (0.5,))]
+    assert run("multi-key order") == [
+        (seeded.best, b["b"], (0.5, 0.9)),
+        (seeded.best, b["a"], (0.5, 0.1)),
+        (seeded.best, b["g"], (0.9, 0.3)),
+    ]
+    assert [r[1] for r in run("where with OR")] == [b["c"], b["b"], b["g"], b["e"]]
+    assert run("pareto") == [(seeded.best, b["b"], (0.5, 0.9))]
+    assert [r[1] for r in run("pareto with where")] == [b["b"]]  # c has NaN rmse
+    # paged run i has rmse (i * 7 % 25) / 100: run 0 has 0.0, run 18 has 0.01, ...
+    cross = run("cross-experiment")
+    assert [r[1] for r in cross] == [seeded.paged_run_ids[i] for i in (0, 18, 11, 4)]
