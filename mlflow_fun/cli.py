@@ -1,6 +1,7 @@
 """The ``mlflow-fun`` command: parse arguments, call a library function, map errors.
 
-Exit codes: 0 success, 1 a failure the message explains, 2 bad usage, 130 interrupted.
+Exit codes: 0 success, 1 a failure the message explains, 2 bad usage, 130 interrupted,
+143 the job stopped on SIGTERM between experiments.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from mlflow_fun.errors import (
     ConfigError,
     JobFailedError,
+    JobStoppedError,
     MetricNotFoundError,
     MlflowFunError,
     QueryError,
@@ -37,6 +39,8 @@ def configure_logging(level: str) -> None:
     )
     # PySpark logs every failed query as JSON with a Java stack; the CLI says it in one line.
     logging.getLogger("SQLQueryContextLogger").setLevel(logging.CRITICAL)
+    # py4j logs every call into the JVM at DEBUG: noise, not diagnosis.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -324,7 +328,10 @@ def execute_build(args: argparse.Namespace, prog: str) -> int:
     from mlflow_fun.job import config_from_args, run_job
 
     try:
-        result = run_job(config_from_args(args), progress=args.progress)
+        result = run_job(config_from_args(args), progress=args.progress, stop_on_sigterm=True)
+    except JobStoppedError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 143
     except JobFailedError as e:
         for experiment_id, error in sorted(e.failed.items()):
             print(f"{prog}: experiment {experiment_id} failed: {error}", file=sys.stderr)

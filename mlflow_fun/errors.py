@@ -82,6 +82,18 @@ class JobFailedError(MlflowFunError):
         self.failed = dict(failed)
 
 
+class JobStoppedError(MlflowFunError):
+    """The job was asked to stop (SIGTERM) and stopped between experiments.
+
+    Attributes:
+        result: What was built before it stopped.
+    """
+
+    def __init__(self, message: str, result: object) -> None:
+        super().__init__(message)
+        self.result = result
+
+
 class QueryError(MlflowFunError):
     """A SQL query or a table it names is wrong (Spark's message, first line)."""
 

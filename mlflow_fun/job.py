@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import tempfile
 from typing import TYPE_CHECKING
 
 from mlflow_fun.config import FORMATS, JobConfig, load_config, parse_experiment_ids
-from mlflow_fun.errors import ConfigError, JobFailedError
+from mlflow_fun.errors import ConfigError, JobFailedError, JobStoppedError
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -62,6 +63,12 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
         help="runs per runs/search page (default: 5000)",
     )
     parser.add_argument(
+        "--parallelism",
+        type=int,
+        default=None,
+        help="experiments pulled from the server at once (default: 2)",
+    )
+    parser.add_argument(
         "--conf", default=None, help="YAML settings file (conf/*.yaml); flags override it"
     )
     parser.add_argument(
@@ -83,6 +90,7 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
         tracking_uri=args.tracking_uri,
         format=args.format,
         page_size=args.page_size,
+        parallelism=args.parallelism,
     )
 
 
@@ -103,7 +111,10 @@ def check_data_dir(data_dir: str) -> None:
 
 
 def run_job(
-    config: JobConfig, spark: SparkSession | None = None, progress: bool | None = None
+    config: JobConfig,
+    spark: SparkSession | None = None,
+    progress: bool | None = None,
+    stop_on_sigterm: bool = False,
 ) -> BuildResult:
     """Check the input, start Spark (unless given one) and build the tables.
 
@@ -111,6 +122,8 @@ def run_job(
         ConfigError, InvalidIdentifierError: Bad settings (before Spark starts).
         TrackingServerError, ExperimentNotFoundError: Server or ids wrong (before Spark).
         JobFailedError: Some experiments failed; the others were written.
+        JobStoppedError: ``stop_on_sigterm`` and a SIGTERM came: the table being written
+            was finished, the remaining experiments were skipped.
     """
     from mlflow_fun.client.sources import open_source
     from mlflow_fun.metrics.spark.table_builder import TableBuilder, resolve_experiments
@@ -139,8 +152,22 @@ def run_job(
         source=source,
         format=config.format,
         progress=progress,
+        parallelism=config.parallelism,
     )
-    result = builder.build_experiments(experiments)
+    if stop_on_sigterm:
+
+        def on_sigterm(signum: int, frame: object) -> None:
+            logger.warning("SIGTERM: stopping after the table being written")
+            builder.stop()
+
+        previous_handler = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        result = builder.build_experiments(experiments)
+    finally:
+        if stop_on_sigterm:
+            signal.signal(signal.SIGTERM, previous_handler)
     if result.failed:
         raise JobFailedError(result.failed)
+    if result.skipped:
+        raise JobStoppedError(f"stopped by SIGTERM: {result.summary()}", result)
     return result

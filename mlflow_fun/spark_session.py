@@ -14,6 +14,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -107,6 +108,9 @@ def build_spark_session(
         settings.setdefault(
             "spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={LOG4J_CONFIG}"
         )
+        # Local Python workers run this interpreter (with this project's packages), not
+        # whatever `python3` is first on PATH.
+        settings.setdefault("spark.pyspark.python", sys.executable)
         for key, value in delta_jar_conf().items():
             settings[key] = f"{settings[key]},{value}" if settings.get(key) else value
     builder = SparkSession.builder.appName(app_name).enableHiveSupport()

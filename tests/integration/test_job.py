@@ -245,11 +245,13 @@ def test_job_killed_mid_write_leaves_the_previous_table(
     second_ids = {_run(client, experiment_id, 5000 + i) for i in range(20)}
     client.log_batch(next(iter(first_ids)), params=[Param("late", "1")])
 
-    job = subprocess.Popen(build, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    job = subprocess.Popen(
+        build, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and job.poll() is None:
         if {p.name for p in table_dir.iterdir()} - before:
-            job.send_signal(signal.SIGKILL)
+            os.killpg(job.pid, signal.SIGKILL)  # the job: Python and its Spark JVM
             break
         time.sleep(0.005)
     job.wait()

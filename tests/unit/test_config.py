@@ -59,7 +59,7 @@ def test_unknown_key_lists_the_known_ones(tmp_path: Path) -> None:
         load_config(conf)
     assert str(caught.value) == (
         f"config file '{conf}': unknown key(s) databse; known keys: data_dir, database, "
-        "experiment_ids, format, page_size, spark_conf, tracking_uri"
+        "experiment_ids, format, page_size, parallelism, spark_conf, tracking_uri"
     )
 
 

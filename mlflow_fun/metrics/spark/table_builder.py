@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 from mlflow_fun.client.http_client import strip_credentials
 from mlflow_fun.client.records import Experiment, RunRecord
 from mlflow_fun.client.sources import DEFAULT_PAGE_SIZE, RunSource, open_source
-from mlflow_fun.config import FORMATS
+from mlflow_fun.config import DEFAULT_PARALLELISM, FORMATS
 from mlflow_fun.errors import ConfigError, ExperimentNotFoundError, MlflowFunError
-from mlflow_fun.flatten import flatten_runs
+from mlflow_fun.flatten import FlatRuns, flatten_runs
 from mlflow_fun.metrics.spark.convert import column_keys, to_spark
 from mlflow_fun.naming import ColumnKey, qualified_table, quote_identifier, validate_identifier
 
@@ -71,6 +71,7 @@ class BuildResult:
 
     results: tuple[ExperimentResult, ...]
     seconds: float
+    skipped: int = 0
 
     @property
     def failed(self) -> dict[str, str]:
@@ -91,6 +92,8 @@ class BuildResult:
         )
         if self.failed:
             line += f"; failed: {', '.join(sorted(self.failed))}"
+        if self.skipped:
+            line += f"; stopped before {self.skipped} more"
         return line
 
 
@@ -137,6 +140,7 @@ class TableBuilder:
         format: ``delta`` (default) or ``parquet``.
         page_size: Runs per ``runs/search`` page.
         progress: Show progress bars; None shows them only on a terminal.
+        parallelism: Experiments pulled from the server at once.
     """
 
     def __init__(
@@ -150,9 +154,14 @@ class TableBuilder:
         format: str = "delta",
         page_size: int = DEFAULT_PAGE_SIZE,
         progress: bool | None = None,
+        parallelism: int = DEFAULT_PARALLELISM,
     ) -> None:
         if format not in FORMATS:
             raise ConfigError(f"format {format!r} is not one of: {', '.join(FORMATS)}")
+        if parallelism < 1:
+            raise ConfigError(f"parallelism {parallelism} must be at least 1")
+        self.parallelism = parallelism
+        self._stop_requested = False
         self.spark = spark
         self.database = validate_identifier(database, "database")
         self.data_dir = data_dir
@@ -173,7 +182,14 @@ class TableBuilder:
         return self.build_experiments(resolve_experiments(self.source, experiment_ids))
 
     def build_experiments(self, experiments: Sequence[Experiment]) -> BuildResult:
-        """Build the tables of already resolved experiments; see `build`."""
+        """Build the tables of already resolved experiments; see `build`.
+
+        Up to ``parallelism`` experiments are pulled from the server at once; tables are
+        written one after another, in the order given. After `stop` is called, no new
+        table is started: the one being written is finished, the rest are skipped.
+        """
+        from concurrent.futures import Future, ThreadPoolExecutor
+
         from tqdm import tqdm
 
         started = time.monotonic()
@@ -183,22 +199,49 @@ class TableBuilder:
         with (
             tqdm(total=len(experiments), unit="exp", desc="experiments", disable=disable) as exps,
             tqdm(unit="run", desc="runs", disable=disable) as runs_bar,
+            ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="pull") as pool,
         ):
+            pending: list[tuple[Experiment, Future[tuple[FlatRuns, float]]]] = []
             for experiment in experiments:
-                result = self._build_one(experiment, runs_bar)
+                try:
+                    previous = self._previous_names(table_name(experiment.experiment_id))
+                    future = pool.submit(self._pull, experiment, previous, runs_bar)
+                except Exception as e:  # reported as this experiment's failure
+                    future = Future()
+                    future.set_exception(e)
+                pending.append((experiment, future))
+            for experiment, future in pending:
+                if self._stop_requested:
+                    future.cancel()
+                    continue
+                result = self._write_one(experiment, future)
                 results.append(result)
                 self._append_status(result)
                 exps.update(1)
-        return BuildResult(tuple(results), time.monotonic() - started)
+        skipped = len(experiments) - len(results)
+        if skipped:
+            logger.warning("stopped before %d experiment(s); their tables are unchanged", skipped)
+        return BuildResult(tuple(results), time.monotonic() - started, skipped)
 
-    def _build_one(self, experiment: Experiment, runs_bar: Any) -> ExperimentResult:
+    def stop(self) -> None:
+        """Ask `build` to stop after the table it is writing (e.g. on SIGTERM)."""
+        self._stop_requested = True
+
+    def _pull(
+        self, experiment: Experiment, previous: dict[ColumnKey, str], runs_bar: Any
+    ) -> tuple[FlatRuns, float]:
+        started = time.monotonic()
+        runs = _counting(self.source.iter_runs(experiment.experiment_id), runs_bar)
+        flat = flatten_runs(runs, previous)
+        return flat, time.monotonic() - started
+
+    def _write_one(self, experiment: Experiment, pulled: Any) -> ExperimentResult:
         started = time.monotonic()
         name = table_name(experiment.experiment_id)
         run_count = column_count = 0
         try:
-            previous = self._previous_names(name)
-            runs = _counting(self.source.iter_runs(experiment.experiment_id), runs_bar)
-            flat = flatten_runs(runs, previous)
+            flat, pull_seconds = pulled.result()
+            started -= pull_seconds
             run_count, column_count = flat.num_rows, len(flat.columns)
             self._write(name, to_spark(self.spark, flat))
         except Exception as e:  # one experiment's failure must not stop the others
