@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test lint demo clean
+.PHONY: install test lint demo bench clean
 
 install: $(STAMP)
 
@@ -24,6 +24,9 @@ test: lint
 
 demo: install
 	$(PY) scripts/demo.py
+
+bench: install
+	$(PY) scripts/bench.py
 
 clean:
 	rm -rf .demo .bench .pytest_cache .mypy_cache .ruff_cache
