@@ -1,0 +1,959 @@
+"""`make bench`: how fast runs get from a real MLflow server into Spark, in one process.
+
+Seeds a sqlite store into ``.bench/mlflow`` (`seed_store`), starts ``mlflow server`` on it
+(`LocalMlflowServer`, one uvicorn worker per stream), then measures:
+
+1. the baseline: raw ``runs/search`` pulls with ``requests`` (JSON decoded, nothing more),
+   one stream and ``BENCH_STREAMS`` streams (experiments split over threads);
+2. the job's extractors alone: ``RestSource.iter_runs`` (1 and N streams) and
+   ``DatabaseSource.iter_runs`` on the sqlite file;
+3. what users do by hand: ``mlflow.search_runs`` -> pandas -> ``spark.createDataFrame``;
+4. ``FastDataframeBuilder`` on the 1,000-run and on the largest experiment; the job
+   (``run_job``) to Delta for every experiment (at ``parallelism`` N and 1 when the job
+   has that setting); the same tables from ``DatabaseSource`` (checked equal to the
+   REST-built ones);
+5. incremental refresh, when the job has such a mode;
+6. best run: the server's ``order_by`` search vs ``best_run_from_table`` (and, as a
+   what-if outside the targets, the same with ``spark.databricks.delta.snapshotPartitions=1``);
+7. per step, the peak RSS of this process and of the Spark driver JVM.
+
+Every figure is also given relative to the baseline (raw parallel REST), then the targets
+of issue 8 are checked (PASS/MISS). Results go to stdout and ``.bench/results.json``.
+
+Sizes come from the environment: ``BENCH_RUNS`` (default 20000), ``BENCH_EXPERIMENTS``
+(10), ``BENCH_STREAMS`` (2), ``BENCH_PAGE_SIZE`` (5000), ``BENCH_REPEATS`` (7, best-run
+calls). ``BENCH_RUNS=100000 make bench`` is the 100k run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import inspect
+import json
+import logging
+import os
+import platform
+import shutil
+import statistics
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import requests
+from seed_store import SeededExperiment, SeedResult, seed_store, verify_run
+
+from mlflow_fun.client.db_source import DatabaseSource
+from mlflow_fun.client.sources import RunSource, open_source
+from mlflow_fun.config import JobConfig
+from mlflow_fun.local_server import LocalMlflowServer
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / ".bench"
+METRIC = "rmse"
+SNAPSHOT_PARTITIONS = "spark.databricks.delta.snapshotPartitions"
+GIB = 1024**3
+MIB = 1024**2
+T = TypeVar("T")
+
+
+class BenchError(Exception):
+    """The benchmark cannot run or a check inside it failed."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The sizes of one benchmark run, read from ``BENCH_*`` variables."""
+
+    runs: int
+    experiments: int
+    streams: int
+    page_size: int
+    repeats: int
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Read the settings; raise `BenchError` naming a variable that is not a whole number."""
+        return cls(
+            runs=_env_int("BENCH_RUNS", 20_000, 1_001),
+            experiments=_env_int("BENCH_EXPERIMENTS", 10, 2),
+            streams=_env_int("BENCH_STREAMS", 2, 1),
+            page_size=_env_int("BENCH_PAGE_SIZE", 5_000, 1),
+            repeats=_env_int("BENCH_REPEATS", 7, 1),
+        )
+
+
+def _env_int(name: str, default: int, minimum: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        raise BenchError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise BenchError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+@dataclass
+class Step:
+    """One measured step.
+
+    Attributes:
+        key: Short id used by the targets and in results.json.
+        label: What was measured.
+        runs: Runs the step handled (for best-run calls: runs of the experiment).
+        seconds: Wall time (for best-run calls: the median call).
+        py_peak: Peak RSS of this Python process during the step, bytes.
+        jvm_peak: Peak RSS of the Spark driver JVM during the step, bytes (0: not running).
+        note: Anything worth knowing about the figure.
+    """
+
+    key: str
+    label: str
+    runs: int
+    seconds: float
+    py_peak: int
+    jvm_peak: int
+    note: str = ""
+    rate_vs_raw: float = 0.0
+    time_vs_raw: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Runs per second."""
+        return self.runs / self.seconds if self.seconds > 0 else float("inf")
+
+
+@dataclass
+class Target:
+    """One target of the issue and whether this run meets it."""
+
+    name: str
+    measured: float
+    goal: float
+    unit: str
+    passed: bool
+    note: str = ""
+
+
+@dataclass
+class Report:
+    """Everything results.json holds."""
+
+    settings: dict[str, int]
+    environment: dict[str, Any]
+    seed: dict[str, Any]
+    setup_seconds: dict[str, float] = field(default_factory=dict)
+    steps: list[Step] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+    checks: dict[str, Any] = field(default_factory=dict)
+    incremental: str = ""
+
+
+class PeakRss:
+    """Peak resident memory of this process and of the Spark driver JVM, per step.
+
+    A thread samples ``VmRSS`` of both every ``interval`` seconds; where the kernel lets
+    us reset ``VmHWM`` (``/proc/<pid>/clear_refs``), the exact high-water mark since the
+    reset is taken too, so a spike between two samples is not missed. The JVM is the
+    ``java`` process among this process's descendants (it appears when Spark starts).
+    """
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self._pid = os.getpid()
+        self._jvm_pid: int | None = None
+        self._lock = threading.Lock()
+        self._py = 0
+        self._jvm = 0
+        self._hwm_reset: set[int] = set()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="peak-rss", daemon=True)
+        self._last_search = 0.0
+
+    def start(self) -> None:
+        """Start sampling."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop sampling."""
+        self._stopped.set()
+        self._thread.join()
+
+    def reset(self) -> None:
+        """Start a new step: forget the peaks seen so far."""
+        with self._lock:
+            self._find_jvm(force=True)
+            self._hwm_reset = {pid for pid in self._pids() if _reset_hwm(pid)}
+            self._py = _status_kib(self._pid, "VmRSS") * 1024
+            self._jvm = _status_kib(self._jvm_pid, "VmRSS") * 1024 if self._jvm_pid else 0
+
+    def peaks(self) -> tuple[int, int]:
+        """``(python, jvm)`` peak RSS in bytes since the last `reset`."""
+        self._sample()
+        with self._lock:
+            py, jvm = self._py, self._jvm
+            if self._pid in self._hwm_reset:
+                py = max(py, _status_kib(self._pid, "VmHWM") * 1024)
+            if self._jvm_pid and self._jvm_pid in self._hwm_reset:
+                jvm = max(jvm, _status_kib(self._jvm_pid, "VmHWM") * 1024)
+        return py, jvm
+
+    @property
+    def jvm_pid(self) -> int | None:
+        """Pid of the Spark driver JVM, once it runs."""
+        return self._jvm_pid
+
+    def _pids(self) -> list[int]:
+        return [self._pid] + ([self._jvm_pid] if self._jvm_pid else [])
+
+    def _loop(self) -> None:
+        while not self._stopped.wait(self.interval):
+            self._sample()
+
+    def _sample(self) -> None:
+        with self._lock:
+            self._find_jvm()
+            self._py = max(self._py, _status_kib(self._pid, "VmRSS") * 1024)
+            if self._jvm_pid:
+                self._jvm = max(self._jvm, _status_kib(self._jvm_pid, "VmRSS") * 1024)
+
+    def _find_jvm(self, force: bool = False) -> None:
+        if self._jvm_pid and Path(f"/proc/{self._jvm_pid}").exists():
+            return
+        now = time.monotonic()
+        if not force and now - self._last_search < 1.0:
+            return
+        self._last_search = now
+        self._jvm_pid = _descendant_named(self._pid, "java")
+
+
+def _status_kib(pid: int | None, field_name: str) -> int:
+    if pid is None:
+        return 0
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return 0
+
+
+def _reset_hwm(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w", encoding="ascii") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _descendant_named(root: int, name: str) -> int | None:
+    parents: dict[int, int] = {}
+    names: dict[int, str] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'.
+        comm = stat[stat.find("(") + 1 : stat.rfind(")")]
+        fields = stat[stat.rfind(")") + 2 :].split()
+        parents[int(entry.name)] = int(fields[1])
+        names[int(entry.name)] = comm
+    for pid, comm in names.items():
+        if comm != name:
+            continue
+        ancestor = parents.get(pid)
+        while ancestor and ancestor != root:
+            ancestor = parents.get(ancestor)
+        if ancestor == root:
+            return pid
+    return None
+
+
+class Bench:
+    """Runs the steps against one seeded store and server and collects a `Report`."""
+
+    def __init__(
+        self, settings: Settings, seeded: SeedResult, url: str, memory: PeakRss, report: Report
+    ) -> None:
+        self.settings = settings
+        self.seeded = seeded
+        self.url = url
+        self.memory = memory
+        self.report = report
+        self.experiments = list(seeded.experiments)
+        self.ids = [e.experiment_id for e in self.experiments]
+        self.total_runs = sum(e.run_count for e in self.experiments)
+        self.data_dir = str(BENCH / "spark")
+        self.spark: Any = None
+        self.raw_rate = 0.0
+
+    # -- measuring -------------------------------------------------------------------
+
+    def measure(
+        self, key: str, label: str, runs: int, action: Callable[[], T], note: str = ""
+    ) -> tuple[Step, T]:
+        """Run ``action`` once as a step; print its line as soon as it is done."""
+        self.memory.reset()
+        started = time.perf_counter()
+        value = action()
+        seconds = time.perf_counter() - started
+        py, jvm = self.memory.peaks()
+        step = Step(key, label, runs, seconds, py, jvm, note)
+        self.report.steps.append(step)
+        print(f"  {label}: {runs} runs in {seconds:.2f} s ({step.rate:,.0f} runs/s)", flush=True)
+        return step, value
+
+    def measure_median(
+        self, key: str, label: str, runs: int, action: Callable[[], T], note: str = ""
+    ) -> tuple[Step, T]:
+        """Warm ``action`` once, then time ``repeats`` calls; the step holds the median."""
+        self.memory.reset()
+        value = action()
+        times = []
+        for _ in range(self.settings.repeats):
+            started = time.perf_counter()
+            value = action()
+            times.append(time.perf_counter() - started)
+        py, jvm = self.memory.peaks()
+        seconds = statistics.median(times)
+        detail = f"median of {len(times)} after 1 warm-up (min {min(times) * 1000:.0f} ms)"
+        step = Step(key, label, runs, seconds, py, jvm, f"{detail}; {note}" if note else detail)
+        self.report.steps.append(step)
+        print(f"  {label}: median {seconds * 1000:.1f} ms", flush=True)
+        return step, value
+
+    def step(self, key: str) -> Step | None:
+        """The step measured under ``key``, if any."""
+        return next((s for s in self.report.steps if s.key == key), None)
+
+    # -- the steps -------------------------------------------------------------------
+
+    def run_all(self) -> None:
+        """Every step in order; Spark starts after the Spark-free steps."""
+        streams = self.settings.streams
+        print("baseline: raw runs/search", flush=True)
+        self.raw_rest()
+        print("extractors", flush=True)
+        self.measure(
+            "rest_source_1",
+            "RestSource.iter_runs, 1 stream",
+            self.total_runs,
+            lambda: self.pull_sources(lambda: open_source(self.url, page_size=self.page_size), 1),
+        )
+        if streams > 1:
+            self.measure(
+                f"rest_source_{streams}",
+                f"RestSource.iter_runs, {streams} streams",
+                self.total_runs,
+                lambda: self.pull_sources(
+                    lambda: open_source(self.url, page_size=self.page_size), streams
+                ),
+            )
+        self.measure(
+            "db_source_1",
+            "DatabaseSource.iter_runs (sqlite), 1 stream",
+            self.total_runs,
+            lambda: self.pull_sources(
+                lambda: DatabaseSource(self.seeded.db_url, page_size=self.page_size), 1
+            ),
+        )
+        print("spark", flush=True)
+        self.start_spark()
+        self.search_runs_to_spark()
+        self.fast_builder()
+        self.jobs()
+        self.incremental()
+        self.best_run()
+
+    @property
+    def page_size(self) -> int:
+        return self.settings.page_size
+
+    def raw_rest(self) -> None:
+        """The baseline: ``runs/search`` pages with requests, JSON decoded, nothing else."""
+        streams = self.settings.streams
+        self.warm_server(streams)
+        step, _ = self.measure(
+            "raw_rest_1",
+            "raw REST runs/search, 1 stream",
+            self.total_runs,
+            lambda: self.pull_raw(1),
+        )
+        if streams > 1:
+            step, _ = self.measure(
+                f"raw_rest_{streams}",
+                f"raw REST runs/search, {streams} streams",
+                self.total_runs,
+                lambda: self.pull_raw(streams),
+            )
+        step.note = "the baseline of every ratio"
+        self.raw_rate = step.rate
+
+    def warm_server(self, streams: int) -> None:
+        """Warm every server worker (imports, database connection); not measured.
+
+        Pulls the smallest experiment ``streams`` times at once.
+        """
+        smallest = min(self.experiments, key=lambda e: e.run_count)
+
+        def pull(_: int) -> int:
+            with requests.Session() as session:
+                return _raw_pull(session, self.url, [smallest], self.page_size)
+
+        with ThreadPoolExecutor(max_workers=streams, thread_name_prefix="warm") as pool:
+            list(pool.map(pull, range(streams)))
+
+    def pull_raw(self, streams: int) -> int:
+        """Pull every experiment with ``streams`` threads; return the runs received."""
+
+        def pull(group: Sequence[SeededExperiment]) -> int:
+            with requests.Session() as session:
+                return _raw_pull(session, self.url, group, self.page_size)
+
+        return self._in_streams(pull, streams)
+
+    def pull_sources(self, make_source: Callable[[], RunSource], streams: int) -> int:
+        """Pull every experiment through a `RunSource` (one per stream) into RunRecords."""
+
+        def pull(group: Sequence[SeededExperiment]) -> int:
+            source = make_source()
+            try:
+                return sum(1 for e in group for _ in source.iter_runs(e.experiment_id))
+            finally:
+                close = getattr(source, "close", None) or getattr(
+                    getattr(source, "client", None), "close", None
+                )
+                if close is not None:
+                    close()
+
+        return self._check_count(self._in_streams(pull, streams))
+
+    def _in_streams(self, pull: Callable[[Sequence[SeededExperiment]], int], streams: int) -> int:
+        groups = split_streams(self.experiments, streams)
+        if len(groups) == 1:
+            return self._check_count(pull(groups[0]))
+        with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="stream") as pool:
+            return self._check_count(sum(pool.map(pull, groups)))
+
+    def _check_count(self, runs: int) -> int:
+        if runs != self.total_runs:
+            raise BenchError(f"pulled {runs} runs, the store holds {self.total_runs}")
+        return runs
+
+    def start_spark(self) -> None:
+        """The one shared session: local, Delta, metastore under ``.bench/spark``."""
+        from mlflow_fun.spark_session import build_spark_session
+
+        started = time.perf_counter()
+        self.spark = build_spark_session(
+            data_dir=self.data_dir,
+            app_name="mlflow-fun-bench",
+            conf={"spark.sql.shuffle.partitions": "2", "spark.ui.enabled": "false"},
+        )
+        self.spark.range(1).count()
+        self.report.setup_seconds["spark_start"] = time.perf_counter() - started
+        print(f"  Spark started in {self.report.setup_seconds['spark_start']:.1f} s", flush=True)
+
+    def search_runs_to_spark(self) -> None:
+        """What users do by hand: ``mlflow.search_runs`` per experiment, then Spark.
+
+        ``createDataFrame(pdf)`` infers its schema from pandas on purpose: that is the road
+        being measured. Its columns are ``metrics.<key>``, ``params.<key>`` (all strings)
+        and ``tags.<key>``.
+        """
+        import mlflow
+
+        mlflow.set_tracking_uri(self.url)
+
+        def pull() -> int:
+            total = 0
+            for experiment in self.experiments:
+                pdf = mlflow.search_runs(
+                    experiment_ids=[experiment.experiment_id], max_results=experiment.run_count
+                )
+                total += self.spark.createDataFrame(pdf).count()
+            return total
+
+        self.measure(
+            "search_runs_pandas_spark",
+            "mlflow.search_runs -> pandas -> spark.createDataFrame",
+            self.total_runs,
+            lambda: self._check_count(pull()),
+            note="MLflow pages by 10000; params stay strings",
+        )
+
+    def fast_builder(self) -> None:
+        """`FastDataframeBuilder` on the 1,000-run experiment and on the largest one."""
+        from mlflow_fun.metrics.spark.dataframe_builder import FastDataframeBuilder
+
+        builder = FastDataframeBuilder(
+            self.spark, source=open_source(self.url, page_size=self.page_size)
+        )
+        best = self.seeded.best_experiment
+        largest = max(self.experiments, key=lambda e: e.run_count)
+        chosen = [("fast_builder_best", best)]
+        if largest.run_count > best.run_count:
+            chosen.append(("fast_builder_largest", largest))
+        for key, experiment in chosen:
+
+            def build(experiment_id: str = experiment.experiment_id) -> int:
+                return int(builder.build_dataframe(experiment_id).count())
+
+            _, count = self.measure(
+                key,
+                f"FastDataframeBuilder, experiment {experiment.name}",
+                experiment.run_count,
+                build,
+            )
+            if count != experiment.run_count:
+                raise BenchError(f"FastDataframeBuilder gave {count} rows of {experiment.name}")
+
+    def jobs(self) -> None:
+        """The job to Delta from REST (parallelism N and 1 if it has that), then from the DB."""
+        from mlflow_fun.job import run_job
+        from mlflow_fun.metrics.spark.table_builder import TableBuilder
+
+        streams = self.settings.streams
+        has_parallelism = "parallelism" in {f.name for f in dataclasses.fields(JobConfig)}
+        best = self.seeded.best_experiment
+        # Not measured: the first Delta write of a session pays for class loading.
+        run_job(self._job_config("bench_warmup", (best.experiment_id,), 1), spark=self.spark)
+
+        # parallelism 0: the job has no such setting (yet); its one variant is the default.
+        variants = [(streams, "bench_rest")] if has_parallelism else [(0, "bench_rest")]
+        if has_parallelism and streams > 1:
+            variants.append((1, "bench_rest_p1"))
+        for parallelism, database in variants:
+            suffix = f", parallelism={parallelism}" if parallelism else ""
+            config = self._job_config(database, tuple(self.ids), parallelism)
+
+            def job(config: JobConfig = config) -> int:
+                return self._job_runs(run_job(config, spark=self.spark))
+
+            self.measure(
+                f"job_rest_p{parallelism}" if parallelism else "job_rest",
+                f"job (run_job) REST -> Delta, {len(self.ids)} tables{suffix}",
+                self.total_runs,
+                job,
+            )
+
+        extra: dict[str, Any] = {}
+        if "parallelism" in inspect.signature(TableBuilder).parameters:
+            extra["parallelism"] = streams
+
+        def db_job() -> int:
+            with DatabaseSource(self.seeded.db_url, page_size=self.page_size) as source:
+                builder = TableBuilder(
+                    self.spark, "bench_db", self.data_dir, source=source, progress=False, **extra
+                )
+                result = builder.build(self.ids)
+            if result.failed:
+                raise BenchError(f"the DatabaseSource job failed: {result.failed}")
+            return self._job_runs(result)
+
+        suffix = f", parallelism={extra['parallelism']}" if extra else ""
+        self.measure(
+            "job_db",
+            f"TableBuilder DatabaseSource -> Delta, {len(self.ids)} tables{suffix}",
+            self.total_runs,
+            db_job,
+        )
+        started = time.perf_counter()
+        # Not measured; a first read of each Delta table otherwise runs a 50-task job.
+        with spark_conf(self.spark, SNAPSHOT_PARTITIONS, "1"):
+            differences = compare_tables(self.spark, "bench_rest", "bench_db", self.ids)
+        self.report.checks["db_table_equals_rest_table"] = not differences
+        self.report.checks["db_table_differences"] = differences
+        self.report.setup_seconds["table_comparison"] = time.perf_counter() - started
+        print(
+            "  DatabaseSource tables equal the REST tables: "
+            + ("yes" if not differences else "NO: " + "; ".join(differences)),
+            flush=True,
+        )
+
+    def _job_config(
+        self, database: str, experiment_ids: tuple[str, ...], parallelism: int
+    ) -> JobConfig:
+        values: dict[str, Any] = {
+            "database": database,
+            "data_dir": self.data_dir,
+            "experiment_ids": experiment_ids,
+            "tracking_uri": self.url,
+            "page_size": self.page_size,
+        }
+        if parallelism:
+            values["parallelism"] = parallelism
+        return JobConfig(**values)
+
+    def _job_runs(self, result: Any) -> int:
+        if result.failed:
+            raise BenchError(f"the job failed: {result.failed}")
+        return int(result.run_count)
+
+    def incremental(self) -> None:
+        """Refresh after 1% of runs changed, if the job has an incremental mode."""
+        import mlflow_fun.job as job
+
+        has_mode = "incremental" in {f.name for f in dataclasses.fields(JobConfig)} or (
+            "incremental" in inspect.signature(job.run_job).parameters
+        )
+        if not has_mode:
+            self.report.incremental = "not implemented yet"
+            print("  incremental refresh at 1% change: not implemented yet", flush=True)
+            return
+        self.report.incremental = (
+            "mlflow_fun.job has an incremental mode; this bench does not drive it yet"
+        )
+        print(f"  incremental refresh: {self.report.incremental}", flush=True)
+
+    def best_run(self) -> None:
+        """The server's ``order_by`` search vs the job's table, on the 1,000-run experiment."""
+        from mlflow_fun.metrics.api.best_run import best_run_by_server
+        from mlflow_fun.metrics.spark.table_queries import best_run_from_table
+
+        best = self.seeded.best_experiment
+        source = open_source(self.url)
+        _, by_server = self.measure_median(
+            "best_server",
+            f"best run, server order_by (best_run_by_server, RestSource), {best.name}",
+            best.run_count,
+            lambda: best_run_by_server(source, best.experiment_id, METRIC),
+            note="2 REST calls: experiments/get + runs/search",
+        )
+        _, by_table = self.measure_median(
+            "best_table",
+            f"best run, best_run_from_table (Delta), {best.name}",
+            best.run_count,
+            lambda: best_run_from_table(self.spark, "bench_rest", best.experiment_id, METRIC),
+        )
+        with spark_conf(self.spark, SNAPSHOT_PARTITIONS, "1"):
+            self.measure_median(
+                "best_table_snapshot_1",
+                "what-if: best_run_from_table, Delta snapshotPartitions=1",
+                best.run_count,
+                lambda: best_run_from_table(self.spark, "bench_rest", best.experiment_id, METRIC),
+                note=f"not a target; {SNAPSHOT_PARTITIONS} defaults to 50 tasks per snapshot",
+            )
+        same = by_server == by_table
+        self.report.checks["best_run_server"] = list(by_server)
+        self.report.checks["best_run_table"] = list(by_table)
+        self.report.checks["best_run_same_answer"] = same
+        print(f"  same best run from both: {'yes' if same else 'NO'} {by_server}", flush=True)
+
+
+@contextmanager
+def spark_conf(spark: Any, key: str, value: str) -> Iterator[None]:
+    """Set a runtime Spark setting inside the block; restore the previous value after."""
+    previous = spark.conf.get(key, None)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        if previous is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, previous)
+
+
+def _raw_pull(
+    session: requests.Session,
+    url: str,
+    experiments: Sequence[SeededExperiment],
+    page_size: int,
+) -> int:
+    """``runs/search`` every page of each experiment in turn; return the runs received."""
+    endpoint = f"{url}/api/2.0/mlflow/runs/search"
+    received = 0
+    for experiment in experiments:
+        body: dict[str, Any] = {
+            "experiment_ids": [experiment.experiment_id],
+            "max_results": page_size,
+        }
+        while True:
+            response = session.post(endpoint, json=body, timeout=600)
+            if response.status_code != 200:
+                raise BenchError(f"runs/search answered {response.status_code}: {response.text}")
+            page = json.loads(response.content)
+            received += len(page.get("runs", ()))
+            token = page.get("next_page_token")
+            if not token:
+                break
+            body["page_token"] = token
+    return received
+
+
+def split_streams(
+    experiments: Sequence[SeededExperiment], streams: int
+) -> list[list[SeededExperiment]]:
+    """Share experiments among ``streams`` groups of about equal run counts (largest first).
+
+    Example: experiments of 1000, 3000 and 3000 runs in 2 streams give [[3000, 1000], [3000]].
+    """
+    groups: list[list[SeededExperiment]] = [[] for _ in range(min(streams, len(experiments)))]
+    loads = [0] * len(groups)
+    for experiment in sorted(experiments, key=lambda e: -e.run_count):
+        lightest = loads.index(min(loads))
+        groups[lightest].append(experiment)
+        loads[lightest] += experiment.run_count
+    return groups
+
+
+def compare_tables(spark: Any, left: str, right: str, experiment_ids: Sequence[str]) -> list[str]:
+    """Differences between ``left.exp_<id>`` and ``right.exp_<id>``: schema, then rows.
+
+    Rows are compared in pandas, ordered by run id (every value, NaN equal to NaN in the
+    same place, as MLflow's NaN metrics need); one Spark read per table.
+    """
+    from mlflow_fun.metrics.spark.table_builder import table_name
+    from mlflow_fun.naming import qualified_table
+
+    differences = []
+    for experiment_id in experiment_ids:
+        name = table_name(experiment_id)
+        a = spark.table(qualified_table(left, name))
+        b = spark.table(qualified_table(right, name))
+        if a.schema != b.schema:
+            differences.append(
+                f"{name}: schema {a.schema.simpleString()} != {b.schema.simpleString()}"
+            )
+            continue
+        rows_a = a.toPandas().sort_values("run_uuid", ignore_index=True)
+        rows_b = b.toPandas().sort_values("run_uuid", ignore_index=True)
+        if len(rows_a) != len(rows_b):
+            differences.append(f"{name}: {len(rows_a)} rows != {len(rows_b)} rows")
+        elif not rows_a.equals(rows_b):
+            columns = [c for c in rows_a.columns if not rows_a[c].equals(rows_b[c])]
+            differences.append(f"{name}: values differ in {', '.join(columns)}")
+    return differences
+
+
+def add_ratios(report: Report, raw_rate: float) -> None:
+    """Fill each step's ratios to the baseline (raw REST at BENCH_STREAMS streams) of this run."""
+    for step in report.steps:
+        baseline_seconds = step.runs / raw_rate
+        step.rate_vs_raw = step.rate / raw_rate
+        step.time_vs_raw = step.seconds / baseline_seconds
+
+
+def check_targets(bench: Bench) -> list[Target]:
+    """The targets of issue 8, each PASS or MISS."""
+    streams = bench.settings.streams
+    raw = bench.raw_rate
+    targets = []
+    job_rest = bench.step(f"job_rest_p{streams}") or bench.step("job_rest")
+    job_streams = streams if bench.step(f"job_rest_p{streams}") else 1
+    extractor = bench.step(f"rest_source_{job_streams}")
+    if extractor:
+        ratio = extractor.rate / raw
+        targets.append(
+            Target(
+                "job extraction rate >= 0.9 x raw parallel REST",
+                ratio,
+                0.9,
+                "x raw",
+                ratio >= 0.9,
+                f"RestSource at the job's {job_streams} stream(s): {extractor.rate:,.0f} runs/s "
+                f"vs raw {raw:,.0f} runs/s",
+            )
+        )
+    search = bench.step("search_runs_pandas_spark")
+    if job_rest and search:
+        speedup = search.seconds / job_rest.seconds
+        targets.append(
+            Target(
+                "full job to Delta >= 2x faster than search_runs -> pandas -> Spark",
+                speedup,
+                2.0,
+                "x faster",
+                speedup >= 2.0,
+                f"{job_rest.seconds:.1f} s vs {search.seconds:.1f} s",
+            )
+        )
+    db_source = bench.step("db_source_1")
+    if db_source:
+        ratio = db_source.rate / raw
+        identical = bool(bench.report.checks.get("db_table_equals_rest_table"))
+        targets.append(
+            Target(
+                "direct-DB >= 10x the REST rate, identical table",
+                ratio,
+                10.0,
+                "x raw",
+                ratio >= 10.0 and identical,
+                f"DatabaseSource {db_source.rate:,.0f} runs/s vs raw REST {raw:,.0f} runs/s; "
+                f"table {'identical' if identical else 'DIFFERENT'}",
+            )
+        )
+    job_steps = [s for s in bench.report.steps if s.key.startswith("job_")]
+    if job_steps:
+        worst = max(job_steps, key=lambda s: s.py_peak + s.jvm_peak)
+        peak = (worst.py_peak + worst.jvm_peak) / GIB
+        overall = max(s.py_peak + s.jvm_peak for s in bench.report.steps) / GIB
+        targets.append(
+            Target(
+                "driver peak RSS <= 2 GiB (Python + driver JVM, job steps)",
+                peak,
+                2.0,
+                "GiB",
+                peak <= 2.0,
+                f"{worst.label}: Python {worst.py_peak / MIB:,.0f} MiB + JVM "
+                f"{worst.jvm_peak / MIB:,.0f} MiB; over every step of the bench {overall:.2f} GiB",
+            )
+        )
+    server, table = bench.step("best_server"), bench.step("best_table")
+    if server and table:
+        speedup = server.seconds / table.seconds
+        same = bool(bench.report.checks.get("best_run_same_answer"))
+        targets.append(
+            Target(
+                "best --source table >= 10x faster than the server's order_by (1,000 runs)",
+                speedup,
+                10.0,
+                "x faster",
+                speedup >= 10.0 and same,
+                f"{table.seconds * 1000:.1f} ms vs {server.seconds * 1000:.1f} ms"
+                + ("" if same else "; DIFFERENT answers"),
+            )
+        )
+    return targets
+
+
+def print_report(report: Report) -> None:
+    """The steps table, then the targets."""
+    header = (
+        f"{'step':<62} {'runs':>7} {'seconds':>8} {'runs/s':>9} {'rate/raw':>8} "
+        f"{'time/raw':>8} {'py MiB':>7} {'JVM MiB':>7}"
+    )
+    print()
+    print(header)
+    print("-" * len(header))
+    for s in report.steps:
+        seconds = f"{s.seconds:.3f}" if s.seconds < 1 else f"{s.seconds:.2f}"
+        jvm = f"{s.jvm_peak / MIB:,.0f}" if s.jvm_peak else "-"
+        print(
+            f"{s.label[:62]:<62} {s.runs:>7} {seconds:>8} {s.rate:>9,.0f} {s.rate_vs_raw:>8.2f} "
+            f"{s.time_vs_raw:>8.2f} {s.py_peak / MIB:>7,.0f} {jvm:>7}"
+        )
+    print(
+        "rate/raw = runs/s / baseline runs/s; time/raw = seconds / seconds the baseline takes "
+        "for as many runs. Baseline: raw REST at BENCH_STREAMS streams, this run. Best-run "
+        "rows: one call (median), runs = experiment size."
+    )
+    for s in report.steps:
+        if s.note:
+            print(f"  {s.label}: {s.note}")
+    print(f"incremental refresh at 1% change: {report.incremental}")
+    print()
+    for t in report.targets:
+        verdict = "PASS" if t.passed else "MISS"
+        print(f"{verdict}  {t.name}: {t.measured:.2f} {t.unit} (goal {t.goal:g}) - {t.note}")
+
+
+def report_json(report: Report) -> dict[str, Any]:
+    """The report as JSON-ready data; each step also carries its runs/s."""
+    data = dataclasses.asdict(report)
+    for step, item in zip(report.steps, data["steps"], strict=True):
+        item["runs_per_second"] = step.rate
+    return data
+
+
+def environment() -> dict[str, Any]:
+    """Machine and versions, and how busy the machine was at the start."""
+    versions: dict[str, str | None] = {}
+    for package in ("mlflow", "pyspark", "delta-spark", "pandas", "SQLAlchemy", "requests"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "load_average_at_start": list(os.getloadavg()),
+        "versions": versions,
+    }
+
+
+def main() -> int:
+    """Seed, serve, measure, report; the server and Spark are stopped whatever happens."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is imported
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    for noisy in ("mlflow", "alembic", "py4j", "SQLQueryContextLogger"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning, module="pyspark")
+    try:
+        settings = Settings.from_env()
+    except BenchError as e:
+        print(f"bench: {e}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    server = LocalMlflowServer(BENCH / "mlflow", workers=settings.streams)
+    server.stop_stale()
+    shutil.rmtree(BENCH, ignore_errors=True)
+    print(
+        f"bench: {settings.runs} runs in {settings.experiments} experiments, "
+        f"{settings.streams} streams, page size {settings.page_size}; load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
+        flush=True,
+    )
+    seeded = seed_store(server.root, runs=settings.runs, experiments=settings.experiments)
+    for experiment in seeded.experiments:
+        if experiment.first_run is not None:
+            verify_run(seeded.db_url, experiment.first_run)
+    print(f"seeded {seeded.run_count} runs in {seeded.seconds:.1f} s ({seeded.db_path})")
+    report = Report(
+        settings=dataclasses.asdict(settings),
+        environment=environment(),
+        seed={
+            "seconds": seeded.seconds,
+            "rows": seeded.rows,
+            "experiments": {e.experiment_id: e.run_count for e in seeded.experiments},
+        },
+    )
+    memory = PeakRss()
+    memory.start()
+    bench: Bench | None = None
+    try:
+        server_started = time.perf_counter()
+        server.start()
+        report.setup_seconds["server_start"] = time.perf_counter() - server_started
+        print(f"mlflow server {server.url} with {settings.streams} worker(s)", flush=True)
+        bench = Bench(settings, seeded, server.url, memory, report)
+        bench.run_all()
+    except BenchError as e:
+        print(f"bench: {e}", file=sys.stderr)
+        return 1
+    finally:
+        server.stop()
+        if bench is not None and bench.spark is not None:
+            bench.spark.stop()
+        memory.stop()
+    add_ratios(report, bench.raw_rate)
+    report.targets = check_targets(bench)
+    report.setup_seconds["total"] = time.perf_counter() - started
+    report.environment["load_average_at_end"] = list(os.getloadavg())
+    print_report(report)
+    results = BENCH / "results.json"
+    results.write_text(json.dumps(report_json(report), indent=2) + "\n")
+    print(f"\nwhole bench {report.setup_seconds['total']:.0f} s; results in {results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
