@@ -295,7 +295,7 @@ class TableBuilder:
         self.spark.sql(f"CREATE DATABASE IF NOT EXISTS {database} LOCATION {_sql_string(location)}")
 
     def _table_exists(self, name: str) -> bool:
-        return bool(self.spark.catalog.tableExists(name, self.database))
+        return bool(self.spark.catalog.tableExists(f"{self.database}.{name}"))
 
     def _previous_names(self, name: str) -> dict[ColumnKey, str]:
         if not self._table_exists(name):

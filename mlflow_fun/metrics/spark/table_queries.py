@@ -22,7 +22,7 @@ def read_experiment_table(spark: SparkSession, database: str, experiment_id: str
         ExperimentNotFoundError: The table does not exist (the job has not loaded it).
     """
     name = table_name(experiment_id)
-    if not spark.catalog.tableExists(name, validate_identifier(database, "database")):
+    if not spark.catalog.tableExists(f"{validate_identifier(database, 'database')}.{name}"):
         raise ExperimentNotFoundError(
             f"table {database}.{name} does not exist; run `mlflow-fun build "
             f"--experiment_ids {experiment_id}` first"
@@ -38,7 +38,7 @@ def experiment_id_by_name(spark: SparkSession, database: str, name: str) -> str:
     """
     from pyspark.sql import functions as F
 
-    if not spark.catalog.tableExists(STATUS_TABLE, validate_identifier(database, "database")):
+    if not spark.catalog.tableExists(f"{validate_identifier(database, 'database')}.{STATUS_TABLE}"):
         raise ExperimentNotFoundError(f"database {database!r} has no tables built by mlflow-fun")
     rows = (
         spark.table(qualified_table(database, STATUS_TABLE))
