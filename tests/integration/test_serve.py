@@ -1,0 +1,311 @@
+"""The SQL endpoint (`mlflow-fun serve`) queried by Beeline, and the analyst views.
+
+a) Embedded Derby metastore: the job builds the tables and views, exits, then the endpoint
+   serves them; Beeline's answers equal Spark SQL's on the same Delta files and the known
+   seeded values.
+b) Metastore in PostgreSQL: the job refreshes a table while the endpoint answers queries;
+   afterwards the endpoint sees the new run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow import MlflowClient
+from sqlalchemy.engine import make_url
+
+from mlflow_fun.local_server import free_port
+from mlflow_fun.metrics.spark.views import (
+    DEFAULT_DIRECTIONS,
+    create_analyst_views,
+    load_metric_directions,
+    metric_direction,
+    resolve_directions,
+)
+from tests.db_servers import postgres_server
+from tests.seed import Seeded, _run
+from tests.sql_endpoint import REPO, beeline, beeline_all, build_command, serving
+
+CLASSIC = "select run_uuid, round(_m_rmse,4) as _m_rmse, _p_alpha from {} order by _m_rmse"
+ODD_METRICS_QUERY = (
+    "select run_id, metric, value from {database}metrics_long where experiment_id = '{id}' "
+    "order by run_id, metric"
+)
+
+
+def _text(value: Any) -> str:
+    """A Python value as Beeline prints it (Java's text form)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        assert value == 0 or 1e-3 <= abs(value) < 1e7, value  # where Java's form is repr's
+        return repr(value)
+    return str(value)
+
+
+def _timestamp_text(value: str) -> str:
+    """Spark's ``cast(ts as string)`` as java.sql.Timestamp prints it (``.0`` when whole)."""
+    return value if "." in value else value + ".0"
+
+
+def _rows(df: Any) -> list[list[str]]:
+    return [[_text(v) for v in row] for row in df.collect()]
+
+
+def _build(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        build_command(*args), capture_output=True, text=True, timeout=600, cwd=REPO, env=env
+    )
+
+
+def test_metric_directions() -> None:
+    assert load_metric_directions(REPO / "conf" / "metric_directions.yaml") == DEFAULT_DIRECTIONS
+    cases = {
+        "rmse": "min",
+        "val/RMSE": "min",
+        "training_mean_squared_error": "min",
+        "training_log_loss": "min",
+        "training_r2_score": "max",
+        "test roc-auc": "max",
+        "loss_ratio": None,
+        "val.acc": None,
+        "": None,
+    }
+    assert {k: metric_direction(k, DEFAULT_DIRECTIONS) for k in cases} == cases
+    overridden = resolve_directions({"Val.Acc": "higher", "loss": "max"}, os.devnull)
+    assert metric_direction("val.acc", overridden) == "max"
+    assert metric_direction("train/loss", overridden) == "max"
+
+
+def test_views_of_a_database_without_tables(spark: Any) -> None:
+    spark.sql("create database if not exists views_empty")
+    create_analyst_views(spark, "views_empty")
+    create_analyst_views(spark, "views_empty")  # replaced, not an error
+    assert spark.table("views_empty.best_runs").count() == 0
+    assert spark.table("views_empty.metrics_long").columns == [
+        "experiment_id",
+        "run_id",
+        "run_name",
+        "metric",
+        "value",
+    ]
+    assert spark.table("views_empty.best_runs").columns == [
+        "experiment_id",
+        "metric",
+        "direction",
+        "run_id",
+        "run_name",
+        "value",
+        "start_time",
+    ]
+
+
+def test_endpoint_serves_the_job_tables_to_beeline(
+    spark: Any, seeded: Seeded, tmp_path: Path
+) -> None:
+    experiment_ids = (seeded.best, seeded.paged, seeded.odd_keys)
+    data_dir = tmp_path / "data"
+    started = time.monotonic()
+    built = _build(
+        "--data_dir", str(data_dir), "--tracking_uri", seeded.url,
+        "--experiment_ids", ",".join(experiment_ids),
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    assert "analyst views created in mlflow_metrics" in built.stdout
+    build_seconds = time.monotonic() - started
+
+    port = free_port()
+    with serving(["--data_dir", str(data_dir)], port, tmp_path) as served:
+        # While the endpoint starts: Spark SQL's answers on the same Delta files.
+        warehouse = data_dir / "warehouse" / "mlflow_metrics.db"
+        spark.sql("create database if not exists serve_check")
+        for experiment_id in experiment_ids:
+            spark.catalog.createTable(
+                f"serve_check.exp_{experiment_id}",
+                path=str(warehouse / f"exp_{experiment_id}"),
+                source="delta",
+            )
+        create_analyst_views(spark, "serve_check")
+        classic = spark.sql(CLASSIC.format("serve_check.exp_" + seeded.paged))
+        best_columns = "experiment_id, metric, direction, run_id, run_name, value"
+        best = spark.sql(
+            f"select {best_columns}, cast(start_time as string) from serve_check.best_runs"
+        )
+        expected_classic = [classic.columns, *_rows(classic)]
+        expected_best = [
+            [*best_columns.split(", "), "start_time"],
+            *sorted([*row[:-1], _timestamp_text(row[-1])] for row in _rows(best)),
+        ]
+        odd_metrics = ODD_METRICS_QUERY.format(database="serve_check.", id=seeded.odd_keys)
+        expected_odd = [["run_id", "metric", "value"], *_rows(spark.sql(odd_metrics))]
+
+        assert served.wait_ready() == f"jdbc:hive2://127.0.0.1:{port}/mlflow_metrics"
+        ready_seconds = time.monotonic() - started - build_seconds
+
+        tables, served_classic, served_best, counts, served_odd = beeline_all(
+            port,
+            [
+                "show tables",
+                CLASSIC.format("exp_" + seeded.paged),
+                "select * from best_runs",
+                "select metric, count(*) as n, count(distinct run_id) as runs, "
+                "sum(case when isnan(value) then 1 else 0 end) as nans from metrics_long "
+                f"where experiment_id in ('{seeded.best}', '{seeded.paged}') "
+                "group by metric order by metric",
+                ODD_METRICS_QUERY.format(database="", id=seeded.odd_keys),
+            ],
+        )
+        assert served.terminate() == 0
+    assert "SQL endpoint stopped." in served.stdout.read_text()
+
+    assert tables == [
+        ["namespace", "tableName", "isTemporary"],
+        *[
+            ["mlflow_metrics", name, "false"]
+            for name in sorted(
+                ["best_runs", "metrics_long", "mlflow_status"]
+                + [f"exp_{i}" for i in experiment_ids]
+            )
+        ],
+    ]
+    assert served_classic == expected_classic
+    # rmse = (i * 7 % 25) / 100 for run i: the lowest are i = 0, 18, 11.
+    ids = seeded.paged_run_ids
+    assert expected_classic[1:4] == [
+        [ids[0], "0.0", "0.0"],
+        [ids[18], "0.01", "1.8"],
+        [ids[11], "0.02", "1.1"],
+    ]
+    assert len(expected_classic) == 26
+
+    assert [served_best[0], *sorted(served_best[1:])] == expected_best
+    runs, odd0, odd1 = seeded.best_runs, *seeded.odd_run_ids
+    # val.acc, "my metric", größe and a-b:c have no known direction: not ranked.
+    assert expected_best[1:] == sorted(
+        [
+            [seeded.best, "r2", "max", runs["c"], "c", "0.95", "1970-01-01 00:00:00.5"],
+            [seeded.best, "rmse", "min", runs["a"], "a", "0.5", "1970-01-01 00:00:01.0"],
+            [seeded.paged, "rmse", "min", ids[0], "paged-00", "0.0", "1970-01-01 00:16:40.0"],
+            [seeded.odd_keys, "train/loss", "min", odd0, "odd-0", "0.0", "1970-01-01 00:00:20.0"],
+        ]
+    )
+    assert counts == [
+        ["metric", "n", "runs", "nans"],
+        ["r2", "6", "6", "0"],
+        ["rmse", "30", "30", "1"],
+    ]
+    assert served_odd == expected_odd
+    assert sorted(expected_odd[1:]) == sorted(
+        [
+            [odd0, "a-b:c", "4.0"],
+            [odd0, "größe", "3.0"],
+            [odd0, "my metric", "2.0"],
+            [odd0, "train/loss", "0.0"],
+            [odd0, "val.acc", "1.0"],
+            [odd1, "train/loss", "9.0"],
+        ]
+    )
+    print(f"build {build_seconds:.1f} s, endpoint ready {ready_seconds:.1f} s after it")
+
+
+def test_shared_postgres_metastore_job_refreshes_while_endpoint_serves(
+    seeded: Seeded, tmp_path: Path
+) -> None:
+    client = MlflowClient(seeded.url)
+    experiment_id = client.create_experiment("serve-refresh")
+    first_ids = [
+        _run(client, experiment_id, 1000 + i, metrics={"rmse": 0.5 + i / 10}, name=f"r{i}")
+        for i in range(3)
+    ]
+    conf = str(REPO / "conf" / "metastore-postgres.yaml")
+    data_dir = tmp_path / "data"
+    with postgres_server() as url:
+        parsed = make_url(url)
+        password = parsed.password
+        assert password
+        env = dict(
+            os.environ,
+            MLFLOW_FUN_METASTORE_URL=f"jdbc:postgresql://127.0.0.1:{parsed.port}/{parsed.database}",
+            MLFLOW_FUN_METASTORE_USER=str(parsed.username),
+            MLFLOW_FUN_METASTORE_PASSWORD=password,
+        )
+        build_args = [
+            "--conf", conf, "--data_dir", str(data_dir), "--tracking_uri", seeded.url,
+            "--experiment_ids", experiment_id,
+        ]  # fmt: skip
+        first = _build(*build_args, env=env)
+        assert first.returncode == 0, first.stderr
+        table = f"exp_{experiment_id}"
+        count = f"select count(*) as n from {table}"
+
+        port = free_port()
+        with serving(["--conf", conf, "--data_dir", str(data_dir)], port, tmp_path, env) as served:
+            served.wait_ready()
+            assert beeline(port, count) == [["n"], ["3"]]
+
+            new_id = _run(client, experiment_id, 5000, metrics={"rmse": 0.01}, name="new")
+            with open(tmp_path / "job.out", "w") as out, open(tmp_path / "job.err", "w") as err:
+                job = subprocess.Popen(
+                    build_command(*build_args), stdout=out, stderr=err, cwd=REPO, env=env
+                )
+                answers = []
+                deadline = time.monotonic() + 600
+                while job.poll() is None and time.monotonic() < deadline:
+                    answers.append(beeline(port, count)[1][0])
+                    time.sleep(1.0)  # leave the job most of the two cores
+                job.wait(timeout=60)
+            job_output = (tmp_path / "job.out").read_text() + (tmp_path / "job.err").read_text()
+            assert job.returncode == 0, job_output
+            assert answers and set(answers) <= {"3", "4"}, answers
+
+            rows, best = beeline_all(
+                port,
+                [
+                    f"select run_id from {table} order by start_time",
+                    f"select run_id, value from best_runs where experiment_id = '{experiment_id}'",
+                ],
+            )
+            assert rows == [["run_id"], *[[i] for i in [*first_ids, new_id]]]
+            assert best == [["run_id", "value"], [new_id, "0.01"]]
+            assert served.terminate() == 0
+        logs = first.stdout + first.stderr + job_output + served.output()
+        assert password not in logs
+    print(f"queries answered while the job ran: {len(answers)} ({sorted(set(answers))})")
+
+
+def test_serve_refuses_bad_settings_before_spark_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlflow_fun.serve import main
+
+    def error(*args: str) -> str:
+        assert main(["--data_dir", str(tmp_path / "d"), *args]) == 1
+        return capsys.readouterr().err.strip()
+
+    assert error("--database", "bad-name").startswith(
+        "mlflow-fun serve: error: database name 'bad-name' is not a valid identifier"
+    )
+    assert error("--port", "0") == "mlflow-fun serve: error: port 0 must be between 1 and 65535"
+    monkeypatch.delenv("MLFLOW_FUN_METASTORE_PASSWORD", raising=False)
+    assert error("--conf", str(REPO / "conf" / "metastore-postgres.yaml")) == (
+        "mlflow-fun serve: error: spark_conf setting "
+        "spark.hadoop.javax.jdo.option.ConnectionPassword needs the environment variable "
+        "MLFLOW_FUN_METASTORE_PASSWORD, which is not set"
+    )
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert error("--port", str(port)) == (
+            f"mlflow-fun serve: error: port {port} on 127.0.0.1 is in use; choose another --port"
+        )
+    assert not (tmp_path / "d").exists()

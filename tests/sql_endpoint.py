@@ -1,0 +1,180 @@
+"""Test helpers for the SQL endpoint: run the job, start ``serve``, query it with Beeline.
+
+Beeline is the Hive JDBC client shipped in pyspark's jars, so the queries go through a real
+HiveServer2 client. ``python -m tests.sql_endpoint <build flags>`` runs ``mlflow-fun build``
+and then `create_analyst_views` in the same process (the embedded Derby metastore allows
+one process at a time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+READY = "SQL endpoint ready: "
+BEELINE_TIMEOUT = 180.0
+
+
+def _pyspark_jars() -> Path:
+    import pyspark
+
+    return Path(pyspark.__file__).parent / "jars"
+
+
+def _java() -> str:
+    home = os.environ.get("JAVA_HOME")
+    return str(Path(home) / "bin" / "java") if home else "java"
+
+
+def beeline(port: int, query: str, database: str = "mlflow_metrics") -> list[list[str]]:
+    """Run one query through Beeline; see `beeline_all`."""
+    return beeline_all(port, [query], database)[0]
+
+
+def beeline_all(
+    port: int, queries: Sequence[str], database: str = "mlflow_metrics"
+) -> list[list[list[str]]]:
+    """Run ``queries`` in one Beeline session on ``jdbc:hive2://127.0.0.1:<port>/<database>``.
+
+    Returns:
+        Per query, the CSV rows Beeline prints (``--outputformat=csv2``): the header, then
+        the rows. NULL is ``NULL``; doubles and timestamps are in Java's text form.
+    """
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as script:
+        script.writelines(query.rstrip().rstrip(";") + ";\n" for query in queries)
+    try:
+        result = subprocess.run(
+            [
+                _java(),
+                "-Xmx256m",
+                "-Dfile.encoding=UTF-8",
+                "-cp",
+                f"{_pyspark_jars()}/*",
+                "org.apache.hive.beeline.BeeLine",
+                "-u",
+                f"jdbc:hive2://127.0.0.1:{port}/{database}",
+                "--outputformat=csv2",
+                "--silent=true",
+                "-f",
+                script.name,
+            ],
+            capture_output=True,
+            encoding="utf-8",
+            timeout=BEELINE_TIMEOUT,
+            check=False,
+        )
+    finally:
+        os.unlink(script.name)
+    # Each result set follows an empty line; csv2 quotes with NUL when a value needs it.
+    results: list[list[list[str]]] = []
+    for line in result.stdout.splitlines():
+        if not line.strip():
+            results.append([])
+        elif results:
+            results[-1].extend(csv.reader([line], quotechar="\0"))
+    results = [rows for rows in results if rows]
+    if result.returncode != 0 or len(results) != len(queries):
+        raise AssertionError(
+            f"beeline failed (exit {result.returncode}, {len(results)} of {len(queries)} "
+            f"results) on {list(queries)!r}: " + " | ".join(result.stderr.strip().splitlines()[-5:])
+        )
+    return results
+
+
+@dataclass
+class Served:
+    """A running ``python -m mlflow_fun.serve`` process and where its output goes."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    stdout: Path
+    stderr: Path
+
+    def output(self) -> str:
+        """Everything the process printed so far (stdout, then stderr)."""
+        return self.stdout.read_text(errors="replace") + self.stderr.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 240.0) -> str:
+        """Wait for the ready line; return the JDBC URL it names."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.stdout.read_text(errors="replace").splitlines():
+                if line.startswith(READY):
+                    return line[len(READY) :].strip()
+            if self.process.poll() is not None:
+                raise AssertionError(f"serve exited ({self.process.returncode}): {self.output()}")
+            time.sleep(0.5)
+        raise AssertionError(f"serve not ready after {timeout:.0f} s: {self.output()}")
+
+    def terminate(self, timeout: float = 60.0) -> int:
+        """SIGTERM the serve process (its PID only); return its exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+
+@contextmanager
+def serving(
+    args: Sequence[str], port: int, workdir: Path, env: Mapping[str, str] | None = None
+) -> Iterator[Served]:
+    """Start the endpoint with ``args`` (not waiting for it); kill its process group at exit."""
+    stdout, stderr = workdir / "serve.out", workdir / "serve.err"
+    with open(stdout, "wb") as out, open(stderr, "wb") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mlflow_fun.serve", "--port", str(port), *args],
+            stdout=out,
+            stderr=err,
+            cwd=REPO,
+            env=dict(env if env is not None else os.environ),
+            start_new_session=True,
+        )
+    try:
+        yield Served(process, port, stdout, stderr)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            with suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=60)
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def build_command(*build_args: str) -> list[str]:
+    """The command that builds tables and then the analyst views, in one process."""
+    return [sys.executable, "-m", "tests.sql_endpoint", *build_args]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``mlflow-fun build`` with ``argv``, then `create_analyst_views` on its database."""
+    from pyspark.sql import SparkSession
+
+    from mlflow_fun.cli import main as cli_main
+    from mlflow_fun.job import add_build_arguments, config_from_args
+    from mlflow_fun.metrics.spark.views import create_analyst_views
+
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    code = cli_main(["--log-level", "INFO", "build", "--no-progress", *arguments])
+    if code != 0:
+        return code
+    parser = argparse.ArgumentParser()
+    add_build_arguments(parser)
+    database = config_from_args(parser.parse_args(arguments)).database
+    create_analyst_views(SparkSession.builder.getOrCreate(), database)
+    print(f"analyst views created in {database}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
