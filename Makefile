@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo bench serve clean
 
 install: $(STAMP)
 
@@ -27,6 +27,9 @@ demo: install
 
 bench: install
 	$(PY) scripts/bench.py
+
+serve: install
+	$(VENV)/bin/mlflow-fun serve --data_dir .demo/data
 
 clean:
 	rm -rf .demo .bench .pytest_cache .mypy_cache .ruff_cache

@@ -154,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="print at most this many rows (default: 1000)",
     )
     sql.set_defaults(handler=_run_sql)
+
+    from mlflow_fun.serve import add_serve_arguments, run_serve
+
+    serve = commands.add_parser("serve", help="serve the tables to BI tools over JDBC/ODBC")
+    add_serve_arguments(serve)
+    serve.set_defaults(handler=run_serve)
     return parser
 
 

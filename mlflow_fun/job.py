@@ -127,9 +127,13 @@ def run_job(
     """
     from mlflow_fun.client.sources import open_source
     from mlflow_fun.metrics.spark.table_builder import TableBuilder, resolve_experiments
+    from mlflow_fun.metrics.spark.views import create_analyst_views, resolve_directions
+    from mlflow_fun.serve import check_env_references
 
     if config.data_dir is not None:
         check_data_dir(config.data_dir)
+    check_env_references(config.spark_conf)
+    directions = resolve_directions()
     source = open_source(config.tracking_uri, page_size=config.page_size)
     experiments = resolve_experiments(source, config.experiment_ids)
     logger.info(
@@ -166,6 +170,7 @@ def run_job(
     finally:
         if stop_on_sigterm:
             signal.signal(signal.SIGTERM, previous_handler)
+    create_analyst_views(spark, config.database, directions)
     if result.failed:
         raise JobFailedError(result.failed)
     if result.skipped:
