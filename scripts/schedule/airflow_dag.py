@@ -29,8 +29,10 @@ with DAG(
             "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         },
         application_args=[
-            "--database", "mlflow_metrics",
-            "--tracking_uri", "https://mlflow.example.internal",
+            "--database",
+            "mlflow_metrics",
+            "--tracking_uri",
+            "https://mlflow.example.internal",
             "--no-progress",
         ],
     )
