@@ -155,11 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sql.set_defaults(handler=_run_sql)
 
-    from mlflow_fun.serve import add_serve_arguments, run_serve
+    from mlflow_fun.serve import add_serve_arguments
 
     serve = commands.add_parser("serve", help="serve the tables to BI tools over JDBC/ODBC")
     add_serve_arguments(serve)
-    serve.set_defaults(handler=run_serve)
+    serve.set_defaults(handler=_run_serve)
     return parser
 
 
@@ -308,15 +308,15 @@ def _run_build(args: argparse.Namespace) -> int:
     return execute_build(args, "mlflow-fun")
 
 
-def job_main(argv: Sequence[str] | None = None, prog: str = "build_tables.py") -> int:
-    """Entry point of ``spark-submit jobs/build_tables.py``; returns the exit code."""
-    from mlflow_fun.job import add_build_arguments
-
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Build one typed table exp_<id> per MLflow experiment in a metastore.",
-    )
-    add_build_arguments(parser)
+def _entry_point_args(
+    argv: Sequence[str] | None,
+    prog: str,
+    description: str,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+) -> argparse.Namespace:
+    """Parse a single-command entry point's arguments (plus --log-level) and set up logging."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_arguments(parser)
     parser.add_argument(
         "--log-level",
         "--log_level",
@@ -326,7 +326,50 @@ def job_main(argv: Sequence[str] | None = None, prog: str = "build_tables.py") -
     )
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
+    return args
+
+
+def job_main(argv: Sequence[str] | None = None, prog: str = "build_tables.py") -> int:
+    """Entry point of ``spark-submit jobs/build_tables.py``; returns the exit code."""
+    from mlflow_fun.job import add_build_arguments
+
+    args = _entry_point_args(
+        argv,
+        prog,
+        "Build one typed table exp_<id> per MLflow experiment in a metastore.",
+        add_build_arguments,
+    )
     return execute_build(args, prog)
+
+
+def serve_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m mlflow_fun.serve``; returns the exit code."""
+    from mlflow_fun.serve import add_serve_arguments
+
+    args = _entry_point_args(
+        argv,
+        "python -m mlflow_fun.serve",
+        "Serve the tables built by `mlflow-fun build` over JDBC/ODBC "
+        "(HiveServer2 protocol) until SIGTERM or Ctrl-C.",
+        add_serve_arguments,
+    )
+    try:
+        return _run_serve(args)
+    except MlflowFunError as e:
+        print(f"mlflow-fun serve: error: {e}", file=sys.stderr)
+        return 1
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from mlflow_fun.serve import serve_until_stopped
+
+    def announce(jdbc_url: str) -> None:
+        print(f"SQL endpoint ready: {jdbc_url}", flush=True)
+        print("Stop with Ctrl-C or SIGTERM.", flush=True)
+
+    serve_until_stopped(args, announce)
+    print("SQL endpoint stopped.", flush=True)
+    return 0
 
 
 def execute_build(args: argparse.Namespace, prog: str) -> int:

@@ -37,7 +37,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -204,11 +204,10 @@ def config_from_args(args: argparse.Namespace) -> EndpointConfig:
     )
 
 
-def run_serve(args: argparse.Namespace) -> int:
-    """Handler of ``mlflow-fun serve``: start, print the JDBC URL, serve until SIGTERM/SIGINT.
+def serve_until_stopped(args: argparse.Namespace, on_ready: Callable[[str], None]) -> None:
+    """Start the endpoint, call ``on_ready(jdbc_url)``, serve until SIGTERM/SIGINT.
 
-    Returns:
-        0 after a clean stop on SIGTERM or SIGINT.
+    Returns after a clean stop on SIGTERM or SIGINT.
 
     Raises:
         MlflowFunError: Bad settings, a busy port, or a server that did not start.
@@ -226,8 +225,7 @@ def run_serve(args: argparse.Namespace) -> int:
             # Starting Spark replaced the SIGINT handler with one that raises KeyboardInterrupt.
             for sig in previous:
                 signal.signal(sig, request_stop)
-            print(f"SQL endpoint ready: {endpoint.jdbc_url}", flush=True)  # noqa: T201
-            print("Stop with Ctrl-C or SIGTERM.", flush=True)  # noqa: T201
+            on_ready(endpoint.jdbc_url)
             while not stop_requested.wait(2.0):
                 if not endpoint.is_running():
                     if stop_requested.is_set():
@@ -238,8 +236,6 @@ def run_serve(args: argparse.Namespace) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    print("SQL endpoint stopped.", flush=True)  # noqa: T201
-    return 0
 
 
 def start_sql_endpoint(
@@ -502,28 +498,9 @@ def _wait_listening(host: str, port: int, timeout: float) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m mlflow_fun.serve``: the same as ``mlflow-fun serve``."""
-    from mlflow_fun.cli import configure_logging
+    from mlflow_fun.cli import serve_main
 
-    parser = argparse.ArgumentParser(
-        prog="python -m mlflow_fun.serve",
-        description="Serve the tables built by `mlflow-fun build` over JDBC/ODBC "
-        "(HiveServer2 protocol) until SIGTERM or Ctrl-C.",
-    )
-    add_serve_arguments(parser)
-    parser.add_argument(
-        "--log-level",
-        "--log_level",
-        dest="log_level",
-        default="INFO",
-        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-    )
-    args = parser.parse_args(argv)
-    configure_logging(args.log_level)
-    try:
-        return run_serve(args)
-    except MlflowFunError as e:
-        print(f"mlflow-fun serve: error: {e}", file=sys.stderr)  # noqa: T201
-        return 1
+    return serve_main(argv)
 
 
 if __name__ == "__main__":
