@@ -27,6 +27,8 @@ from mlflow_fun.errors import ConfigError
 from mlflow_fun.naming import validate_identifier
 
 FORMATS = ("delta", "parquet")
+SOURCES = ("server", "db")
+DEFAULT_MARGIN_MINUTES = 60
 # A 2-worker MLflow server serves two streams about 1.6x as fast as one; more streams only
 # queue up at the server (see `make bench`).
 DEFAULT_PARALLELISM = 2
@@ -46,6 +48,15 @@ class JobConfig:
         format: ``delta`` (default) or ``parquet``.
         page_size: Runs per ``runs/search`` page.
         parallelism: Experiments pulled from the server at once.
+        source: ``server`` (the tracking server or store at ``tracking_uri``) or ``db``
+            (MLflow's back-end database at ``connection``, read directly).
+        connection: SQLAlchemy URL of MLflow's database, for ``source: db``.
+        full_refresh: Rebuild every table instead of merging what changed.
+        with_history: Also load ``<database>.metric_history``.
+        incremental_margin_minutes: How far before the last watermark an incremental
+            refresh looks again (covers clock skew between the clients that log runs).
+        lock_file: The lock that keeps two runs of the job apart; None for
+            ``<data_dir>/.mlflow-fun.lock`` (or one in the temp folder without data_dir).
         spark_conf: Extra Spark settings, passed through as they are.
     """
 
@@ -56,6 +67,12 @@ class JobConfig:
     format: str = "delta"
     page_size: int = DEFAULT_PAGE_SIZE
     parallelism: int = DEFAULT_PARALLELISM
+    source: str = "server"
+    connection: str | None = None
+    full_refresh: bool = False
+    with_history: bool = False
+    incremental_margin_minutes: int = DEFAULT_MARGIN_MINUTES
+    lock_file: str | None = None
     spark_conf: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -66,6 +83,19 @@ class JobConfig:
             raise ConfigError(f"page_size {self.page_size} must be between 1 and {MAX_PAGE_SIZE}")
         if not 1 <= self.parallelism <= 64:
             raise ConfigError(f"parallelism {self.parallelism} must be between 1 and 64")
+        if self.source not in SOURCES:
+            raise ConfigError(f"source {self.source!r} is not one of: {', '.join(SOURCES)}")
+        if self.source == "db" and not self.connection:
+            raise ConfigError(
+                "source 'db' needs a connection: --connection <SQLAlchemy URL of MLflow's "
+                "database>, e.g. postgresql+psycopg2://user@host/mlflow (password from "
+                "the environment)"
+            )
+        if not 0 <= self.incremental_margin_minutes <= 7 * 24 * 60:
+            raise ConfigError(
+                f"incremental_margin_minutes {self.incremental_margin_minutes} must be "
+                "between 0 and 10080 (a week)"
+            )
         for experiment_id in self.experiment_ids or ():
             if not _EXPERIMENT_ID.fullmatch(experiment_id):
                 raise ConfigError(
@@ -133,12 +163,23 @@ def load_config(path: str | os.PathLike[str]) -> JobConfig:
         if not isinstance(conf, dict):
             raise ConfigError(f"config file {os.fspath(path)!r}: spark_conf must be a mapping")
         values["spark_conf"] = {str(k): str(v) for k, v in conf.items()}
-    for key in ("database", "data_dir", "tracking_uri", "format"):
+    for key in (
+        "database",
+        "data_dir",
+        "tracking_uri",
+        "format",
+        "source",
+        "connection",
+        "lock_file",
+    ):
         if key in values and values[key] is not None:
             values[key] = str(values[key])
-    for key in ("page_size", "parallelism"):
+    for key in ("page_size", "parallelism", "incremental_margin_minutes"):
         if key in values and not isinstance(values[key], int):
             raise ConfigError(f"config file {os.fspath(path)!r}: {key} must be a whole number")
+    for key in ("full_refresh", "with_history"):
+        if key in values and not isinstance(values[key], bool):
+            raise ConfigError(f"config file {os.fspath(path)!r}: {key} must be true or false")
     try:
         return JobConfig(**values)
     except ConfigError as e:

@@ -14,12 +14,13 @@ import signal
 import tempfile
 from typing import TYPE_CHECKING
 
-from mlflow_fun.config import FORMATS, JobConfig, load_config, parse_experiment_ids
+from mlflow_fun.config import FORMATS, SOURCES, JobConfig, load_config, parse_experiment_ids
 from mlflow_fun.errors import ConfigError, JobFailedError, JobStoppedError
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from mlflow_fun.client.sources import RunSource
     from mlflow_fun.metrics.spark.table_builder import BuildResult
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,48 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
         help="experiments pulled from the server at once (default: 2)",
     )
     parser.add_argument(
+        "--source",
+        default=None,
+        choices=SOURCES,
+        help="where runs are read: the tracking server (default) or MLflow's database",
+    )
+    parser.add_argument(
+        "--connection",
+        default=None,
+        help="SQLAlchemy URL of MLflow's database, for --source db (password from the environment)",
+    )
+    parser.add_argument(
+        "--full_refresh",
+        "--full-refresh",
+        dest="full_refresh",
+        action="store_true",
+        default=None,
+        help="rebuild every table instead of merging the runs that changed",
+    )
+    parser.add_argument(
+        "--with_history",
+        "--with-history",
+        dest="with_history",
+        action="store_true",
+        default=None,
+        help="also load <database>.metric_history (every logged value of every metric)",
+    )
+    parser.add_argument(
+        "--incremental_margin_minutes",
+        "--incremental-margin-minutes",
+        dest="incremental_margin_minutes",
+        type=int,
+        default=None,
+        help="how far before the last watermark an incremental refresh looks (default: 60)",
+    )
+    parser.add_argument(
+        "--lock_file",
+        "--lock-file",
+        dest="lock_file",
+        default=None,
+        help="file lock keeping two runs of the job apart (default: <data_dir>/.mlflow-fun.lock)",
+    )
+    parser.add_argument(
         "--conf", default=None, help="YAML settings file (conf/*.yaml); flags override it"
     )
     parser.add_argument(
@@ -91,6 +134,12 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
         format=args.format,
         page_size=args.page_size,
         parallelism=args.parallelism,
+        source=args.source,
+        connection=args.connection,
+        full_refresh=args.full_refresh,
+        with_history=args.with_history,
+        incremental_margin_minutes=args.incremental_margin_minutes,
+        lock_file=args.lock_file,
     )
 
 
@@ -110,6 +159,17 @@ def check_data_dir(data_dir: str) -> None:
         ) from e
 
 
+def open_job_source(config: JobConfig) -> RunSource:
+    """The source of the job's runs: the tracking server, or MLflow's database."""
+    if config.source == "db":
+        from mlflow_fun.client.db_source import DatabaseSource
+
+        return DatabaseSource(config.connection or "", page_size=config.page_size)
+    from mlflow_fun.client.sources import open_source
+
+    return open_source(config.tracking_uri, page_size=config.page_size)
+
+
 def run_job(
     config: JobConfig,
     spark: SparkSession | None = None,
@@ -125,7 +185,6 @@ def run_job(
         JobStoppedError: ``stop_on_sigterm`` and a SIGTERM came: the table being written
             was finished, the remaining experiments were skipped.
     """
-    from mlflow_fun.client.sources import open_source
     from mlflow_fun.metrics.spark.table_builder import TableBuilder, resolve_experiments
     from mlflow_fun.metrics.spark.views import create_analyst_views, resolve_directions
     from mlflow_fun.serve import check_env_references
@@ -134,7 +193,7 @@ def run_job(
         check_data_dir(config.data_dir)
     check_env_references(config.spark_conf)
     directions = resolve_directions()
-    source = open_source(config.tracking_uri, page_size=config.page_size)
+    source = open_job_source(config)
     experiments = resolve_experiments(source, config.experiment_ids)
     logger.info(
         "job starting experiments=%d database=%s format=%s tracking_uri=%s",

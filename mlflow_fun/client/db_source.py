@@ -28,7 +28,7 @@ import math
 import re
 import time
 from collections import defaultdict
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +37,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from mlflow_fun.client.records import Experiment, RunRecord
+from mlflow_fun.client.records import Experiment, MetricPoint, RunRecord
 from mlflow_fun.client.sources import DEFAULT_PAGE_SIZE, EXPERIMENTS_PAGE_SIZE, MAX_PAGE_SIZE
 from mlflow_fun.errors import (
     ConfigError,
@@ -553,6 +553,20 @@ class DatabaseSource:
                 return
             if remaining is not None:
                 remaining -= len(batch)
+
+    def iter_changed_runs(self, experiment_id: str, since_ms: int) -> Iterator[RunRecord]:
+        """Not yet: active runs that started or ended at or after ``since_ms``."""
+        raise NotImplementedError("DatabaseSource.iter_changed_runs")
+
+    def iter_runs_by_id(
+        self, experiment_id: str, run_ids: Iterable[str], run_view_type: str = "ACTIVE_ONLY"
+    ) -> Iterator[RunRecord]:
+        """Not yet: the runs among ``run_ids`` in the experiment with that view type."""
+        raise NotImplementedError("DatabaseSource.iter_runs_by_id")
+
+    def iter_metric_history(self, runs: Iterable[RunRecord]) -> Iterator[MetricPoint]:
+        """Not yet: every logged value of every metric of ``runs``."""
+        raise NotImplementedError("DatabaseSource.iter_metric_history")
 
     def _run_batch(
         self,

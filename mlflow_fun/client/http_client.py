@@ -36,6 +36,7 @@ from mlflow_fun.errors import (
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/2.0/mlflow/"
+AJAX_PREFIX = "/ajax-api/2.0/mlflow/"
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _TRANSIENT_ERRORS = (
     requests.ConnectionError,
@@ -171,9 +172,15 @@ class MlflowHttpClient:
         """Close the underlying connection pool."""
         self._session.close()
 
-    def get(self, endpoint: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """GET ``endpoint`` with query ``params``; return the decoded JSON object."""
-        return self._request("GET", endpoint, params=params)
+    def get(
+        self, endpoint: str, params: Mapping[str, Any] | None = None, *, prefix: str = API_PREFIX
+    ) -> dict[str, Any]:
+        """GET ``endpoint`` with query ``params``; return the decoded JSON object.
+
+        A list value repeats the parameter (``run_id=a&run_id=b``). ``prefix`` is the path
+        before ``endpoint`` (MLflow's bulk history lives under `AJAX_PREFIX`).
+        """
+        return self._request("GET", endpoint, params=params, prefix=prefix)
 
     def post(self, endpoint: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST ``body`` as JSON to ``endpoint``; return the decoded JSON object."""
@@ -186,8 +193,9 @@ class MlflowHttpClient:
         *,
         params: Mapping[str, Any] | None = None,
         body: Mapping[str, Any] | None = None,
+        prefix: str = API_PREFIX,
     ) -> dict[str, Any]:
-        url = self.base_url + API_PREFIX + endpoint
+        url = self.base_url + prefix + endpoint
         attempt = 0
         while True:
             wait: float | None = None

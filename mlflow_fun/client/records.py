@@ -51,6 +51,17 @@ class RunRecord:
     tags: Mapping[str, str]
 
 
+@dataclass(frozen=True)
+class MetricPoint:
+    """One logged value of a metric (a row of ``<database>.metric_history``)."""
+
+    run_id: str
+    key: str
+    value: float
+    step: int
+    timestamp: int
+
+
 def metric_value(value: Any) -> float:
     """Turn a metric value from JSON into a float (the server sends NaN as ``"NaN"``)."""
     if isinstance(value, str):
@@ -125,6 +136,20 @@ def run_from_entity(run: Any) -> RunRecord:
         params={key: str(value) for key, value in run.data.params.items()},
         tags={key: str(value) for key, value in run.data.tags.items()},
     )
+
+
+def metric_point_from_json(run_id: str, data: Mapping[str, Any]) -> MetricPoint:
+    """Build a `MetricPoint` from one item of ``metrics/get-history`` (or the bulk one)."""
+    try:
+        return MetricPoint(
+            run_id=str(data.get("run_id") or run_id),
+            key=str(data["key"]),
+            value=metric_value(data.get("value")),
+            step=int(data.get("step", 0) or 0),
+            timestamp=int(data.get("timestamp", 0) or 0),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise MalformedResponseError(f"unexpected metric JSON: missing or bad {e}") from e
 
 
 def experiment_from_entity(experiment: Any) -> Experiment:

@@ -13,15 +13,23 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
-from mlflow_fun.client.http_client import MlflowHttpClient, RetrySettings, strip_credentials
+from mlflow_fun.client.http_client import (
+    AJAX_PREFIX,
+    MlflowHttpClient,
+    RetrySettings,
+    strip_credentials,
+)
 from mlflow_fun.client.records import (
     Experiment,
+    MetricPoint,
     RunRecord,
     experiment_from_entity,
     experiment_from_json,
+    metric_point_from_json,
     run_from_entity,
     run_from_json,
 )
@@ -40,6 +48,9 @@ MAX_PAGE_SIZE = 50_000
 MIN_PAGE_SIZE = 100
 EXPERIMENTS_PAGE_SIZE = 1_000
 VIEW_TYPES = ("ACTIVE_ONLY", "DELETED_ONLY", "ALL")
+RUN_IDS_PER_SEARCH = 100
+HISTORY_BULK_MAX = 25_000  # MLflow's cap on one get-history-bulk answer
+_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
 
 
@@ -63,6 +74,91 @@ class RunSource(Protocol):
         order_by: Sequence[str] = (),
         max_results: int | None = None,
     ) -> Iterator[RunRecord]: ...
+
+    def iter_changed_runs(self, experiment_id: str, since_ms: int) -> Iterator[RunRecord]:
+        """Active runs that started or ended at or after ``since_ms``, each once."""
+        ...
+
+    def iter_runs_by_id(
+        self, experiment_id: str, run_ids: Iterable[str], run_view_type: str = "ACTIVE_ONLY"
+    ) -> Iterator[RunRecord]:
+        """The runs among ``run_ids`` that exist in the experiment with that view type."""
+        ...
+
+    def iter_metric_history(self, runs: Iterable[RunRecord]) -> Iterator[MetricPoint]:
+        """Every logged value of every metric of ``runs``."""
+        ...
+
+
+def changed_since_filters(since_ms: int) -> tuple[str, str]:
+    """MLflow filters for runs started, and runs ended, at or after ``since_ms``.
+
+    MLflow's search has no OR, so "started or ended since" takes two searches.
+    """
+    return (f"attributes.start_time >= {int(since_ms)}", f"attributes.end_time >= {int(since_ms)}")
+
+
+def run_id_filters(run_ids: Iterable[str]) -> Iterator[str]:
+    """``attributes.run_id IN (...)`` filters, `RUN_IDS_PER_SEARCH` ids each.
+
+    Raises:
+        ConfigError: An id that is not a run id (MLflow's are 32 hex digits).
+    """
+    ids = sorted(set(run_ids))
+    for run_id in ids:
+        if not _RUN_ID.fullmatch(run_id):
+            raise ConfigError(f"{run_id!r} is not a run id")
+    for start in range(0, len(ids), RUN_IDS_PER_SEARCH):
+        quoted = ", ".join(f"'{run_id}'" for run_id in ids[start : start + RUN_IDS_PER_SEARCH])
+        yield f"attributes.run_id IN ({quoted})"
+
+
+def _unique_runs(searches: Iterable[Iterable[RunRecord]]) -> Iterator[RunRecord]:
+    seen: set[str] = set()
+    for search in searches:
+        for run in search:
+            if run.run_id not in seen:
+                seen.add(run.run_id)
+                yield run
+
+
+def _keys_by_run(runs: Iterable[RunRecord]) -> dict[str, list[str]]:
+    """metric key -> ids of the runs that have it (sorted)."""
+    by_key: dict[str, list[str]] = {}
+    for run in runs:
+        for key in run.metrics:
+            by_key.setdefault(key, []).append(run.run_id)
+    return {key: sorted(ids) for key, ids in sorted(by_key.items())}
+
+
+class _FilteredSearches:
+    """`iter_changed_runs` and `iter_runs_by_id` made of ``iter_runs`` filters."""
+
+    def iter_runs(
+        self,
+        experiment_ids: str | Sequence[str],
+        *,
+        run_view_type: str = "ACTIVE_ONLY",
+        filter_string: str = "",
+        order_by: Sequence[str] = (),
+        max_results: int | None = None,
+    ) -> Iterator[RunRecord]:
+        raise NotImplementedError
+
+    def iter_changed_runs(self, experiment_id: str, since_ms: int) -> Iterator[RunRecord]:
+        """Active runs that started or ended at or after ``since_ms``, each once."""
+        return _unique_runs(
+            self.iter_runs(experiment_id, filter_string=f) for f in changed_since_filters(since_ms)
+        )
+
+    def iter_runs_by_id(
+        self, experiment_id: str, run_ids: Iterable[str], run_view_type: str = "ACTIVE_ONLY"
+    ) -> Iterator[RunRecord]:
+        """The runs among ``run_ids`` that exist in the experiment with that view type."""
+        return _unique_runs(
+            self.iter_runs(experiment_id, filter_string=f, run_view_type=run_view_type)
+            for f in run_id_filters(run_ids)
+        )
 
 
 def resolve_tracking_uri(tracking_uri: str | None) -> str:
@@ -128,7 +224,7 @@ def _env_true(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes")
 
 
-class RestSource:
+class RestSource(_FilteredSearches):
     """Runs and experiments through a tracking server's REST API.
 
     Args:
@@ -141,6 +237,7 @@ class RestSource:
         self.client = client
         self.page_size = page_size
         self.tracking_uri = client.base_url
+        self._bulk_history = True
 
     def __repr__(self) -> str:
         return f"RestSource({self.tracking_uri!r}, page_size={self.page_size})"
@@ -241,8 +338,62 @@ class RestSource:
             if not token:
                 return
 
+    def iter_metric_history(self, runs: Iterable[RunRecord]) -> Iterator[MetricPoint]:
+        """Every logged value of every metric of ``runs``.
 
-class MlflowClientSource:
+        Uses MLflow's bulk endpoint (100 runs and one key per call) where the server has
+        it; an answer at the bulk cap, or a server without the endpoint, falls back to
+        the paginated ``metrics/get-history`` per run.
+        """
+        for key, run_ids in _keys_by_run(runs).items():
+            for start in range(0, len(run_ids), RUN_IDS_PER_SEARCH):
+                batch = run_ids[start : start + RUN_IDS_PER_SEARCH]
+                points = self._bulk(batch, key)
+                if points is not None:
+                    yield from points
+                    continue
+                for run_id in batch:
+                    yield from self._history(run_id, key)
+
+    def _bulk(self, run_ids: Sequence[str], key: str) -> list[MetricPoint] | None:
+        if not self._bulk_history:
+            return None
+        params = {"run_id": list(run_ids), "metric_key": key, "max_results": HISTORY_BULK_MAX}
+        try:
+            data = self.client.get("metrics/get-history-bulk", params, prefix=AJAX_PREFIX)
+        except TrackingServerError as e:
+            if e.status not in (404, 405):
+                raise
+            logger.info("no bulk metric history at %s; asking run by run", self.tracking_uri)
+            self._bulk_history = False
+            return None
+        items = data.get("metrics", [])
+        if not isinstance(items, list):
+            raise MalformedResponseError(
+                "get-history-bulk sent 'metrics' that is not a list",
+                endpoint="metrics/get-history-bulk",
+            )
+        if len(items) >= HISTORY_BULK_MAX:
+            return None
+        return [metric_point_from_json("", item) for item in items]
+
+    def _history(self, run_id: str, key: str) -> Iterator[MetricPoint]:
+        params: dict[str, Any] = {
+            "run_id": run_id,
+            "metric_key": key,
+            "max_results": HISTORY_BULK_MAX,
+        }
+        while True:
+            page = self.client.get("metrics/get-history", params)
+            for item in page.get("metrics", ()):
+                yield metric_point_from_json(run_id, item)
+            token = page.get("next_page_token")
+            if not token:
+                return
+            params["page_token"] = token
+
+
+class MlflowClientSource(_FilteredSearches):
     """Runs and experiments through ``mlflow.MlflowClient``.
 
     The default for tracking URIs that are not HTTP; it also takes HTTP URIs, where
@@ -337,6 +488,15 @@ class MlflowClientSource:
             token = page.token
             if not token:
                 return
+
+    def iter_metric_history(self, runs: Iterable[RunRecord]) -> Iterator[MetricPoint]:
+        """Every logged value of every metric of ``runs`` (``get_metric_history``)."""
+        for key, run_ids in _keys_by_run(runs).items():
+            for run_id in run_ids:
+                for metric in self._client.get_metric_history(run_id, key):
+                    yield MetricPoint(
+                        run_id, key, float(metric.value), int(metric.step), int(metric.timestamp)
+                    )
 
 
 def _check_view_type(view_type: str) -> None:

@@ -58,8 +58,9 @@ def test_unknown_key_lists_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(conf)
     assert str(caught.value) == (
-        f"config file '{conf}': unknown key(s) databse; known keys: data_dir, database, "
-        "experiment_ids, format, page_size, parallelism, spark_conf, tracking_uri"
+        f"config file '{conf}': unknown key(s) databse; known keys: connection, data_dir, "
+        "database, experiment_ids, format, full_refresh, incremental_margin_minutes, "
+        "lock_file, page_size, parallelism, source, spark_conf, tracking_uri, with_history"
     )
 
 
