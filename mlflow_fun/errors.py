@@ -82,6 +82,10 @@ class JobFailedError(MlflowFunError):
         self.failed = dict(failed)
 
 
+class JobLockedError(MlflowFunError):
+    """Another run of the job holds the lock; nothing was done."""
+
+
 class JobStoppedError(MlflowFunError):
     """The job was asked to stop (SIGTERM) and stopped between experiments.
 

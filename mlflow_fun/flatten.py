@@ -95,6 +95,9 @@ class FlatRuns:
 def flatten_runs(
     runs: Iterable[RunRecord],
     previous_names: Mapping[ColumnKey, str] | None = None,
+    *,
+    reserve_previous: bool = False,
+    param_types: Mapping[str, ColumnType] | None = None,
 ) -> FlatRuns:
     """Flatten runs into typed columns.
 
@@ -106,6 +109,9 @@ def flatten_runs(
     Args:
         runs: The runs, e.g. a generator over ``runs/search`` pages.
         previous_names: Column names of an earlier load, kept where the key is present.
+        reserve_previous: Keep every name of ``previous_names`` taken, even for keys
+            absent from ``runs`` (for runs merged into an existing table).
+        param_types: Types to use for these param keys instead of inferring them.
 
     Returns:
         The flattened table.
@@ -117,12 +123,14 @@ def flatten_runs(
     metric_keys = {key for run in ordered for key in run.metrics}
     param_keys = {key for run in ordered for key in run.params}
     tag_keys = {key for run in ordered for key in run.tags}
-    names = assign_column_names(
+    wanted = (
         [(METRIC, k) for k in metric_keys]
         + [(PARAM, k) for k in param_keys]
-        + [(TAG, k) for k in tag_keys],
-        previous_names,
+        + [(TAG, k) for k in tag_keys]
     )
+    if reserve_previous and previous_names:
+        wanted += list(previous_names)
+    names = assign_column_names(wanted, previous_names)
     columns = [Column(name, INFO, name, INFO_TYPES[name]) for name in INFO_COLUMN_NAMES]
     data: dict[str, Sequence[Any]] = {
         "run_id": [r.run_id for r in ordered],
@@ -140,13 +148,23 @@ def flatten_runs(
                 columns.append(Column(name, kind, key, "double"))
             elif kind == PARAM:
                 raw = [r.params.get(key) for r in ordered]
-                param_type = infer_param_type(raw)
+                param_type = (param_types or {}).get(key) or infer_param_type(raw)
                 data[name] = [convert_param(v, param_type) for v in raw]
                 columns.append(Column(name, kind, key, param_type))
             else:
                 data[name] = [r.tags.get(key) for r in ordered]
                 columns.append(Column(name, kind, key, "string"))
     return FlatRuns(tuple(columns), data)
+
+
+def keep_column_order(flat: FlatRuns, existing: Sequence[str]) -> FlatRuns:
+    """Reorder ``flat``: the columns named in ``existing`` first, in that order, then the
+    others in their own order (new keys go after the columns a table already has)."""
+    by_name = {c.name: c for c in flat.columns}
+    first = [by_name[name] for name in existing if name in by_name]
+    placed = {c.name for c in first}
+    rest = [c for c in flat.columns if c.name not in placed]
+    return FlatRuns(tuple(first + rest), flat.data)
 
 
 def to_arrow(flat: FlatRuns) -> pa.Table:

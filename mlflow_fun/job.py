@@ -12,14 +12,17 @@ import logging
 import os
 import signal
 import tempfile
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from mlflow_fun.config import FORMATS, SOURCES, JobConfig, load_config, parse_experiment_ids
 from mlflow_fun.errors import ConfigError, JobFailedError, JobStoppedError
+from mlflow_fun.lock import JobLock, default_lock_path
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from mlflow_fun.client.records import Experiment
     from mlflow_fun.client.sources import RunSource
     from mlflow_fun.metrics.spark.table_builder import BuildResult
 
@@ -185,8 +188,8 @@ def run_job(
         JobStoppedError: ``stop_on_sigterm`` and a SIGTERM came: the table being written
             was finished, the remaining experiments were skipped.
     """
-    from mlflow_fun.metrics.spark.table_builder import TableBuilder, resolve_experiments
-    from mlflow_fun.metrics.spark.views import create_analyst_views, resolve_directions
+    from mlflow_fun.metrics.spark.table_builder import resolve_experiments
+    from mlflow_fun.metrics.spark.views import resolve_directions
     from mlflow_fun.serve import check_env_references
 
     if config.data_dir is not None:
@@ -202,6 +205,23 @@ def run_job(
         config.format,
         source.tracking_uri,
     )
+    lock_path = config.lock_file or default_lock_path(config.data_dir, config.database)
+    with JobLock(lock_path):
+        return _build(config, source, experiments, spark, progress, stop_on_sigterm, directions)
+
+
+def _build(
+    config: JobConfig,
+    source: RunSource,
+    experiments: Sequence[Experiment],
+    spark: SparkSession | None,
+    progress: bool | None,
+    stop_on_sigterm: bool,
+    directions: Mapping[str, str],
+) -> BuildResult:
+    from mlflow_fun.metrics.spark.table_builder import TableBuilder
+    from mlflow_fun.metrics.spark.views import create_analyst_views
+
     if spark is None:
         from mlflow_fun.spark_session import build_spark_session
 
@@ -216,6 +236,9 @@ def run_job(
         format=config.format,
         progress=progress,
         parallelism=config.parallelism,
+        full_refresh=config.full_refresh,
+        with_history=config.with_history,
+        margin_minutes=config.incremental_margin_minutes,
     )
     if stop_on_sigterm:
 

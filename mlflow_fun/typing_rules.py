@@ -89,3 +89,27 @@ def convert_param(value: str | None, column_type: ColumnType) -> str | int | flo
     if column_type == "boolean":
         return _BOOLEANS[value.lower()]
     raise ValueError(f"params are never typed {column_type!r}")
+
+
+def widened_type(existing: ColumnType, values: Iterable[str | None]) -> ColumnType | None:
+    """The type of a column typed ``existing`` once ``values`` are added to it, when that
+    follows from ``existing`` alone; None when only all the old values could tell.
+
+    Used by the incremental refresh: a None means the table must be typed again from
+    every run (a full refresh).
+
+    Example:
+        >>> widened_type("double", ["1", "2"])
+        'double'
+        >>> widened_type("int", ["0.5"]) is None
+        True
+    """
+    present = [v for v in values if v is not None and v.lower() not in MISSING_VALUES]
+    if not present:
+        return existing
+    new = infer_param_type(present)
+    if new == existing:
+        return existing
+    if (existing, new) in (("bigint", "int"), ("double", "int"), ("double", "bigint")):
+        return existing
+    return None

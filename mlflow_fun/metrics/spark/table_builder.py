@@ -1,11 +1,20 @@
-"""`TableBuilder`: one typed table ``<database>.exp_<id>`` per experiment, plus a status
-table. This is the only module that writes tables.
+"""`TableBuilder`: one typed table ``<database>.exp_<id>`` per experiment, plus the
+tables of `mlflow_fun.metrics.spark.refresh` (state, ``runs``, ``experiments``,
+``metric_history``) and a status table. This module and ``refresh`` write every table.
 
-Writes are atomic. A Delta table is replaced by one ``overwrite`` commit (with
-``overwriteSchema``, so new keys add columns and a param whose type changes is widened):
-a reader sees the old version or the new one, and a job killed mid-write leaves the old
-version. A Parquet table is written to a fresh folder first, then the metastore entry is
-pointed at it; its old folder is removed afterwards.
+A refresh is incremental once an experiment has a Delta table and a state: the runs that
+may have changed (`mlflow_fun.incremental`) are MERGEd by ``run_id``; new keys add
+columns at the end. It falls back to a full refresh of that experiment when the result
+could differ from one: a run was deleted (a column or a wider type may go), a param's
+type changes, or ``full_refresh`` is set.
+
+Writes are atomic. A full refresh replaces a Delta table by one ``overwrite`` commit
+(with ``overwriteSchema``: new keys add columns, a param whose type changes is widened;
+the columns the table had keep their place), a MERGE is one commit too: a reader sees
+the old version or the new one, and a job killed mid-write leaves the old version. The
+state is written after the data, so a killed job re-pulls rather than skips. A Parquet
+table (always refreshed in full) is written to a fresh folder first, then the metastore
+entry is pointed at it; its old folder is removed afterwards.
 """
 
 from __future__ import annotations
@@ -15,18 +24,27 @@ import importlib.metadata
 import logging
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlflow_fun.client.http_client import strip_credentials
-from mlflow_fun.client.records import Experiment, RunRecord
+from mlflow_fun.client.records import Experiment, MetricPoint
 from mlflow_fun.client.sources import DEFAULT_PAGE_SIZE, RunSource, open_source
-from mlflow_fun.config import DEFAULT_PARALLELISM, FORMATS
+from mlflow_fun.config import DEFAULT_MARGIN_MINUTES, DEFAULT_PARALLELISM, FORMATS
 from mlflow_fun.errors import ConfigError, ExperimentNotFoundError, MlflowFunError
-from mlflow_fun.flatten import FlatRuns, flatten_runs
+from mlflow_fun.flatten import FlatRuns, flatten_runs, keep_column_order
+from mlflow_fun.incremental import FULL, INCREMENTAL, Pull, RefreshState, pull_all, pull_changes
+from mlflow_fun.metrics.spark import refresh
 from mlflow_fun.metrics.spark.convert import column_keys, to_spark
-from mlflow_fun.naming import ColumnKey, qualified_table, quote_identifier, validate_identifier
+from mlflow_fun.naming import (
+    PARAM,
+    ColumnKey,
+    qualified_table,
+    quote_identifier,
+    validate_identifier,
+)
+from mlflow_fun.typing_rules import ColumnType, widened_type
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -63,6 +81,29 @@ class ExperimentResult:
     duration_s: float
     status: str
     error: str | None = None
+    mode: str = FULL
+    runs_pulled: int = 0
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One experiment pulled and flattened, ready to be written.
+
+    Attributes:
+        pull: The runs pulled.
+        flat: ``pull.runs`` flattened with the table's names and types.
+        existing: The table's schema before this refresh; None if there is no table.
+        history: Metric values of ``pull.runs`` (with history only).
+        fallback: Why an incremental pull cannot be merged (a full refresh is needed).
+        seconds: Time spent pulling and flattening.
+    """
+
+    pull: Pull
+    flat: FlatRuns
+    existing: StructType | None
+    history: tuple[MetricPoint, ...] | None
+    fallback: str | None
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -83,12 +124,19 @@ class BuildResult:
         """Runs written, over all experiments that succeeded."""
         return sum(r.run_count for r in self.results if r.status == "ok")
 
+    @property
+    def runs_pulled(self) -> int:
+        """Runs pulled from the source, over all experiments that succeeded."""
+        return sum(r.runs_pulled for r in self.results if r.status == "ok")
+
     def summary(self) -> str:
         """One line: tables, runs, seconds, failures."""
-        ok = sum(1 for r in self.results if r.status == "ok")
+        ok = [r for r in self.results if r.status == "ok"]
+        incremental = sum(1 for r in ok if r.mode == INCREMENTAL)
         line = (
-            f"{ok} of {len(self.results)} table(s) written, {self.run_count} run(s), "
-            f"{self.seconds:.1f} s"
+            f"{len(ok)} of {len(self.results)} table(s) written "
+            f"({incremental} incremental), {self.run_count} run(s), "
+            f"{self.runs_pulled} pulled, {self.seconds:.1f} s"
         )
         if self.failed:
             line += f"; failed: {', '.join(sorted(self.failed))}"
@@ -141,6 +189,9 @@ class TableBuilder:
         page_size: Runs per ``runs/search`` page.
         progress: Show progress bars; None shows them only on a terminal.
         parallelism: Experiments pulled from the server at once.
+        full_refresh: Rebuild every table; by default a table with a state is merged.
+        with_history: Also keep ``<database>.metric_history``.
+        margin_minutes: How far before the watermark an incremental refresh looks.
     """
 
     def __init__(
@@ -155,12 +206,18 @@ class TableBuilder:
         page_size: int = DEFAULT_PAGE_SIZE,
         progress: bool | None = None,
         parallelism: int = DEFAULT_PARALLELISM,
+        full_refresh: bool = False,
+        with_history: bool = False,
+        margin_minutes: int = DEFAULT_MARGIN_MINUTES,
     ) -> None:
         if format not in FORMATS:
             raise ConfigError(f"format {format!r} is not one of: {', '.join(FORMATS)}")
         if parallelism < 1:
             raise ConfigError(f"parallelism {parallelism} must be at least 1")
         self.parallelism = parallelism
+        self.full_refresh = full_refresh
+        self.with_history = with_history
+        self.margin_ms = margin_minutes * 60_000
         self._stop_requested = False
         self.spark = spark
         self.database = validate_identifier(database, "database")
@@ -194,30 +251,44 @@ class TableBuilder:
 
         started = time.monotonic()
         self._create_database()
+        states = refresh.read_states(self.spark, self.database)
         disable = None if self.progress is None else not self.progress
         results = []
         with (
             tqdm(total=len(experiments), unit="exp", desc="experiments", disable=disable) as exps,
-            tqdm(unit="run", desc="runs", disable=disable) as runs_bar,
             ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="pull") as pool,
         ):
-            pending: list[tuple[Experiment, Future[tuple[FlatRuns, float]]]] = []
+            pending: list[tuple[Experiment, RefreshState | None, Future[Prepared]]] = []
             for experiment in experiments:
+                state = states.get(experiment.experiment_id)
                 try:
-                    previous = self._previous_names(table_name(experiment.experiment_id))
-                    future = pool.submit(self._pull, experiment, previous, runs_bar)
+                    existing = self._existing_schema(table_name(experiment.experiment_id))
+                    merge = self._can_merge(existing, state)
+                    future = pool.submit(
+                        self._prepare, experiment, existing, state if merge else None
+                    )
                 except Exception as e:  # reported as this experiment's failure
                     future = Future()
                     future.set_exception(e)
-                pending.append((experiment, future))
-            for experiment, future in pending:
+                pending.append((experiment, state, future))
+            for experiment, state, future in pending:
                 if self._stop_requested:
                     future.cancel()
                     continue
-                result = self._write_one(experiment, future)
+                result = self._write_one(experiment, state, future)
                 results.append(result)
                 self._append_status(result)
                 exps.update(1)
+            if results and any(r.status == "ok" for r in results):
+                ok = {r.experiment_id for r in results if r.status == "ok"}
+                loaded = [e for e in experiments if e.experiment_id in ok]
+                refresh.upsert(
+                    self.spark,
+                    self.database,
+                    refresh.EXPERIMENTS_TABLE,
+                    refresh.experiments_dataframe(self.spark, loaded),
+                    ["experiment_id"],
+                )
         skipped = len(experiments) - len(results)
         if skipped:
             logger.warning("stopped before %d experiment(s); their tables are unchanged", skipped)
@@ -227,23 +298,68 @@ class TableBuilder:
         """Ask `build` to stop after the table it is writing (e.g. on SIGTERM)."""
         self._stop_requested = True
 
-    def _pull(
-        self, experiment: Experiment, previous: dict[ColumnKey, str], runs_bar: Any
-    ) -> tuple[FlatRuns, float]:
-        started = time.monotonic()
-        runs = _counting(self.source.iter_runs(experiment.experiment_id), runs_bar)
-        flat = flatten_runs(runs, previous)
-        return flat, time.monotonic() - started
+    def _can_merge(self, existing: StructType | None, state: RefreshState | None) -> bool:
+        """True when this experiment can be refreshed incrementally."""
+        if self.full_refresh or self.format != "delta" or existing is None or state is None:
+            return False
+        if state.watermark_ms is None or (self.with_history and not state.with_history):
+            return False
+        tables = [refresh.RUNS_TABLE] + ([refresh.HISTORY_TABLE] if self.with_history else [])
+        return all(self._table_exists(t) for t in tables)
 
-    def _write_one(self, experiment: Experiment, pulled: Any) -> ExperimentResult:
+    def _prepare(
+        self, experiment: Experiment, existing: StructType | None, state: RefreshState | None
+    ) -> Prepared:
+        """Pull (incrementally when ``state`` is given) and flatten one experiment."""
+        started = time.monotonic()
+        experiment_id = experiment.experiment_id
+        previous = _names(existing)
+        fallback = None
+        if state is None:
+            pull = pull_all(self.source, experiment_id, self.margin_ms)
+            flat = flatten_runs(pull.runs, previous)
+            if existing is not None:
+                flat = keep_column_order(flat, existing.fieldNames())
+        else:
+            pull = pull_changes(self.source, experiment_id, state, self.margin_ms)
+            param_types, fallback = _merged_param_types(pull, existing, previous)
+            flat = flatten_runs(pull.runs, previous, reserve_previous=True, param_types=param_types)
+        history = None
+        if self.with_history and fallback is None:
+            history = tuple(self.source.iter_metric_history(pull.runs))
+        logger.info(
+            "pulled experiment_id=%s mode=%s runs=%d seconds=%.2f",
+            experiment_id,
+            pull.mode,
+            len(pull.runs),
+            time.monotonic() - started,
+        )
+        return Prepared(pull, flat, existing, history, fallback, time.monotonic() - started)
+
+    def _write_one(
+        self, experiment: Experiment, state: RefreshState | None, pulled: Any
+    ) -> ExperimentResult:
         started = time.monotonic()
         name = table_name(experiment.experiment_id)
-        run_count = column_count = 0
+        mode, run_count, column_count, runs_pulled = FULL, 0, 0, 0
         try:
-            flat, pull_seconds = pulled.result()
-            started -= pull_seconds
-            run_count, column_count = flat.num_rows, len(flat.columns)
-            self._write(name, to_spark(self.spark, flat))
+            prepared: Prepared = pulled.result()
+            started -= prepared.seconds
+            runs_pulled = prepared.pull.pulled
+            if prepared.pull.mode == INCREMENTAL:
+                reason = prepared.fallback or self._deleted_from_table(name, prepared.pull)
+                if reason:
+                    logger.info(
+                        "full refresh experiment_id=%s reason=%s", experiment.experiment_id, reason
+                    )
+                    prepared = self._prepare(experiment, prepared.existing, None)
+                    runs_pulled += prepared.pull.pulled
+            mode = prepared.pull.mode
+            if mode == FULL:
+                self._write_full(name, prepared, state)
+                run_count, column_count = prepared.flat.num_rows, len(prepared.flat.columns)
+            else:
+                run_count, column_count = self._merge(name, prepared, state)
         except Exception as e:  # one experiment's failure must not stop the others
             logger.error(
                 "experiment failed experiment_id=%s table=%s error=%s",
@@ -263,13 +379,18 @@ class TableBuilder:
                 time.monotonic() - started,
                 "failed",
                 _one_line(e),
+                mode,
+                runs_pulled,
             )
         seconds = time.monotonic() - started
         logger.info(
-            "table written experiment_id=%s table=%s runs=%d columns=%d seconds=%.2f",
+            "table written experiment_id=%s table=%s mode=%s runs=%d pulled=%d columns=%d "
+            "seconds=%.2f",
             experiment.experiment_id,
             name,
+            mode,
             run_count,
+            runs_pulled,
             column_count,
             seconds,
         )
@@ -282,7 +403,76 @@ class TableBuilder:
             _now(),
             seconds,
             "ok",
+            None,
+            mode,
+            runs_pulled,
         )
+
+    def _deleted_from_table(self, name: str, pull: Pull) -> str | None:
+        """Why a full refresh is needed because runs of the table were deleted, or None."""
+        if not pull.newly_deleted:
+            return None
+        gone = refresh.table_run_ids(self.spark, self.database, name, pull.newly_deleted)
+        return f"{len(gone)} run(s) deleted" if gone else None
+
+    def _write_full(self, name: str, prepared: Prepared, state: RefreshState | None) -> None:
+        """Replace the experiment's rows everywhere; the state goes last."""
+        pull = prepared.pull
+        experiment_id = pull.experiment_id
+        if state is not None and state.watermark_ms is not None:
+            refresh.write_state(self.spark, self.database, state.pending())
+        self._write(name, to_spark(self.spark, prepared.flat))
+        refresh.replace_experiment(
+            self.spark,
+            self.database,
+            refresh.RUNS_TABLE,
+            experiment_id,
+            refresh.runs_dataframe(self.spark, pull.runs),
+        )
+        if prepared.history is not None:
+            refresh.replace_experiment(
+                self.spark,
+                self.database,
+                refresh.HISTORY_TABLE,
+                experiment_id,
+                refresh.history_dataframe(self.spark, experiment_id, prepared.history),
+            )
+        refresh.write_state(
+            self.spark, self.database, pull.next_state(with_history=self.with_history)
+        )
+
+    def _merge(self, name: str, prepared: Prepared, state: RefreshState | None) -> tuple[int, int]:
+        """MERGE the changed runs everywhere; the state goes last.
+
+        Returns:
+            Rows and columns of the table afterwards.
+        """
+        pull = prepared.pull
+        qualified = qualified_table(self.database, name)
+        if pull.runs:
+            df = _aligned(to_spark(self.spark, prepared.flat), prepared.existing)
+            refresh.upsert(self.spark, self.database, name, df, ["run_id"], schema_evolution=True)
+            refresh.upsert(
+                self.spark,
+                self.database,
+                refresh.RUNS_TABLE,
+                refresh.runs_dataframe(self.spark, pull.runs),
+                ["run_id"],
+            )
+            if prepared.history:
+                refresh.insert_new(
+                    self.spark,
+                    self.database,
+                    refresh.HISTORY_TABLE,
+                    refresh.history_dataframe(self.spark, pull.experiment_id, prepared.history),
+                    refresh.history_keys(),
+                )
+        if pull.changed:
+            refresh.write_state(
+                self.spark, self.database, pull.next_state(with_history=self.with_history)
+            )
+        table = self.spark.table(qualified)
+        return table.count(), len(table.columns)
 
     def _create_database(self) -> None:
         database = quote_identifier(self.database)
@@ -297,11 +487,11 @@ class TableBuilder:
     def _table_exists(self, name: str) -> bool:
         return bool(self.spark.catalog.tableExists(f"{self.database}.{name}"))
 
-    def _previous_names(self, name: str) -> dict[ColumnKey, str]:
+    def _existing_schema(self, name: str) -> StructType | None:
         if not self._table_exists(name):
-            return {}
+            return None
         schema: StructType = self.spark.table(qualified_table(self.database, name)).schema
-        return {key: column for column, key in column_keys(schema).items()}
+        return schema
 
     def _write(self, name: str, df: Any) -> None:
         qualified = qualified_table(self.database, name)
@@ -359,9 +549,11 @@ class TableBuilder:
             job_version(),
             result.status,
             result.error,
+            result.mode,
+            result.runs_pulled,
         )
         df = self.spark.createDataFrame([row], status_schema())
-        df.write.format(self.format).mode("append").saveAsTable(
+        df.write.format(self.format).mode("append").option("mergeSchema", "true").saveAsTable(
             qualified_table(self.database, STATUS_TABLE)
         )
 
@@ -383,14 +575,70 @@ def status_schema() -> StructType:
             T.StructField("job_version", T.StringType()),
             T.StructField("status", T.StringType()),
             T.StructField("error", T.StringType()),
+            T.StructField("refresh_mode", T.StringType()),
+            T.StructField("runs_pulled", T.LongType()),
         ]
     )
 
 
-def _counting(runs: Iterator[RunRecord], bar: Any) -> Iterator[RunRecord]:
-    for run in runs:
-        bar.update(1)
-        yield run
+def _names(existing: StructType | None) -> dict[ColumnKey, str]:
+    """(kind, key) -> column name of an existing table."""
+    if existing is None:
+        return {}
+    return {key: column for column, key in column_keys(existing).items()}
+
+
+def _merged_param_types(
+    pull: Pull, existing: StructType | None, names: dict[ColumnKey, str]
+) -> tuple[dict[str, ColumnType], str | None]:
+    """Types of the params of ``pull.runs`` once merged into ``existing``.
+
+    Returns:
+        key -> type for the params the table has, and why the runs cannot be merged
+        (a type that only a full refresh can decide), or None.
+    """
+    if existing is None:
+        return {}, "no table"
+    types = {field.name: _SPARK_TO_COLUMN.get(field.dataType.simpleString()) for field in existing}
+    keys = {key for run in pull.runs for key in run.params}
+    merged: dict[str, ColumnType] = {}
+    for key in sorted(keys):
+        column = names.get((PARAM, key))
+        if column is None:
+            continue
+        current = types.get(column)
+        widened = widened_type(current, [r.params.get(key) for r in pull.runs]) if current else None
+        if widened is None:
+            return {}, f"param {key!r} changes type"
+        merged[key] = widened
+    return merged, None
+
+
+_SPARK_TO_COLUMN: dict[str, ColumnType] = {
+    "string": "string",
+    "int": "int",
+    "bigint": "bigint",
+    "double": "double",
+    "boolean": "boolean",
+}
+
+
+def _aligned(df: Any, existing: StructType | None) -> Any:
+    """``df`` with the columns of ``existing`` first (NULL where ``df`` lacks one), in the
+    table's order, then its new columns: a MERGE then sets what a run no longer has."""
+    from pyspark.sql import functions as F
+
+    if existing is None:
+        return df
+    present = set(df.columns)
+    columns = [
+        F.col(field.name)
+        if field.name in present
+        else F.lit(None).cast(field.dataType).alias(field.name, metadata=field.metadata)
+        for field in existing.fields
+    ]
+    known = {field.name for field in existing.fields}
+    return df.select(*columns, *(F.col(name) for name in df.columns if name not in known))
 
 
 def _now() -> dt.datetime:

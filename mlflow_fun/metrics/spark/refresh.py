@@ -1,0 +1,304 @@
+"""The Delta tables beside ``exp_<id>``: refresh state, ``runs``, ``experiments`` and
+``metric_history``, and the writes that keep them in step.
+
+- ``<database>.mlflow_state``: one row per experiment (`RefreshState`), written after the
+  experiment's data, so a job killed between the two re-pulls rather than skips changes.
+- ``<database>.runs``: every run of every loaded experiment, metrics/params/tags as MAPs.
+- ``<database>.experiments``: the loaded experiments.
+- ``<database>.metric_history``: every logged metric value (``--with-history``).
+
+Every write is one Delta commit: a MERGE by key, or an overwrite of one experiment's rows
+(``replaceWhere``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from mlflow_fun.client.records import Experiment, MetricPoint, RunRecord
+from mlflow_fun.incremental import RefreshState
+from mlflow_fun.naming import qualified_table
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
+
+STATE_TABLE = "mlflow_state"
+RUNS_TABLE = "runs"
+EXPERIMENTS_TABLE = "experiments"
+HISTORY_TABLE = "metric_history"
+
+_TIMESTAMP = pa.timestamp("ms", tz="UTC")
+_STRINGS = pa.map_(pa.string(), pa.string())
+
+
+def state_schema() -> StructType:
+    """Schema of ``<database>.mlflow_state``."""
+    from pyspark.sql import types as T
+
+    return T.StructType(
+        [
+            T.StructField("experiment_id", T.StringType()),
+            T.StructField("watermark_ms", T.LongType()),
+            T.StructField("open_run_ids", T.ArrayType(T.StringType())),
+            T.StructField("deleted_run_ids", T.ArrayType(T.StringType())),
+            T.StructField("with_history", T.BooleanType()),
+            T.StructField("fingerprints", T.MapType(T.StringType(), T.StringType())),
+            T.StructField("refreshed_at", T.TimestampType()),
+        ]
+    )
+
+
+def runs_schema() -> StructType:
+    """Schema of ``<database>.runs``."""
+    from pyspark.sql import types as T
+
+    return T.StructType(
+        [
+            T.StructField("run_id", T.StringType()),
+            T.StructField("experiment_id", T.StringType()),
+            T.StructField("run_name", T.StringType()),
+            T.StructField("user_id", T.StringType()),
+            T.StructField("status", T.StringType()),
+            T.StructField("lifecycle_stage", T.StringType()),
+            T.StructField("start_time", T.TimestampType()),
+            T.StructField("end_time", T.TimestampType()),
+            T.StructField("artifact_uri", T.StringType()),
+            T.StructField("metrics", T.MapType(T.StringType(), T.DoubleType())),
+            T.StructField("params", T.MapType(T.StringType(), T.StringType())),
+            T.StructField("tags", T.MapType(T.StringType(), T.StringType())),
+        ]
+    )
+
+
+def experiments_schema() -> StructType:
+    """Schema of ``<database>.experiments``."""
+    from pyspark.sql import types as T
+
+    return T.StructType(
+        [
+            T.StructField("experiment_id", T.StringType()),
+            T.StructField("name", T.StringType()),
+            T.StructField("lifecycle_stage", T.StringType()),
+            T.StructField("artifact_location", T.StringType()),
+            T.StructField("tags", T.MapType(T.StringType(), T.StringType())),
+            T.StructField("creation_time", T.TimestampType()),
+            T.StructField("last_update_time", T.TimestampType()),
+        ]
+    )
+
+
+def history_schema() -> StructType:
+    """Schema of ``<database>.metric_history``."""
+    from pyspark.sql import types as T
+
+    return T.StructType(
+        [
+            T.StructField("experiment_id", T.StringType()),
+            T.StructField("run_id", T.StringType()),
+            T.StructField("key", T.StringType()),
+            T.StructField("value", T.DoubleType()),
+            T.StructField("step", T.LongType()),
+            T.StructField("timestamp", T.TimestampType()),
+        ]
+    )
+
+
+def runs_dataframe(spark: SparkSession, runs: Sequence[RunRecord]) -> DataFrame:
+    """``<database>.runs`` rows of ``runs``, built through Arrow."""
+    info = {
+        name: [run.info.get(name) for run in runs]
+        for name in ("run_name", "user_id", "status", "lifecycle_stage", "artifact_uri")
+    }
+    table = pa.table(
+        {
+            "run_id": pa.array([run.run_id for run in runs], pa.string()),
+            "experiment_id": pa.array([str(run.info["experiment_id"]) for run in runs]),
+            "run_name": pa.array(
+                [
+                    n or run.tags.get("mlflow.runName")
+                    for n, run in zip(info["run_name"], runs, strict=True)
+                ],
+                pa.string(),
+            ),
+            "user_id": pa.array(info["user_id"], pa.string()),
+            "status": pa.array(info["status"], pa.string()),
+            "lifecycle_stage": pa.array(info["lifecycle_stage"], pa.string()),
+            "start_time": pa.array([run.info.get("start_time") for run in runs], _TIMESTAMP),
+            "end_time": pa.array([run.info.get("end_time") for run in runs], _TIMESTAMP),
+            "artifact_uri": pa.array(info["artifact_uri"], pa.string()),
+            "metrics": pa.array(
+                [sorted(run.metrics.items()) for run in runs], pa.map_(pa.string(), pa.float64())
+            ),
+            "params": pa.array([sorted(run.params.items()) for run in runs], _STRINGS),
+            "tags": pa.array([sorted(run.tags.items()) for run in runs], _STRINGS),
+        }
+    )
+    return spark.createDataFrame(table, schema=runs_schema())
+
+
+def experiments_dataframe(spark: SparkSession, experiments: Sequence[Experiment]) -> DataFrame:
+    """``<database>.experiments`` rows of ``experiments``."""
+    table = pa.table(
+        {
+            "experiment_id": pa.array([e.experiment_id for e in experiments], pa.string()),
+            "name": pa.array([e.name for e in experiments], pa.string()),
+            "lifecycle_stage": pa.array([e.lifecycle_stage for e in experiments], pa.string()),
+            "artifact_location": pa.array([e.artifact_location for e in experiments], pa.string()),
+            "tags": pa.array([sorted(e.tags.items()) for e in experiments], _STRINGS),
+            "creation_time": pa.array([e.creation_time for e in experiments], _TIMESTAMP),
+            "last_update_time": pa.array([e.last_update_time for e in experiments], _TIMESTAMP),
+        }
+    )
+    return spark.createDataFrame(table, schema=experiments_schema())
+
+
+def history_dataframe(
+    spark: SparkSession, experiment_id: str, points: Iterable[MetricPoint]
+) -> DataFrame:
+    """``<database>.metric_history`` rows of one experiment."""
+    points = list(points)
+    table = pa.table(
+        {
+            "experiment_id": pa.array([experiment_id] * len(points), pa.string()),
+            "run_id": pa.array([p.run_id for p in points], pa.string()),
+            "key": pa.array([p.key for p in points], pa.string()),
+            "value": pa.array([p.value for p in points], pa.float64()),
+            "step": pa.array([p.step for p in points], pa.int64()),
+            "timestamp": pa.array([p.timestamp for p in points], _TIMESTAMP),
+        }
+    )
+    return spark.createDataFrame(table, schema=history_schema())
+
+
+def read_states(spark: SparkSession, database: str) -> dict[str, RefreshState]:
+    """experiment id -> its stored state (empty when the state table does not exist)."""
+    if not spark.catalog.tableExists(f"{database}.{STATE_TABLE}"):
+        return {}
+    rows = spark.table(qualified_table(database, STATE_TABLE)).collect()
+    return {
+        row["experiment_id"]: RefreshState(
+            row["experiment_id"],
+            row["watermark_ms"],
+            frozenset(row["open_run_ids"] or ()),
+            frozenset(row["deleted_run_ids"] or ()),
+            bool(row["with_history"]),
+            dict(row["fingerprints"] or {}),
+        )
+        for row in rows
+    }
+
+
+def write_state(spark: SparkSession, database: str, state: RefreshState) -> None:
+    """Store one experiment's state (one commit)."""
+    import datetime as dt
+
+    row = (
+        state.experiment_id,
+        state.watermark_ms,
+        sorted(state.open_run_ids),
+        sorted(state.deleted_run_ids),
+        state.with_history,
+        dict(state.fingerprints),
+        dt.datetime.now(dt.timezone.utc),
+    )
+    df = spark.createDataFrame([row], state_schema())
+    upsert(spark, database, STATE_TABLE, df, ["experiment_id"])
+
+
+def upsert(
+    spark: SparkSession,
+    database: str,
+    table: str,
+    df: DataFrame,
+    keys: Sequence[str],
+    *,
+    schema_evolution: bool = False,
+) -> None:
+    """MERGE ``df`` into ``table`` by ``keys``: update matches, insert the rest.
+
+    Creates the table from ``df`` when it does not exist.
+    """
+    from delta.tables import DeltaTable
+
+    if not spark.catalog.tableExists(f"{database}.{table}"):
+        df.write.format("delta").saveAsTable(qualified_table(database, table))
+        return
+    condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+    merge = (
+        DeltaTable.forName(spark, qualified_table(database, table))
+        .alias("t")
+        .merge(df.alias("s"), condition)
+        .whenMatchedUpdateAll()
+        .whenNotMatchedInsertAll()
+    )
+    if schema_evolution:
+        merge = merge.withSchemaEvolution()
+    merge.execute()
+
+
+def insert_new(
+    spark: SparkSession, database: str, table: str, df: DataFrame, keys: Sequence[str]
+) -> None:
+    """Insert the rows of ``df`` that ``table`` does not hold yet (by ``keys``, NULL-safe)."""
+    from delta.tables import DeltaTable
+
+    if not spark.catalog.tableExists(f"{database}.{table}"):
+        df.write.format("delta").saveAsTable(qualified_table(database, table))
+        return
+    condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    (
+        DeltaTable.forName(spark, qualified_table(database, table))
+        .alias("t")
+        .merge(df.alias("s"), condition)
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+
+
+def replace_experiment(
+    spark: SparkSession, database: str, table: str, experiment_id: str, df: DataFrame
+) -> None:
+    """Replace every row of one experiment in ``table`` with ``df`` (one commit)."""
+    qualified = qualified_table(database, table)
+    if not spark.catalog.tableExists(f"{database}.{table}"):
+        df.write.format("delta").saveAsTable(qualified)
+        return
+    literal = "'" + experiment_id.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    (
+        df.write.format("delta")
+        .mode("overwrite")
+        .option("replaceWhere", f"experiment_id = {literal}")
+        .saveAsTable(qualified)
+    )
+
+
+def history_keys() -> list[str]:
+    """What identifies a row of ``metric_history`` (MLflow's primary key of ``metrics``)."""
+    return ["run_id", "key", "step", "timestamp", "value"]
+
+
+def table_run_ids(
+    spark: SparkSession, database: str, table: str, run_ids: Iterable[str]
+) -> set[str]:
+    """The ids among ``run_ids`` that ``table`` holds."""
+    from pyspark.sql import functions as F
+
+    wanted = sorted(set(run_ids))
+    if not wanted:
+        return set()
+    rows = (
+        spark.table(qualified_table(database, table))
+        .where(F.col("run_id").isin(wanted))
+        .select("run_id")
+        .collect()
+    )
+    return {row[0] for row in rows}
+
+
+def column_types(schema: StructType) -> Mapping[str, str]:
+    """Column name -> Spark type name (``int``, ``bigint``, ``double``, ...)."""
+    return {field.name: field.dataType.simpleString() for field in schema.fields}
