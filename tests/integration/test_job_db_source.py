@@ -1,0 +1,263 @@
+"""The job with ``--source db``: the same tables as from the tracking server, and bad input.
+
+The job runs twice on each store, once through the tracking server's REST API and once on
+the database under it, into two metastore databases; every ``exp_<id>`` table must be
+identical (rows, columns, types, comments). The stores: the session's sqlite server and a
+throwaway PostgreSQL whose password comes from ``MLFLOW_FUN_DB_PASSWORD``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from chispa import assert_df_equality
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+
+from mlflow_fun.client.db_source import PASSWORD_ENV, safe_url
+from mlflow_fun.client.http_client import strip_credentials
+from mlflow_fun.config import JobConfig
+from mlflow_fun.job import run_job
+from mlflow_fun.local_server import LocalMlflowServer, free_port
+from tests.db_servers import postgres_server
+from tests.seed import Seeded, seed_all
+
+SCRIPT = Path(sys.executable).parent / "mlflow-fun"
+
+
+@dataclass
+class JobStore:
+    """A database, the tracking server over it, and the experiments the job loads."""
+
+    name: str
+    db_url: str
+    server_url: str
+    experiment_ids: tuple[str, ...]
+
+
+def _log_extremes(url: str) -> str:
+    """Infinities, a NaN latest value, a running run, a deleted run, an empty tag, a param
+    whose values need a STRING column and keys that need renaming."""
+    client = MlflowClient(url)
+    experiment_id = client.create_experiment("job-db-extremes")
+    plan: list[tuple[str, list[tuple[str, float, int]], dict[str, str]]] = [
+        ("x1", [("big", math.inf, 0), ("late", 0.1, 0), ("late", math.nan, 1)], {"p": "1"}),
+        ("x2", [("big", -math.inf, 0), ("train/loss", 0.5, 0)], {"p": "abc", "größe": "ß"}),
+        ("x3", [("late", 2.0, 0)], {"p": "2.5", "LR": "0.1", "lr": "1"}),
+    ]
+    for start, (name, points, params) in enumerate(plan, start=100):
+        run_id = client.create_run(experiment_id, start_time=start, run_name=name).info.run_id
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, v, start, step) for k, v, step in points],
+            params=[Param(k, v) for k, v in params.items()],
+            tags=[RunTag("blank", ""), RunTag("team/name", "blue")],
+        )
+        if name != "x3":
+            client.set_terminated(run_id, end_time=start + 10)
+    client.delete_run(client.create_run(experiment_id, start_time=500).info.run_id)
+    return experiment_id
+
+
+def _experiment_ids(seeded: Seeded, extremes: str) -> tuple[str, ...]:
+    return (seeded.typed, seeded.odd_keys, seeded.best, seeded.empty, extremes)
+
+
+@pytest.fixture(scope="module")
+def sqlite_job_store(mlflow_server: LocalMlflowServer, seeded: Seeded) -> JobStore:
+    db_url = f"sqlite:///{mlflow_server.root / 'mlflow.db'}"
+    ids = _experiment_ids(seeded, _log_extremes(seeded.url))
+    return JobStore("sqlite", db_url, seeded.url, ids)
+
+
+@pytest.fixture(scope="module")
+def postgresql_job_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobStore]:
+    root = tmp_path_factory.mktemp("mlflow_pg_job")
+    with postgres_server() as db_url, LocalMlflowServer(root, backend_store_uri=db_url) as server:
+        seeded = seed_all(server.url)
+        ids = _experiment_ids(seeded, _log_extremes(server.url))
+        yield JobStore("postgresql", db_url, server.url, ids)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def job_store(request: pytest.FixtureRequest) -> JobStore:
+    return request.getfixturevalue(f"{request.param}_job_store")  # type: ignore[no-any-return]
+
+
+def _without_password(db_url: str) -> tuple[str, str]:
+    """The URL without its password, and the password ('' if none)."""
+    url = sa.make_url(db_url)
+    bare = sa.engine.URL.create(
+        url.drivername, url.username, None, url.host, url.port, url.database, url.query
+    )
+    return bare.render_as_string(hide_password=False), url.password or ""
+
+
+def test_db_tables_equal_rest_tables(
+    spark: Any,
+    job_store: JobStore,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ids = job_store.experiment_ids
+    rest_db, db_db = f"jobsrc_rest_{job_store.name}", f"jobsrc_db_{job_store.name}"
+    connection, password = _without_password(job_store.db_url)
+    if password:  # PostgreSQL: the password only in the environment
+        monkeypatch.setenv(PASSWORD_ENV, password)
+    rest = run_job(
+        JobConfig(
+            database=rest_db,
+            experiment_ids=ids,
+            tracking_uri=job_store.server_url,
+            full_refresh=True,
+        ),
+        spark=spark,
+        progress=False,
+    )
+    with caplog.at_level(logging.DEBUG, logger="mlflow_fun"):
+        direct = run_job(
+            JobConfig(
+                database=db_db,
+                experiment_ids=ids,
+                source="db",
+                connection=connection,
+                full_refresh=True,
+            ),
+            spark=spark,
+            progress=False,
+        )
+    counts = [(r.experiment_id, r.status, r.run_count, r.column_count) for r in rest.results]
+    assert [(r.experiment_id, r.status, r.run_count, r.column_count) for r in direct.results] == (
+        counts
+    )
+    assert [c[1] for c in counts] == ["ok"] * len(ids)
+    assert counts[-1][2] == 3 and counts[-2][2] == 0  # extremes: 3 active runs; empty: none
+    for experiment_id in ids:
+        by_rest = spark.table(f"{rest_db}.exp_{experiment_id}").orderBy("run_id")
+        by_db = spark.table(f"{db_db}.exp_{experiment_id}").orderBy("run_id")
+        assert_df_equality(by_db, by_rest, allow_nan_equality=True)
+        assert [f.metadata for f in by_db.schema] == [f.metadata for f in by_rest.schema]
+    status = spark.table(f"{db_db}.mlflow_status").collect()
+    # The status table strips the user as well as the password.
+    assert {r.tracking_uri for r in status} == {strip_credentials(safe_url(job_store.db_url))}
+    assert {(r.experiment_id, r.status) for r in status} == {(i, "ok") for i in ids}
+    if password:
+        assert safe_url(job_store.db_url) == connection
+        assert all(password not in str(value) for r in status for value in r)
+        assert password not in caplog.text
+        assert f"tracking_uri={connection}" in caplog.text
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 1, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def _not_mlflow(path: Path) -> str:
+    connection = sqlite3.connect(path)
+    with connection:
+        connection.execute("create table customers (id integer)")
+    connection.close()
+    return f"sqlite:///{path}"
+
+
+def test_bad_connections_are_one_line_and_write_nothing(tmp_path: Path) -> None:
+    port = free_port()
+    missing = tmp_path / "missing.db"
+    cases = [
+        (
+            "not a url",
+            "mlflow-fun: error: the connection is not an SQLAlchemy database URL; expected e.g. "
+            "sqlite:////path/mlflow.db, postgresql+psycopg2://user:password@host/db or "
+            "mysql+pymysql://user:password@host/db",
+        ),
+        (
+            "nosuchdb://u:s3cret-pw@h/db",
+            "mlflow-fun: error: no SQLAlchemy driver for nosuchdb://u@h/db: Can't load plugin: "
+            "sqlalchemy.dialects:nosuchdb. Install it, e.g. `pip install psycopg2-binary` "
+            "(postgresql+psycopg2) or `pip install PyMySQL` (mysql+pymysql)",
+        ),
+        (
+            f"postgresql+psycopg2://mlflow:s3cret-pw@127.0.0.1:{port}/mlflow",
+            f"mlflow-fun: error: cannot connect to database postgresql+psycopg2://mlflow@"
+            f'127.0.0.1:{port}/mlflow: connection to server at "127.0.0.1", port {port} failed: '
+            "Connection refused",
+        ),
+        (
+            f"sqlite:///{missing}",
+            f"mlflow-fun: error: cannot open database sqlite:///{missing}: the sqlite file "
+            f"{missing} does not exist",
+        ),
+        (
+            _not_mlflow(tmp_path / "other.db"),
+            f"mlflow-fun: error: database sqlite:///{tmp_path / 'other.db'} is not an MLflow "
+            "tracking store of the expected schema: missing runs, latest_metrics, params, "
+            "tags, experiments, experiment_tags, metrics. Point at the database of `mlflow server "
+            "--backend-store-uri`, or create its schema with `mlflow db upgrade <url>`",
+        ),
+    ]
+    for number, (connection, message) in enumerate(cases):
+        data_dir = tmp_path / f"data{number}"
+        result = _cli(
+            "build", "--data_dir", str(data_dir), "--source", "db", "--connection", connection
+        )
+        assert _one_error_line(result) == message
+        assert "s3cret" not in result.stderr
+        assert os.listdir(data_dir) == []
+    assert not missing.exists()
+
+
+def test_password_from_the_environment_on_postgresql(
+    postgresql_job_store: JobStore, tmp_path: Path
+) -> None:
+    connection, password = _without_password(postgresql_job_store.db_url)
+    url = sa.make_url(connection)
+    build = ["build", "--data_dir", str(tmp_path / "d"), "--source", "db"]
+    wrong = _cli(*build, "--connection", connection, env={PASSWORD_ENV: "wrong-pw"})
+    assert _one_error_line(wrong) == (
+        f"mlflow-fun: error: cannot connect to database {connection}: connection to server at "
+        f'"{url.host}", port {url.port} failed: FATAL:  password authentication failed for user '
+        '"mlflow"'
+    )
+    assert "wrong-pw" not in wrong.stderr
+    unknown = _cli(*build, "--connection", connection, "--experiment_ids", "424242")
+    assert "no password supplied" in _one_error_line(unknown)
+    unknown = _cli(
+        *build, "--connection", connection, "--experiment_ids", "424242",
+        env={PASSWORD_ENV: password},
+    )  # fmt: skip
+    assert _one_error_line(unknown) == (
+        f"mlflow-fun: error: experiment id(s) 424242 do not exist at {connection}; "
+        "nothing was written"
+    )
+    assert password not in unknown.stderr
+    in_url = sa.make_url(postgresql_job_store.db_url).render_as_string(hide_password=False)
+    overridden = _cli(
+        *build, "--connection", in_url, "--experiment_ids", "424242",
+        env={PASSWORD_ENV: "wrong-pw"},
+    )  # fmt: skip
+    assert "experiment id(s) 424242 do not exist" in _one_error_line(overridden)
+    assert os.listdir(tmp_path / "d") == []
