@@ -2,8 +2,9 @@
 
 The job runs twice on each store, once through the tracking server's REST API and once on
 the database under it, into two metastore databases; every ``exp_<id>`` table must be
-identical (rows, columns, types, comments). The stores: the session's sqlite server and a
-throwaway PostgreSQL whose password comes from ``MLFLOW_FUN_DB_PASSWORD``.
+identical (rows, columns, types, comments), and so must ``metric_history``. The stores:
+the session's sqlite server and a throwaway PostgreSQL whose password comes from
+``MLFLOW_FUN_DB_PASSWORD``.
 """
 
 from __future__ import annotations
@@ -121,6 +122,7 @@ def test_db_tables_equal_rest_tables(
             experiment_ids=ids,
             tracking_uri=job_store.server_url,
             full_refresh=True,
+            with_history=True,
         ),
         spark=spark,
         progress=False,
@@ -133,6 +135,7 @@ def test_db_tables_equal_rest_tables(
                 source="db",
                 connection=connection,
                 full_refresh=True,
+                with_history=True,
             ),
             spark=spark,
             progress=False,
@@ -148,6 +151,12 @@ def test_db_tables_equal_rest_tables(
         by_db = spark.table(f"{db_db}.exp_{experiment_id}").orderBy("run_id")
         assert_df_equality(by_db, by_rest, allow_nan_equality=True)
         assert [f.metadata for f in by_db.schema] == [f.metadata for f in by_rest.schema]
+    order = ["run_id", "key", "timestamp", "step", "value"]
+    history = spark.table(f"{db_db}.metric_history").orderBy(order)
+    assert_df_equality(
+        history, spark.table(f"{rest_db}.metric_history").orderBy(order), allow_nan_equality=True
+    )
+    assert history.count() > 20
     status = spark.table(f"{db_db}.mlflow_status").collect()
     # The status table strips the user as well as the password.
     assert {r.tracking_uri for r in status} == {strip_credentials(safe_url(job_store.db_url))}
