@@ -182,9 +182,21 @@ class MlflowHttpClient:
         """
         return self._request("GET", endpoint, params=params, prefix=prefix)
 
-    def post(self, endpoint: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        """POST ``body`` as JSON to ``endpoint``; return the decoded JSON object."""
-        return self._request("POST", endpoint, body=body)
+    def post(
+        self, endpoint: str, body: Mapping[str, Any], *, close_connection: bool = False
+    ) -> dict[str, Any]:
+        """POST ``body`` as JSON to ``endpoint``; return the decoded JSON object.
+
+        ``close_connection`` asks the server to close the connection after its answer
+        (``Connection: close``), so that the next request opens a new one. A multi-worker
+        server (``mlflow server --workers N``, uvicorn) keeps a kept-alive connection on
+        the worker that accepted it: two streams can then share one worker while another
+        idles. A new connection is accepted by whichever worker is free first. Worth it
+        before a request that keeps the server busy for long (a big ``runs/search`` page),
+        not before small ones.
+        """
+        headers = {"Connection": "close"} if close_connection else None
+        return self._request("POST", endpoint, body=body, headers=headers)
 
     def _request(
         self,
@@ -194,6 +206,7 @@ class MlflowHttpClient:
         params: Mapping[str, Any] | None = None,
         body: Mapping[str, Any] | None = None,
         prefix: str = API_PREFIX,
+        headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         url = self.base_url + prefix + endpoint
         attempt = 0
@@ -201,7 +214,12 @@ class MlflowHttpClient:
             wait: float | None = None
             try:
                 response = self._session.request(
-                    method, url, params=params, json=body, timeout=self.retry.timeout
+                    method,
+                    url,
+                    params=params,
+                    json=body,
+                    headers=headers,
+                    timeout=self.retry.timeout,
                 )
                 content = response.content
             except _TRANSIENT_ERRORS as e:

@@ -314,7 +314,10 @@ class RestSource(_FilteredSearches):
             if token:
                 body["page_token"] = token
             try:
-                page = self.client.post("runs/search", body)
+                # A page of 1,000 runs or more keeps a server worker busy for a second or
+                # so: a new connection per page lets an idle worker of a multi-worker
+                # server take it (issue 8). Small pages keep the connection.
+                page = self.client.post("runs/search", body, close_connection=page_size >= 1_000)
             except ServerUnreachableError:
                 if page_size <= MIN_PAGE_SIZE:
                     raise
