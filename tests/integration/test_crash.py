@@ -23,10 +23,11 @@ SCRIPT = Path(sys.executable).parent / "mlflow-fun"
 KILLS = 20
 
 
-def _build_command(data_dir: Path, url: str, *ids: str) -> list[str]:
+def _build_command(data_dir: Path, url: str, *ids: str, full: bool = True) -> list[str]:
     return [
         str(SCRIPT), "build", "--data_dir", str(data_dir), "--tracking_uri", url,
         "--experiment_ids", ",".join(ids), "--parallelism", "1",
+        *(["--full-refresh"] if full else []),
     ]  # fmt: skip
 
 
@@ -83,6 +84,68 @@ def test_sigkill_at_random_points_loses_nothing(
         print(f"\nkill test: {outcomes.count('killed')} kills, "
               f"{outcomes.count('finished')} runs finished first")  # fmt: skip
     assert outcomes.count("killed") == KILLS
+
+
+INCREMENTAL_ROUNDS = 6
+
+
+def test_incremental_killed_at_any_point_catches_up(
+    spark: Any, seeded: Seeded, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from chispa import assert_df_equality
+
+    client = MlflowClient(seeded.url)
+    experiment_id = client.create_experiment("kill-incremental")
+    runs = [_run(client, experiment_id, 1000 + i, params={"i": str(i)}) for i in range(40)]
+    running = _run(client, experiment_id, 2000, metrics={"m": 0.0}, finish=False)
+    data_dir = tmp_path / "data"
+    build = _build_command(data_dir, seeded.url, experiment_id, full=False)
+    database = data_dir / "warehouse" / "mlflow_metrics.db"
+    started = time.monotonic()
+    first = subprocess.run(build, capture_output=True, text=True, timeout=600)
+    job_seconds = time.monotonic() - started
+    assert first.returncode == 0, first.stderr
+
+    rng = random.Random(5)
+    outcomes = []
+    for round_ in range(INCREMENTAL_ROUNDS):
+        _run(client, experiment_id, 3000 + round_, params={"i": str(100 + round_)})
+        client.log_metric(running, "m", float(round_ + 1), step=round_ + 1)
+        if round_ == INCREMENTAL_ROUNDS // 2:
+            client.delete_run(runs[0])
+        job = subprocess.Popen(
+            build, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        try:
+            job.wait(timeout=rng.uniform(0.5, job_seconds))
+            outcomes.append("finished")
+        except subprocess.TimeoutExpired:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait()
+            outcomes.append("killed")
+        for table in (f"exp_{experiment_id}", "runs", "mlflow_state"):  # readable
+            spark.read.format("delta").load(str(database / table)).collect()
+
+    final = subprocess.run(build, capture_output=True, text=True, timeout=600)
+    assert final.returncode == 0, final.stderr
+    reference_dir = tmp_path / "reference"
+    reference = subprocess.run(
+        _build_command(reference_dir, seeded.url, experiment_id), capture_output=True, text=True
+    )
+    assert reference.returncode == 0, reference.stderr
+    for table in (f"exp_{experiment_id}", "runs"):
+        caught_up, rebuilt = (
+            spark.read.format("delta")
+            .load(str(d / "warehouse" / "mlflow_metrics.db" / table))
+            .orderBy("run_id")
+            for d in (data_dir, reference_dir)
+        )
+        assert_df_equality(caught_up, rebuilt, allow_nan_equality=True)
+    assert caught_up.count() == 40 + INCREMENTAL_ROUNDS  # one deleted, one running added
+    with capsys.disabled():
+        print(f"\nincremental kill test: {outcomes.count('killed')} kills, "
+              f"{outcomes.count('finished')} runs finished first")  # fmt: skip
+    assert outcomes.count("killed") >= INCREMENTAL_ROUNDS // 2
 
 
 def test_sigterm_stops_between_experiments(seeded: Seeded, tmp_path: Path) -> None:

@@ -102,7 +102,9 @@ def test_job_through_faults(
     schedule = FaultSchedule(seed, RATE, stall_seconds=0.8)
     failed: dict[str, str] = {}
     with fault_proxy(seeded.url, schedule) as url:
-        config = JobConfig(database=database, experiment_ids=ids, tracking_uri=url, page_size=4)
+        config = JobConfig(
+            database=database, experiment_ids=ids, tracking_uri=url, page_size=4, full_refresh=True
+        )
         try:
             run_job(config, spark=spark, progress=False)
         except JobFailedError as e:

@@ -78,15 +78,25 @@ def test_tables_typed_commented_and_equal_to_the_builder(spark: Any, seeded: See
 
 
 def test_second_run_is_identical(spark: Any, seeded: Seeded) -> None:
+    table = f"job_twice.exp_{seeded.odd_keys}"
     _job(spark, seeded, "job_twice", seeded.odd_keys)
-    first = spark.table(f"job_twice.exp_{seeded.odd_keys}").collect()
-    first_schema = spark.table(f"job_twice.exp_{seeded.odd_keys}").schema
-    _job(spark, seeded, "job_twice", seeded.odd_keys)
-    second = spark.table(f"job_twice.exp_{seeded.odd_keys}")
+    first = spark.table(table).collect()
+    first_schema = spark.table(table).schema
+    (unchanged,) = _job(spark, seeded, "job_twice", seeded.odd_keys).results
+    assert (unchanged.mode, unchanged.run_count) == ("incremental", len(first))
+    assert len(spark.sql(f"describe history {table}").collect()) == 1  # nothing to write
+    config = JobConfig(
+        database="job_twice",
+        experiment_ids=(seeded.odd_keys,),
+        tracking_uri=seeded.url,
+        full_refresh=True,
+    )
+    (rebuilt,) = run_job(config, spark=spark, progress=False).results
+    assert rebuilt.mode == "full"
+    second = spark.table(table)
     assert second.schema == first_schema
     assert_df_equality(second, spark.createDataFrame(first, first_schema))
-    history = spark.sql(f"describe history job_twice.exp_{seeded.odd_keys}").collect()
-    assert len(history) == 2
+    assert len(spark.sql(f"describe history {table}").collect()) == 2
 
 
 def test_new_keys_add_columns_and_types_widen(spark: Any, seeded: Seeded) -> None:

@@ -172,7 +172,14 @@ def test_endpoint_serves_the_job_tables_to_beeline(
         *[
             ["mlflow_metrics", name, "false"]
             for name in sorted(
-                ["best_runs", "metrics_long", "mlflow_status"]
+                [
+                    "best_runs",
+                    "experiments",
+                    "metrics_long",
+                    "mlflow_state",
+                    "mlflow_status",
+                    "runs",
+                ]
                 + [f"exp_{i}" for i in experiment_ids]
             )
         ],

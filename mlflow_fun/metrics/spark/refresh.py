@@ -156,6 +156,21 @@ def experiments_dataframe(spark: SparkSession, experiments: Sequence[Experiment]
     return spark.createDataFrame(table, schema=experiments_schema())
 
 
+def upsert_experiments(
+    spark: SparkSession, database: str, experiments: Sequence[Experiment]
+) -> None:
+    """MERGE ``experiments`` into ``<database>.experiments``; no commit when nothing changed."""
+    from pyspark.sql import functions as F
+
+    df = experiments_dataframe(spark, experiments)
+    if spark.catalog.tableExists(f"{database}.{EXPERIMENTS_TABLE}"):
+        columns = [F.to_json(c).alias(c) if c == "tags" else F.col(c) for c in df.columns]
+        stored = spark.table(qualified_table(database, EXPERIMENTS_TABLE)).select(*columns)
+        if df.select(*columns).exceptAll(stored).isEmpty():
+            return
+    upsert(spark, database, EXPERIMENTS_TABLE, df, ["experiment_id"])
+
+
 def history_dataframe(
     spark: SparkSession, experiment_id: str, points: Iterable[MetricPoint]
 ) -> DataFrame:

@@ -282,13 +282,7 @@ class TableBuilder:
             if results and any(r.status == "ok" for r in results):
                 ok = {r.experiment_id for r in results if r.status == "ok"}
                 loaded = [e for e in experiments if e.experiment_id in ok]
-                refresh.upsert(
-                    self.spark,
-                    self.database,
-                    refresh.EXPERIMENTS_TABLE,
-                    refresh.experiments_dataframe(self.spark, loaded),
-                    ["experiment_id"],
-                )
+                refresh.upsert_experiments(self.spark, self.database, loaded)
         skipped = len(experiments) - len(results)
         if skipped:
             logger.warning("stopped before %d experiment(s); their tables are unchanged", skipped)

@@ -1,0 +1,124 @@
+"""Pure parts of the incremental refresh: type widening, naming and order of merged
+columns, and what `pull_changes` asks a source for and keeps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import pytest
+
+from mlflow_fun.client.records import RunRecord
+from mlflow_fun.flatten import flatten_runs, keep_column_order
+from mlflow_fun.incremental import RefreshState, fingerprint, pull_all, pull_changes
+from mlflow_fun.typing_rules import widened_type
+
+
+@pytest.mark.parametrize(
+    ("existing", "values", "expected"),
+    [
+        ("int", ["1", "2"], "int"),
+        ("int", ["", None, "null"], "int"),  # nothing present: the type stays
+        ("bigint", ["1"], "bigint"),
+        ("double", ["1", "9999999999"], "double"),
+        ("string", ["abc"], "string"),
+        ("int", ["0.5"], None),  # int -> double: only a full refresh can type it
+        ("int", ["9999999999"], None),  # int -> bigint
+        ("string", ["1"], None),  # the old values decide: all missing, or text
+        ("boolean", ["1"], None),
+    ],
+)
+def test_widened_type(existing: Any, values: list[str | None], expected: str | None) -> None:
+    assert widened_type(existing, values) == expected
+
+
+def _record(run_id: str, start: int, end: int | None, **params: str) -> RunRecord:
+    info = {
+        "experiment_id": "1",
+        "status": "FINISHED" if end else "RUNNING",
+        "start_time": start,
+        "end_time": end,
+    }
+    return RunRecord(run_id, info, {"m": 1.0}, params, {})
+
+
+def test_merged_runs_keep_the_names_of_absent_keys() -> None:
+    previous = {("param", "a_b"): "_p_a_b", ("metric", "m"): "_m_m"}
+    flat = flatten_runs([_record("r1", 1, 2, **{"a.b": "x"})], previous, reserve_previous=True)
+    assert [c.name for c in flat.columns][10:] == ["_m_m", "_p_a_b_2"]
+    plain = flatten_runs([_record("r1", 1, 2, **{"a.b": "x"})], previous)
+    assert [c.name for c in plain.columns][10:] == ["_m_m", "_p_a_b"]
+
+
+def test_param_types_override_inference() -> None:
+    flat = flatten_runs([_record("r1", 1, 2, p="1")], param_types={"p": "double"})
+    assert (flat.column("_p_p").type, flat.data["_p_p"]) == ("double", [1.0])
+
+
+def test_keep_column_order_puts_new_columns_last() -> None:
+    flat = flatten_runs([_record("r1", 1, 2, b="1", a="2")])
+    names = [c.name for c in flat.columns]
+    reordered = keep_column_order(flat, [*names[:10], "_p_b", "_m_m"])
+    assert [c.name for c in reordered.columns][10:] == ["_p_b", "_m_m", "_p_a"]
+
+
+class ListSource:
+    """Runs held in lists, answering the searches `pull_changes` makes."""
+
+    tracking_uri = "memory"
+
+    def __init__(self, active: Sequence[RunRecord], deleted: Sequence[RunRecord] = ()) -> None:
+        self.active, self.deleted = list(active), list(deleted)
+        self.asked: list[tuple[str, Any]] = []
+
+    def iter_runs(
+        self, experiment_ids: Any, *, run_view_type: str = "ACTIVE_ONLY", **_: Any
+    ) -> Iterator[RunRecord]:
+        return iter(self.deleted if run_view_type == "DELETED_ONLY" else self.active)
+
+    def iter_changed_runs(self, experiment_id: str, since_ms: int) -> Iterator[RunRecord]:
+        self.asked.append(("since", since_ms))
+        return (
+            r
+            for r in self.active
+            if r.info["start_time"] >= since_ms or (r.info["end_time"] or 0) >= since_ms
+        )
+
+    def iter_runs_by_id(
+        self, experiment_id: str, run_ids: Iterable[str], run_view_type: str = "ACTIVE_ONLY"
+    ) -> Iterator[RunRecord]:
+        wanted = set(run_ids)
+        self.asked.append(("ids", sorted(wanted)))
+        return (r for r in self.active if r.run_id in wanted)
+
+
+def test_pull_changes_asks_for_changed_open_and_restored_runs() -> None:
+    old, running, restored = _record("old", 10, 20), _record("run", 30, None), _record("res", 5, 6)
+    first = pull_all(ListSource([old, running], [restored]), "1", margin_ms=0)
+    assert (first.watermark_ms, first.open_run_ids, first.deleted_run_ids) == (
+        30,
+        {"run"},
+        {"res"},
+    )
+    state = first.next_state()
+    assert state.fingerprints == {"run": fingerprint(running)}  # at the watermark or open
+
+    new = _record("new", 40, 50)
+    source = ListSource([old, running, restored, new])
+    pull = pull_changes(source, "1", state, margin_ms=5)
+    assert source.asked == [("since", 25), ("ids", ["res", "run"])]
+    assert {r.run_id for r in pull.runs} == {"new", "res"}  # "run" is unchanged: dropped
+    assert (pull.pulled, pull.watermark_ms, pull.deleted_run_ids) == (3, 50, frozenset())
+    assert pull.open_run_ids == {"run"} and pull.changed
+
+
+def test_pull_changes_without_changes_writes_nothing() -> None:
+    runs = [_record("a", 10, 20), _record("b", 30, 40)]
+    state = pull_all(ListSource(runs), "1", margin_ms=0).next_state()
+    pull = pull_changes(ListSource(runs), "1", state, margin_ms=0)
+    assert (pull.pulled, pull.runs, pull.changed) == (1, (), False)
+
+
+def test_pull_changes_needs_a_watermark() -> None:
+    with pytest.raises(ValueError, match="refresh it in full"):
+        pull_changes(ListSource([]), "1", RefreshState("1", None), margin_ms=0)
