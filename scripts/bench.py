@@ -5,17 +5,27 @@ Seeds a sqlite store into ``.bench/mlflow`` (`seed_store`), starts ``mlflow serv
 
 1. the baseline: raw ``runs/search`` pulls with ``requests`` (JSON decoded, nothing more),
    one stream and ``BENCH_STREAMS`` streams (experiments split over threads);
-2. the job's extractors alone: ``RestSource.iter_runs`` (1 and N streams) and
-   ``DatabaseSource.iter_runs`` on the sqlite file;
+2. the job's extractors alone: ``RestSource.iter_runs`` (1 and N streams over one source,
+   as the job shares one) and ``DatabaseSource.iter_runs`` on the sqlite file;
 3. what users do by hand: ``mlflow.search_runs`` -> pandas -> ``spark.createDataFrame``;
 4. ``FastDataframeBuilder`` on the 1,000-run and on the largest experiment; the job
    (``run_job``) to Delta for every experiment (at ``parallelism`` N and 1 when the job
    has that setting); the same tables from ``DatabaseSource`` (checked equal to the
    REST-built ones);
-5. incremental refresh, when the job has such a mode;
+5. incremental refresh of a ``BENCH_INCREMENTAL_RUNS``-run experiment (default 100,000)
+   after 1% of its runs changed (`bench_incremental`: its own store and server);
 6. best run: the server's ``order_by`` search vs ``best_run_from_table`` (and, as a
    what-if outside the targets, the same with ``spark.databricks.delta.snapshotPartitions=1``);
-7. per step, the peak RSS of this process and of the Spark driver JVM.
+7. per step, the peak RSS of this process and of the Spark driver JVM, and the CPU time of
+   each server process.
+
+Fair streams: uvicorn keeps a connection on the worker that accepted it, and two
+connections opened at once often land on one worker (it accepts every pending connection
+when it wakes). A kept-alive stream then stays there, and N streams run at the rate of one
+worker or less. The baseline and ``RestSource`` both ask for a new connection after each
+page of 1,000 runs or more (``Connection: close``), so a free worker takes the next page;
+the server CPU per process of each step shows how evenly the workers shared it. Every
+worker is warmed (it has served a page) before the first measurement.
 
 Every figure is also given relative to the baseline (raw parallel REST), then the targets
 of issue 8 are checked (PASS/MISS). Results go to stdout and ``.bench/results.json``.
@@ -61,6 +71,7 @@ METRIC = "rmse"
 SNAPSHOT_PARTITIONS = "spark.databricks.delta.snapshotPartitions"
 GIB = 1024**3
 MIB = 1024**2
+LARGE_PAGE = 1_000  # RestSource.iter_runs asks for a new connection after such pages
 T = TypeVar("T")
 
 
@@ -115,6 +126,7 @@ class Step:
         py_peak: Peak RSS of this Python process during the step, bytes.
         jvm_peak: Peak RSS of the Spark driver JVM during the step, bytes (0: not running).
         note: Anything worth knowing about the figure.
+        server_cpu: CPU seconds of each busy server process during the step, most first.
     """
 
     key: str
@@ -126,11 +138,19 @@ class Step:
     note: str = ""
     rate_vs_raw: float = 0.0
     time_vs_raw: float = 0.0
+    server_cpu: list[float] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
         """Runs per second."""
         return self.runs / self.seconds if self.seconds > 0 else float("inf")
+
+    @property
+    def server_split(self) -> str:
+        """The server CPU per process, e.g. ``4.1 + 3.9 s server CPU``; empty if none."""
+        if not self.server_cpu:
+            return ""
+        return " + ".join(f"{s:.1f}" for s in self.server_cpu) + " s server CPU"
 
 
 @dataclass
@@ -157,6 +177,7 @@ class Report:
     targets: list[Target] = field(default_factory=list)
     checks: dict[str, Any] = field(default_factory=dict)
     incremental: str = ""
+    incremental_figures: dict[str, Any] = field(default_factory=dict)
 
 
 class PeakRss:
@@ -289,11 +310,18 @@ class Bench:
     """Runs the steps against one seeded store and server and collects a `Report`."""
 
     def __init__(
-        self, settings: Settings, seeded: SeedResult, url: str, memory: PeakRss, report: Report
+        self,
+        settings: Settings,
+        seeded: SeedResult,
+        url: str,
+        memory: PeakRss,
+        report: Report,
+        server_group: int | None = None,
     ) -> None:
         self.settings = settings
         self.seeded = seeded
         self.url = url
+        self.server_group = server_group
         self.memory = memory
         self.report = report
         self.experiments = list(seeded.experiments)
@@ -310,14 +338,24 @@ class Bench:
     ) -> tuple[Step, T]:
         """Run ``action`` once as a step; print its line as soon as it is done."""
         self.memory.reset()
+        cpu_before = self.server_cpu()
         started = time.perf_counter()
         value = action()
         seconds = time.perf_counter() - started
         py, jvm = self.memory.peaks()
         step = Step(key, label, runs, seconds, py, jvm, note)
+        step.server_cpu = _busy(cpu_before, self.server_cpu())
         self.report.steps.append(step)
-        print(f"  {label}: {runs} runs in {seconds:.2f} s ({step.rate:,.0f} runs/s)", flush=True)
+        split = f"; {step.server_split}" if step.server_cpu else ""
+        print(
+            f"  {label}: {runs} runs in {seconds:.2f} s ({step.rate:,.0f} runs/s{split})",
+            flush=True,
+        )
         return step, value
+
+    def server_cpu(self) -> dict[int, float]:
+        """CPU seconds so far of each process of the server's process group."""
+        return _group_cpu_seconds(self.server_group) if self.server_group else {}
 
     def measure_median(
         self, key: str, label: str, runs: int, action: Callable[[], T], note: str = ""
@@ -408,7 +446,9 @@ class Bench:
     def warm_server(self, streams: int) -> None:
         """Warm every server worker (imports, database connection); not measured.
 
-        Pulls the smallest experiment ``streams`` times at once.
+        Pulls the smallest experiment ``streams`` times at once, again until ``streams``
+        server processes have worked (a worker that accepted no connection stays cold),
+        at most 10 rounds.
         """
         smallest = min(self.experiments, key=lambda e: e.run_count)
 
@@ -416,8 +456,13 @@ class Bench:
             with requests.Session() as session:
                 return _raw_pull(session, self.url, [smallest], self.page_size)
 
-        with ThreadPoolExecutor(max_workers=streams, thread_name_prefix="warm") as pool:
-            list(pool.map(pull, range(streams)))
+        before = self.server_cpu()
+        for _ in range(10):
+            with ThreadPoolExecutor(max_workers=streams, thread_name_prefix="warm") as pool:
+                list(pool.map(pull, range(streams)))
+            if not before or len(_busy(before, self.server_cpu())) >= streams:
+                return
+        print(f"  warning: fewer than {streams} server workers took a request", flush=True)
 
     def pull_raw(self, streams: int) -> int:
         """Pull every experiment with ``streams`` threads; return the runs received."""
@@ -429,20 +474,21 @@ class Bench:
         return self._in_streams(pull, streams)
 
     def pull_sources(self, make_source: Callable[[], RunSource], streams: int) -> int:
-        """Pull every experiment through a `RunSource` (one per stream) into RunRecords."""
+        """Pull every experiment into RunRecords through one `RunSource` shared by the
+        streams, as the job's threads share one."""
+        source = make_source()
 
         def pull(group: Sequence[SeededExperiment]) -> int:
-            source = make_source()
-            try:
-                return sum(1 for e in group for _ in source.iter_runs(e.experiment_id))
-            finally:
-                close = getattr(source, "close", None) or getattr(
-                    getattr(source, "client", None), "close", None
-                )
-                if close is not None:
-                    close()
+            return sum(1 for e in group for _ in source.iter_runs(e.experiment_id))
 
-        return self._check_count(self._in_streams(pull, streams))
+        try:
+            return self._check_count(self._in_streams(pull, streams))
+        finally:
+            close = getattr(source, "close", None) or getattr(
+                getattr(source, "client", None), "close", None
+            )
+            if close is not None:
+                close()
 
     def _in_streams(self, pull: Callable[[Sequence[SeededExperiment]], int], streams: int) -> int:
         groups = split_streams(self.experiments, streams)
@@ -480,6 +526,12 @@ class Bench:
         import mlflow
 
         mlflow.set_tracking_uri(self.url)
+        # Not measured, as the job's warm-up: the first search_runs and the first
+        # createDataFrame from pandas of a session pay for imports and class loading.
+        smallest = min(self.experiments, key=lambda e: e.run_count)
+        self.spark.createDataFrame(
+            mlflow.search_runs(experiment_ids=[smallest.experiment_id], max_results=10)
+        ).count()
 
         def pull() -> int:
             total = 0
@@ -560,7 +612,13 @@ class Bench:
         def db_job() -> int:
             with DatabaseSource(self.seeded.db_url, page_size=self.page_size) as source:
                 builder = TableBuilder(
-                    self.spark, "bench_db", self.data_dir, source=source, progress=False, **extra
+                    self.spark,
+                    "bench_db",
+                    self.data_dir,
+                    source=source,
+                    progress=False,
+                    full_refresh=True,
+                    **extra,
                 )
                 result = builder.build(self.ids)
             if result.failed:
@@ -596,6 +654,7 @@ class Bench:
             "experiment_ids": experiment_ids,
             "tracking_uri": self.url,
             "page_size": self.page_size,
+            "full_refresh": True,  # a measured job rebuilds: the data never changes here
         }
         if parallelism:
             values["parallelism"] = parallelism
@@ -607,20 +666,17 @@ class Bench:
         return int(result.run_count)
 
     def incremental(self) -> None:
-        """Refresh after 1% of runs changed, if the job has an incremental mode."""
-        import mlflow_fun.job as job
+        """Refresh after 1% of runs changed: `bench_incremental`, its own store and server."""
+        import bench_incremental
 
-        has_mode = "incremental" in {f.name for f in dataclasses.fields(JobConfig)} or (
-            "incremental" in inspect.signature(job.run_job).parameters
-        )
-        if not has_mode:
-            self.report.incremental = "not implemented yet"
-            print("  incremental refresh at 1% change: not implemented yet", flush=True)
-            return
-        self.report.incremental = (
-            "mlflow_fun.job has an incremental mode; this bench does not drive it yet"
-        )
-        print(f"  incremental refresh: {self.report.incremental}", flush=True)
+        runs = _env_int("BENCH_INCREMENTAL_RUNS", 100_000, 1_000)
+        print(f"  incremental refresh: {runs:,}-run experiment, 1% changed ...", flush=True)
+        self.memory.reset()
+        result = bench_incremental.run(self.spark, runs, BENCH / "incremental")
+        self.report.incremental = "; ".join(result.lines())
+        self.report.incremental_figures = result.as_dict()
+        for line in result.lines():
+            print(f"    {line}", flush=True)
 
     def best_run(self) -> None:
         """The server's ``order_by`` search vs the job's table, on the 1,000-run experiment."""
@@ -679,6 +735,8 @@ def _raw_pull(
 ) -> int:
     """``runs/search`` every page of each experiment in turn; return the runs received."""
     endpoint = f"{url}/api/2.0/mlflow/runs/search"
+    # As RestSource.iter_runs: a new connection after each big page (see the docstring).
+    headers = {"Connection": "close"} if page_size >= LARGE_PAGE else None
     received = 0
     for experiment in experiments:
         body: dict[str, Any] = {
@@ -686,7 +744,7 @@ def _raw_pull(
             "max_results": page_size,
         }
         while True:
-            response = session.post(endpoint, json=body, timeout=600)
+            response = session.post(endpoint, json=body, headers=headers, timeout=600)
             if response.status_code != 200:
                 raise BenchError(f"runs/search answered {response.status_code}: {response.text}")
             page = json.loads(response.content)
@@ -696,6 +754,31 @@ def _raw_pull(
                 break
             body["page_token"] = token
     return received
+
+
+def _group_cpu_seconds(group: int) -> dict[int, float]:
+    """CPU seconds (user + system) so far of each live process of process group ``group``."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    seconds = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp ... utime stime: fields 3, 4, 13 and 14 after ')'.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if int(fields[2]) == group:
+            seconds[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    return seconds
+
+
+def _busy(before: dict[int, float], after: dict[int, float]) -> list[float]:
+    """CPU seconds each process used between two `_group_cpu_seconds`, most first; only
+    processes that used more than 0.05 s (a worker, not the idle supervisor)."""
+    used = [after[pid] - before.get(pid, 0.0) for pid in after]
+    return sorted((u for u in used if u > 0.05), reverse=True)
 
 
 def split_streams(
@@ -759,7 +842,8 @@ def check_targets(bench: Bench) -> list[Target]:
     job_rest = bench.step(f"job_rest_p{streams}") or bench.step("job_rest")
     job_streams = streams if bench.step(f"job_rest_p{streams}") else 1
     extractor = bench.step(f"rest_source_{job_streams}")
-    if extractor:
+    baseline = bench.step(f"raw_rest_{streams}") or bench.step("raw_rest_1")
+    if extractor and baseline:
         ratio = extractor.rate / raw
         targets.append(
             Target(
@@ -769,7 +853,8 @@ def check_targets(bench: Bench) -> list[Target]:
                 "x raw",
                 ratio >= 0.9,
                 f"RestSource at the job's {job_streams} stream(s): {extractor.rate:,.0f} runs/s "
-                f"vs raw {raw:,.0f} runs/s",
+                f"({extractor.server_split or 'server CPU not measured'}) vs raw "
+                f"{raw:,.0f} runs/s ({baseline.server_split or 'server CPU not measured'})",
             )
         )
     search = bench.step("search_runs_pandas_spark")
@@ -856,8 +941,9 @@ def print_report(report: Report) -> None:
         "rows: one call (median), runs = experiment size."
     )
     for s in report.steps:
-        if s.note:
-            print(f"  {s.label}: {s.note}")
+        details = "; ".join(d for d in (s.note, s.server_split) if d)
+        if details:
+            print(f"  {s.label}: {details}")
     print(f"incremental refresh at 1% change: {report.incremental}")
     print()
     for t in report.targets:
@@ -934,7 +1020,8 @@ def main() -> int:
         server.start()
         report.setup_seconds["server_start"] = time.perf_counter() - server_started
         print(f"mlflow server {server.url} with {settings.streams} worker(s)", flush=True)
-        bench = Bench(settings, seeded, server.url, memory, report)
+        server_group = int(server.pid_file.read_text())  # started in a session of its own
+        bench = Bench(settings, seeded, server.url, memory, report, server_group)
         bench.run_all()
     except BenchError as e:
         print(f"bench: {e}", file=sys.stderr)
