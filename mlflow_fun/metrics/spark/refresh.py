@@ -207,21 +207,35 @@ def read_states(spark: SparkSession, database: str) -> dict[str, RefreshState]:
     }
 
 
-def write_state(spark: SparkSession, database: str, state: RefreshState) -> None:
-    """Store one experiment's state (one commit)."""
+def write_states(spark: SparkSession, database: str, states: Sequence[RefreshState]) -> None:
+    """Store the states of some experiments (one commit)."""
     import datetime as dt
 
-    row = (
-        state.experiment_id,
-        state.watermark_ms,
-        sorted(state.open_run_ids),
-        sorted(state.deleted_run_ids),
-        state.with_history,
-        dict(state.fingerprints),
-        dt.datetime.now(dt.timezone.utc),
-    )
-    df = spark.createDataFrame([row], state_schema())
+    if not states:
+        return
+    now = dt.datetime.now(dt.timezone.utc)
+    rows = [
+        (
+            state.experiment_id,
+            state.watermark_ms,
+            sorted(state.open_run_ids),
+            sorted(state.deleted_run_ids),
+            state.with_history,
+            dict(state.fingerprints),
+            now,
+        )
+        for state in states
+    ]
+    df = spark.createDataFrame(rows, state_schema())
     upsert(spark, database, STATE_TABLE, df, ["experiment_id"])
+
+
+def union(frames: Sequence[DataFrame]) -> DataFrame:
+    """One DataFrame of same-schema ``frames`` (at least one)."""
+    result = frames[0]
+    for frame in frames[1:]:
+        result = result.unionByName(frame)
+    return result
 
 
 def upsert(
@@ -274,19 +288,21 @@ def insert_new(
     )
 
 
-def replace_experiment(
-    spark: SparkSession, database: str, table: str, experiment_id: str, df: DataFrame
+def replace_experiments(
+    spark: SparkSession, database: str, table: str, experiment_ids: Sequence[str], df: DataFrame
 ) -> None:
-    """Replace every row of one experiment in ``table`` with ``df`` (one commit)."""
+    """Replace every row of these experiments in ``table`` with ``df`` (one commit)."""
     qualified = qualified_table(database, table)
     if not spark.catalog.tableExists(f"{database}.{table}"):
         df.write.format("delta").saveAsTable(qualified)
         return
-    literal = "'" + experiment_id.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    literals = ", ".join(
+        "'" + i.replace("\\", "\\\\").replace("'", "\\'") + "'" for i in experiment_ids
+    )
     (
         df.write.format("delta")
         .mode("overwrite")
-        .option("replaceWhere", f"experiment_id = {literal}")
+        .option("replaceWhere", f"experiment_id IN ({literals})")
         .saveAsTable(qualified)
     )
 

@@ -19,13 +19,14 @@ entry is pointed at it; its old folder is removed afterwards.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import importlib.metadata
 import logging
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mlflow_fun.client.http_client import strip_credentials
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 STATUS_TABLE = "mlflow_status"
+FLUSH_ROWS = 100_000  # runs kept for one write of the runs table (bounds driver memory)
 
 
 def table_name(experiment_id: str) -> str:
@@ -104,6 +106,49 @@ class Prepared:
     history: tuple[MetricPoint, ...] | None
     fallback: str | None
     seconds: float
+
+
+@dataclass
+class _Batch:
+    """Rows for ``runs`` and ``metric_history`` and the states of written experiments,
+    kept until they are written together (`TableBuilder._flush`)."""
+
+    full: list[Pull] = field(default_factory=list)
+    full_runs: list[Any] = field(default_factory=list)
+    full_history: list[Any] = field(default_factory=list)
+    merged_runs: list[Any] = field(default_factory=list)
+    merged_history: list[Any] = field(default_factory=list)
+    states: list[RefreshState] = field(default_factory=list)
+    experiment_ids: list[str] = field(default_factory=list)
+    rows: int = 0
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to write."""
+        return not self.states
+
+    def add(self, spark: SparkSession, prepared: Prepared, with_history: bool) -> None:
+        """Take the rows and the next state of one written experiment."""
+        pull = prepared.pull
+        if not pull.changed:
+            return
+        runs = refresh.runs_dataframe(spark, pull.runs) if pull.runs or pull.mode == FULL else None
+        history = None
+        if prepared.history is not None and (prepared.history or pull.mode == FULL):
+            history = refresh.history_dataframe(spark, pull.experiment_id, prepared.history)
+        if pull.mode == FULL:
+            self.full.append(pull)
+            self.full_runs.append(runs)
+            if history is not None:
+                self.full_history.append(history)
+        else:
+            if runs is not None:
+                self.merged_runs.append(runs)
+            if history is not None:
+                self.merged_history.append(history)
+        self.states.append(pull.next_state(with_history=with_history))
+        self.experiment_ids.append(pull.experiment_id)
+        self.rows += len(pull.runs)
 
 
 @dataclass(frozen=True)
@@ -253,12 +298,14 @@ class TableBuilder:
         self._create_database()
         states = refresh.read_states(self.spark, self.database)
         disable = None if self.progress is None else not self.progress
-        results = []
+        results: list[ExperimentResult] = []
+        batch = _Batch()
         with (
             tqdm(total=len(experiments), unit="exp", desc="experiments", disable=disable) as exps,
             ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="pull") as pool,
         ):
             pending: list[tuple[Experiment, RefreshState | None, Future[Prepared]]] = []
+            to_rebuild = []
             for experiment in experiments:
                 state = states.get(experiment.experiment_id)
                 try:
@@ -268,19 +315,30 @@ class TableBuilder:
                         self._prepare, experiment, existing, state if merge else None
                     )
                 except Exception as e:  # reported as this experiment's failure
-                    future = Future()
+                    merge, future = False, Future()
                     future.set_exception(e)
+                if not merge and state is not None and state.watermark_ms is not None:
+                    to_rebuild.append(state.pending())
                 pending.append((experiment, state, future))
-            for experiment, state, future in pending:
-                if self._stop_requested:
-                    future.cancel()
-                    continue
-                result = self._write_one(experiment, state, future)
-                results.append(result)
-                self._append_status(result)
-                exps.update(1)
-            if results and any(r.status == "ok" for r in results):
-                ok = {r.experiment_id for r in results if r.status == "ok"}
+            # A full refresh may see what an incremental one cannot; until the state that
+            # follows it is written, the next run must be a full one too.
+            refresh.write_states(self.spark, self.database, to_rebuild)
+            try:
+                for experiment, state, future in pending:
+                    if self._stop_requested:
+                        future.cancel()
+                        continue
+                    result = self._write_one(experiment, state, future, batch)
+                    results.append(result)
+                    exps.update(1)
+                    if batch.rows >= FLUSH_ROWS:
+                        self._flush(batch, results)
+                        batch = _Batch()
+            finally:
+                self._flush(batch, results)
+                self._append_status(results)
+            ok = {r.experiment_id for r in results if r.status == "ok"}
+            if ok:
                 loaded = [e for e in experiments if e.experiment_id in ok]
                 refresh.upsert_experiments(self.spark, self.database, loaded)
         skipped = len(experiments) - len(results)
@@ -331,8 +389,9 @@ class TableBuilder:
         return Prepared(pull, flat, existing, history, fallback, time.monotonic() - started)
 
     def _write_one(
-        self, experiment: Experiment, state: RefreshState | None, pulled: Any
+        self, experiment: Experiment, state: RefreshState | None, pulled: Any, batch: _Batch
     ) -> ExperimentResult:
+        """Write the experiment's table; its rows of the other tables go into ``batch``."""
         started = time.monotonic()
         name = table_name(experiment.experiment_id)
         mode, run_count, column_count, runs_pulled = FULL, 0, 0, 0
@@ -350,10 +409,11 @@ class TableBuilder:
                     runs_pulled += prepared.pull.pulled
             mode = prepared.pull.mode
             if mode == FULL:
-                self._write_full(name, prepared, state)
+                self._write(name, to_spark(self.spark, prepared.flat))
                 run_count, column_count = prepared.flat.num_rows, len(prepared.flat.columns)
             else:
-                run_count, column_count = self._merge(name, prepared, state)
+                run_count, column_count = self._merge(name, prepared)
+            batch.add(self.spark, prepared, self.with_history)
         except Exception as e:  # one experiment's failure must not stop the others
             logger.error(
                 "experiment failed experiment_id=%s table=%s error=%s",
@@ -409,64 +469,54 @@ class TableBuilder:
         gone = refresh.table_run_ids(self.spark, self.database, name, pull.newly_deleted)
         return f"{len(gone)} run(s) deleted" if gone else None
 
-    def _write_full(self, name: str, prepared: Prepared, state: RefreshState | None) -> None:
-        """Replace the experiment's rows everywhere; the state goes last."""
-        pull = prepared.pull
-        experiment_id = pull.experiment_id
-        if state is not None and state.watermark_ms is not None:
-            refresh.write_state(self.spark, self.database, state.pending())
-        self._write(name, to_spark(self.spark, prepared.flat))
-        refresh.replace_experiment(
-            self.spark,
-            self.database,
-            refresh.RUNS_TABLE,
-            experiment_id,
-            refresh.runs_dataframe(self.spark, pull.runs),
-        )
-        if prepared.history is not None:
-            refresh.replace_experiment(
-                self.spark,
-                self.database,
-                refresh.HISTORY_TABLE,
-                experiment_id,
-                refresh.history_dataframe(self.spark, experiment_id, prepared.history),
-            )
-        refresh.write_state(
-            self.spark, self.database, pull.next_state(with_history=self.with_history)
-        )
-
-    def _merge(self, name: str, prepared: Prepared, state: RefreshState | None) -> tuple[int, int]:
-        """MERGE the changed runs everywhere; the state goes last.
+    def _merge(self, name: str, prepared: Prepared) -> tuple[int, int]:
+        """MERGE the changed runs into the experiment's table.
 
         Returns:
             Rows and columns of the table afterwards.
         """
-        pull = prepared.pull
-        qualified = qualified_table(self.database, name)
-        if pull.runs:
+        if prepared.pull.runs:
             df = _aligned(to_spark(self.spark, prepared.flat), prepared.existing)
             refresh.upsert(self.spark, self.database, name, df, ["run_id"], schema_evolution=True)
-            refresh.upsert(
-                self.spark,
-                self.database,
-                refresh.RUNS_TABLE,
-                refresh.runs_dataframe(self.spark, pull.runs),
-                ["run_id"],
-            )
-            if prepared.history:
-                refresh.insert_new(
-                    self.spark,
-                    self.database,
-                    refresh.HISTORY_TABLE,
-                    refresh.history_dataframe(self.spark, pull.experiment_id, prepared.history),
-                    refresh.history_keys(),
-                )
-        if pull.changed:
-            refresh.write_state(
-                self.spark, self.database, pull.next_state(with_history=self.with_history)
-            )
-        table = self.spark.table(qualified)
+        table = self.spark.table(qualified_table(self.database, name))
         return table.count(), len(table.columns)
+
+    def _flush(self, batch: _Batch, results: list[ExperimentResult]) -> None:
+        """Write the batch's rows of ``runs`` and ``metric_history``, then its states.
+
+        One commit per table and kind of refresh. If a write fails, the experiments of the
+        batch are reported failed: their states are not written, so the next run pulls
+        their changes again.
+        """
+        if batch.empty:
+            return
+        try:
+            db, spark = self.database, self.spark
+            if batch.full_runs:
+                ids = [p.experiment_id for p in batch.full]
+                union = refresh.union(batch.full_runs)
+                refresh.replace_experiments(spark, db, refresh.RUNS_TABLE, ids, union)
+            if batch.merged_runs:
+                union = refresh.union(batch.merged_runs)
+                refresh.upsert(spark, db, refresh.RUNS_TABLE, union, ["run_id"])
+            if batch.full_history:
+                ids = [p.experiment_id for p in batch.full]
+                union = refresh.union(batch.full_history)
+                refresh.replace_experiments(spark, db, refresh.HISTORY_TABLE, ids, union)
+            if batch.merged_history:
+                union = refresh.union(batch.merged_history)
+                refresh.insert_new(spark, db, refresh.HISTORY_TABLE, union, refresh.history_keys())
+            refresh.write_states(spark, db, batch.states)
+        except Exception as e:
+            error = _one_line(e)
+            logger.error("writing runs, history or state failed error=%s", error)
+            written = set(batch.experiment_ids)
+            results[:] = [
+                dataclasses.replace(r, status="failed", error=error)
+                if r.experiment_id in written
+                else r
+                for r in results
+            ]
 
     def _create_database(self) -> None:
         database = quote_identifier(self.database)
@@ -530,8 +580,18 @@ class TableBuilder:
                 return str(row[1])
         return None
 
-    def _append_status(self, result: ExperimentResult) -> None:
-        row = (
+    def _append_status(self, results: Sequence[ExperimentResult]) -> None:
+        """One status row per experiment, in one commit."""
+        if not results:
+            return
+        rows = [self._status_row(result) for result in results]
+        df = self.spark.createDataFrame(rows, status_schema())
+        df.write.format(self.format).mode("append").option("mergeSchema", "true").saveAsTable(
+            qualified_table(self.database, STATUS_TABLE)
+        )
+
+    def _status_row(self, result: ExperimentResult) -> tuple[Any, ...]:
+        return (
             result.experiment_id,
             result.experiment_name,
             result.table_name,
@@ -545,10 +605,6 @@ class TableBuilder:
             result.error,
             result.mode,
             result.runs_pulled,
-        )
-        df = self.spark.createDataFrame([row], status_schema())
-        df.write.format(self.format).mode("append").option("mergeSchema", "true").saveAsTable(
-            qualified_table(self.database, STATUS_TABLE)
         )
 
 
