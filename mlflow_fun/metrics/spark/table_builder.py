@@ -113,7 +113,7 @@ class _Batch:
     """Rows for ``runs`` and ``metric_history`` and the states of written experiments,
     kept until they are written together (`TableBuilder._flush`)."""
 
-    full: list[Pull] = field(default_factory=list)
+    full: list[str] = field(default_factory=list)
     full_runs: list[Any] = field(default_factory=list)
     full_history: list[Any] = field(default_factory=list)
     merged_runs: list[Any] = field(default_factory=list)
@@ -137,7 +137,7 @@ class _Batch:
         if prepared.history is not None and (prepared.history or pull.mode == FULL):
             history = refresh.history_dataframe(spark, pull.experiment_id, prepared.history)
         if pull.mode == FULL:
-            self.full.append(pull)
+            self.full.append(pull.experiment_id)
             self.full_runs.append(runs)
             if history is not None:
                 self.full_history.append(history)
@@ -493,14 +493,14 @@ class TableBuilder:
         try:
             db, spark = self.database, self.spark
             if batch.full_runs:
-                ids = [p.experiment_id for p in batch.full]
+                ids = batch.full
                 union = refresh.union(batch.full_runs)
                 refresh.replace_experiments(spark, db, refresh.RUNS_TABLE, ids, union)
             if batch.merged_runs:
                 union = refresh.union(batch.merged_runs)
                 refresh.upsert(spark, db, refresh.RUNS_TABLE, union, ["run_id"])
             if batch.full_history:
-                ids = [p.experiment_id for p in batch.full]
+                ids = batch.full
                 union = refresh.union(batch.full_history)
                 refresh.replace_experiments(spark, db, refresh.HISTORY_TABLE, ids, union)
             if batch.merged_history:
