@@ -16,7 +16,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -116,36 +116,54 @@ def test_db_tables_equal_rest_tables(
     connection, password = _without_password(job_store.db_url)
     if password:  # PostgreSQL: the password only in the environment
         monkeypatch.setenv(PASSWORD_ENV, password)
-    rest = run_job(
-        JobConfig(
-            database=rest_db,
-            experiment_ids=ids,
-            tracking_uri=job_store.server_url,
-            full_refresh=True,
-            with_history=True,
-        ),
-        spark=spark,
-        progress=False,
+    by_server = JobConfig(
+        database=rest_db,
+        experiment_ids=ids,
+        tracking_uri=job_store.server_url,
+        full_refresh=True,
+        with_history=True,
     )
+    by_database = replace(by_server, database=db_db, source="db", connection=connection)
+    rest = run_job(by_server, spark=spark, progress=False)
     with caplog.at_level(logging.DEBUG, logger="mlflow_fun"):
-        direct = run_job(
-            JobConfig(
-                database=db_db,
-                experiment_ids=ids,
-                source="db",
-                connection=connection,
-                full_refresh=True,
-                with_history=True,
-            ),
-            spark=spark,
-            progress=False,
-        )
+        direct = run_job(by_database, spark=spark, progress=False)
     counts = [(r.experiment_id, r.status, r.run_count, r.column_count) for r in rest.results]
     assert [(r.experiment_id, r.status, r.run_count, r.column_count) for r in direct.results] == (
         counts
     )
     assert [c[1] for c in counts] == ["ok"] * len(ids)
     assert counts[-1][2] == 3 and counts[-2][2] == 0  # extremes: 3 active runs; empty: none
+    _assert_same_tables(spark, rest_db, db_db, ids)
+    status = spark.table(f"{db_db}.mlflow_status").collect()
+    # The status table strips the user as well as the password.
+    assert {r.tracking_uri for r in status} == {strip_credentials(safe_url(job_store.db_url))}
+    assert {(r.experiment_id, r.status) for r in status} == {(i, "ok") for i in ids}
+    if password:
+        assert safe_url(job_store.db_url) == connection
+        assert all(password not in str(value) for r in status for value in r)
+        assert password not in caplog.text
+        assert f"tracking_uri={connection}" in caplog.text
+
+    # The job's default refresh (incremental) after changes: x3 finished, x4 new.
+    extremes = ids[-1]
+    client = MlflowClient(job_store.server_url)
+    running = client.search_runs([extremes], filter_string="attributes.run_name = 'x3'")[0]
+    client.set_terminated(running.info.run_id, end_time=200)
+    new_run = client.create_run(extremes, start_time=300, run_name="x4").info.run_id
+    client.log_batch(new_run, metrics=[Metric("big", 3.0, 300, 0)], params=[Param("q", "7")])
+    incremental = [
+        run_job(replace(c, experiment_ids=(extremes,), full_refresh=False), spark=spark)
+        for c in (by_server, by_database)
+    ]
+    # Whether this refresh merges or falls back to a full one is the job's choice; both
+    # sources must lead to the same choice and the same tables.
+    modes = [[(r.mode, r.status, r.run_count) for r in i.results] for i in incremental]
+    assert modes[0] == modes[1] and modes[0][0][1:] == ("ok", 4)
+    _assert_same_tables(spark, rest_db, db_db, (extremes,))
+
+
+def _assert_same_tables(spark: Any, rest_db: str, db_db: str, ids: tuple[str, ...]) -> None:
+    """The exp_<id> tables and metric_history of both databases are identical."""
     for experiment_id in ids:
         by_rest = spark.table(f"{rest_db}.exp_{experiment_id}").orderBy("run_id")
         by_db = spark.table(f"{db_db}.exp_{experiment_id}").orderBy("run_id")
@@ -157,15 +175,6 @@ def test_db_tables_equal_rest_tables(
         history, spark.table(f"{rest_db}.metric_history").orderBy(order), allow_nan_equality=True
     )
     assert history.count() > 20
-    status = spark.table(f"{db_db}.mlflow_status").collect()
-    # The status table strips the user as well as the password.
-    assert {r.tracking_uri for r in status} == {strip_credentials(safe_url(job_store.db_url))}
-    assert {(r.experiment_id, r.status) for r in status} == {(i, "ok") for i in ids}
-    if password:
-        assert safe_url(job_store.db_url) == connection
-        assert all(password not in str(value) for r in status for value in r)
-        assert password not in caplog.text
-        assert f"tracking_uri={connection}" in caplog.text
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
