@@ -304,37 +304,51 @@ class TableBuilder:
             tqdm(total=len(experiments), unit="exp", desc="experiments", disable=disable) as exps,
             ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="pull") as pool,
         ):
-            pending: list[tuple[Experiment, RefreshState | None, Future[Prepared]]] = []
+            plans = []
             to_rebuild = []
             for experiment in experiments:
                 state = states.get(experiment.experiment_id)
                 try:
                     existing = self._existing_schema(table_name(experiment.experiment_id))
-                    merge = self._can_merge(existing, state)
-                    future = pool.submit(
-                        self._prepare, experiment, existing, state if merge else None
-                    )
+                    merge, error = self._can_merge(existing, state), None
                 except Exception as e:  # reported as this experiment's failure
-                    merge, future = False, Future()
-                    future.set_exception(e)
+                    existing, merge, error = None, False, e
                 if not merge and state is not None and state.watermark_ms is not None:
                     to_rebuild.append(state.pending())
-                pending.append((experiment, state, future))
+                plans.append((experiment, state, existing, merge, error))
             # A full refresh may see what an incremental one cannot; until the state that
             # follows it is written, the next run must be a full one too.
             refresh.write_states(self.spark, self.database, to_rebuild)
+
+            def submit(index: int) -> Future[Prepared]:
+                experiment, state, existing, merge, error = plans[index]
+                if error is not None:
+                    failed: Future[Prepared] = Future()
+                    failed.set_exception(error)
+                    return failed
+                return pool.submit(self._prepare, experiment, existing, state if merge else None)
+
+            # At most parallelism + 1 experiments pulled ahead of the writer: the driver
+            # holds a few experiments' runs, not all of them.
+            ahead = self.parallelism + 1
+            futures = {i: submit(i) for i in range(min(ahead, len(plans)))}
             try:
-                for experiment, state, future in pending:
+                for index, (experiment, state, *_) in enumerate(plans):
                     if self._stop_requested:
-                        future.cancel()
-                        continue
+                        break
+                    future = futures.pop(index)
                     result = self._write_one(experiment, state, future, batch)
+                    del future
+                    if index + ahead < len(plans):
+                        futures[index + ahead] = submit(index + ahead)
                     results.append(result)
                     exps.update(1)
                     if batch.rows >= FLUSH_ROWS:
                         self._flush(batch, results)
                         batch = _Batch()
             finally:
+                for future in futures.values():
+                    future.cancel()
                 self._flush(batch, results)
                 self._append_status(results)
             ok = {r.experiment_id for r in results if r.status == "ok"}
