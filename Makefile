@@ -20,7 +20,7 @@ lint: install
 	$(VENV)/bin/mypy
 
 test: lint
-	$(VENV)/bin/pytest tests
+	$(VENV)/bin/pytest tests --durations=12
 
 demo: install
 	$(PY) scripts/demo.py
