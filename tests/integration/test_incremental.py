@@ -162,3 +162,40 @@ def test_second_job_stops_at_the_lock(
     assert not spark.catalog.tableExists(f"locked.exp_{experiment_id}")
     result = run_job(config, spark=spark, progress=False)
     assert result.results[0].status == "ok"
+
+
+def test_a_crash_after_a_fallback_full_refresh_is_caught_up(
+    spark: Any,
+    mlflow_server: LocalMlflowServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mlflow_fun.errors import JobFailedError
+    from mlflow_fun.metrics.spark import refresh
+
+    client = MlflowClient(mlflow_server.url)
+    experiment_id = client.create_experiment(f"fallback-{uuid.uuid4().hex[:8]}")
+    doomed = _run(client, experiment_id, 1000, 2000, {"alpha": "1"}, [("rmse", 0.9, 0)])
+    _run(client, experiment_id, 3000, 4000, {"alpha": "2"}, [("rmse", 0.8, 0)])
+    config = JobConfig(
+        database="fallback", experiment_ids=(experiment_id,), tracking_uri=mlflow_server.url
+    )
+    run_job(config, spark=spark, progress=False)
+    client.delete_run(doomed)
+
+    def runs_table_down(*args: Any) -> None:  # the job dies after writing exp_<id>
+        raise OSError("disk full")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(refresh, "replace_experiments", runs_table_down)
+        with pytest.raises(JobFailedError):
+            run_job(config, spark=spark, progress=False)
+    assert spark.table(f"fallback.exp_{experiment_id}").count() == 1  # already rewritten
+    assert read_states(spark, "fallback")[experiment_id].watermark_ms is None  # pending
+
+    (result,) = run_job(config, spark=spark, progress=False).results
+    assert result.mode == "full"
+    run_ids = {
+        r["run_id"]
+        for r in spark.table("fallback.runs").where(f"experiment_id = '{experiment_id}'").collect()
+    }
+    assert doomed not in run_ids and len(run_ids) == 1

@@ -421,6 +421,8 @@ class TableBuilder:
                     )
                     prepared = self._prepare(experiment, prepared.existing, None)
                     runs_pulled += prepared.pull.pulled
+                    if state is not None:  # a crash from here on must not go back to merging
+                        refresh.write_states(self.spark, self.database, [state.pending()])
             mode = prepared.pull.mode
             if mode == FULL:
                 self._write(name, to_spark(self.spark, prepared.flat))
