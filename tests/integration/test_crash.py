@@ -20,7 +20,7 @@ from mlflow_fun.job import run_job
 from tests.seed import Seeded, _run
 
 SCRIPT = Path(sys.executable).parent / "mlflow-fun"
-KILLS = 20
+KILLS = 12
 
 
 def _build_command(data_dir: Path, url: str, *ids: str, full: bool = True) -> list[str]:
@@ -86,7 +86,7 @@ def test_sigkill_at_random_points_loses_nothing(
     assert outcomes.count("killed") == KILLS
 
 
-INCREMENTAL_ROUNDS = 6
+INCREMENTAL_ROUNDS = 4
 
 
 def test_incremental_killed_at_any_point_catches_up(
