@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from mlflow_fun.client.records import RunRecord
-from mlflow_fun.client.sources import RunSource
+from mlflow_fun.client.sources import RunSource, unique_runs
 
 TERMINAL_STATUSES = frozenset({"FINISHED", "FAILED", "KILLED"})
 FULL, INCREMENTAL = "full", "incremental"
@@ -149,9 +149,11 @@ def pull_changes(
     restored = state.deleted_run_ids - deleted
     since = max(0, state.watermark_ms - margin_ms)
     pulled = tuple(
-        _unique(
-            source.iter_changed_runs(experiment_id, since),
-            source.iter_runs_by_id(experiment_id, state.open_run_ids | restored),
+        unique_runs(
+            (
+                source.iter_changed_runs(experiment_id, since),
+                source.iter_runs_by_id(experiment_id, state.open_run_ids | restored),
+            )
         )
     )
     fingerprints = {run.run_id: fingerprint(run) for run in pulled}
@@ -188,12 +190,3 @@ def _open(runs: Iterable[RunRecord]) -> frozenset[str]:
 
 def _ids(runs: Iterable[RunRecord]) -> frozenset[str]:
     return frozenset(run.run_id for run in runs)
-
-
-def _unique(*searches: Iterable[RunRecord]) -> Iterator[RunRecord]:
-    seen: set[str] = set()
-    for search in searches:
-        for run in search:
-            if run.run_id not in seen:
-                seen.add(run.run_id)
-                yield run

@@ -113,7 +113,8 @@ def run_id_filters(run_ids: Iterable[str]) -> Iterator[str]:
         yield f"attributes.run_id IN ({quoted})"
 
 
-def _unique_runs(searches: Iterable[Iterable[RunRecord]]) -> Iterator[RunRecord]:
+def unique_runs(searches: Iterable[Iterable[RunRecord]]) -> Iterator[RunRecord]:
+    """The runs of several searches, each once (the first time it comes)."""
     seen: set[str] = set()
     for search in searches:
         for run in search:
@@ -147,7 +148,7 @@ class _FilteredSearches:
 
     def iter_changed_runs(self, experiment_id: str, since_ms: int) -> Iterator[RunRecord]:
         """Active runs that started or ended at or after ``since_ms``, each once."""
-        return _unique_runs(
+        return unique_runs(
             self.iter_runs(experiment_id, filter_string=f) for f in changed_since_filters(since_ms)
         )
 
@@ -155,7 +156,7 @@ class _FilteredSearches:
         self, experiment_id: str, run_ids: Iterable[str], run_view_type: str = "ACTIVE_ONLY"
     ) -> Iterator[RunRecord]:
         """The runs among ``run_ids`` that exist in the experiment with that view type."""
-        return _unique_runs(
+        return unique_runs(
             self.iter_runs(experiment_id, filter_string=f, run_view_type=run_view_type)
             for f in run_id_filters(run_ids)
         )
