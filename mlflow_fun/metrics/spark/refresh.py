@@ -13,7 +13,7 @@ Every write is one Delta commit: a MERGE by key, or an overwrite of one experime
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -328,8 +328,3 @@ def table_run_ids(
         .collect()
     )
     return {row[0] for row in rows}
-
-
-def column_types(schema: StructType) -> Mapping[str, str]:
-    """Column name -> Spark type name (``int``, ``bigint``, ``double``, ...)."""
-    return {field.name: field.dataType.simpleString() for field in schema.fields}
