@@ -3,8 +3,9 @@
 `DatabaseSource` reads ``runs``, ``latest_metrics``, ``params``, ``tags``, ``metrics``,
 ``experiments`` and ``experiment_tags`` with SQLAlchemy Core and yields the same
 `RunRecord`, `MetricPoint` and `Experiment` objects as `RestSource` does for the server on
-top of that database. It asks four queries per batch of runs (one per table) instead of
-serialising every run to JSON, which makes it much faster than REST on big stores::
+top of that database. It reads ``runs`` in keyset queries of up to 50,000 rows and asks
+one query per child table per batch of runs, instead of serialising every run to JSON,
+which makes it much faster than REST on big stores::
 
     # the password from MLFLOW_FUN_DB_PASSWORD, not from the command line
     source = DatabaseSource("postgresql+psycopg2://mlflow@db-host/mlflow")
@@ -57,6 +58,10 @@ VIEW_STAGES = {
     "ALL": ("active", "deleted"),
 }
 RUN_NAME_TAG = "mlflow.runName"
+# Rows of ``runs`` read by one keyset query: each query sorts the selected runs again
+# (MLflow has no index for this order), so fewer, longer queries (make bench, 100k runs
+# on sqlite: 22 queries of 46 ms at the default page size) while memory stays bounded.
+RUN_ROWS_PER_QUERY = 50_000
 # Run ids in one IN list; sqlite before 3.32 binds at most 999 values per statement.
 RUN_IDS_PER_QUERY = 5_000
 OLD_SQLITE_IDS_PER_QUERY = 900
@@ -468,8 +473,10 @@ class DatabaseSource:
     Args:
         connection: An SQLAlchemy URL (``sqlite:///…``, ``postgresql+psycopg2://…``,
             ``mysql+pymysql://…``) or an `Engine`.
-        page_size: Runs per batch (1 to 50,000).
+        page_size: Runs per batch (1 to 50,000): one query per child table.
         env: Where ``MLFLOW_FUN_DB_PASSWORD`` is read; ``os.environ`` by default.
+        run_rows_per_query: Rows of ``runs`` one keyset query reads (default: the larger
+            of ``page_size`` and `RUN_ROWS_PER_QUERY`).
 
     Raises:
         ConfigError: A bad URL, a missing driver or a page size out of range.
@@ -481,11 +488,15 @@ class DatabaseSource:
         *,
         page_size: int = DEFAULT_PAGE_SIZE,
         env: Mapping[str, str] | None = None,
+        run_rows_per_query: int | None = None,
     ) -> None:
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ConfigError(f"page_size={page_size} must be between 1 and {MAX_PAGE_SIZE}")
+        if run_rows_per_query is not None and run_rows_per_query < 1:
+            raise ConfigError(f"run_rows_per_query={run_rows_per_query} must be at least 1")
         self.engine, self._owns_engine = open_engine(connection, env=env)
         self.page_size = page_size
+        self.run_rows_per_query = run_rows_per_query or max(page_size, RUN_ROWS_PER_QUERY)
         self.tracking_uri = safe_url(self.engine)
         self._schema_checked = False
 
@@ -717,7 +728,7 @@ class DatabaseSource:
     def _history(self, wanted: Mapping[str, frozenset[str]]) -> list[MetricPoint]:
         """The logged values of the keys ``wanted`` (run id -> metric keys)."""
         with self._connect() as conn:
-            rows = _fetch_all(conn, _HISTORY_OF, {"run_ids": list(wanted)})
+            rows = _fetch_all(conn, _HISTORY_OF, list(wanted))
         nan = math.nan
         return [
             MetricPoint(run_uuid, key, nan if is_nan else float(value), int(step), int(timestamp))
@@ -737,27 +748,37 @@ class DatabaseSource:
     def _iter_batches(
         self, selection: tuple[sa.ColumnElement[bool], ...], max_results: int | None
     ) -> Iterator[RunRecord]:
-        """Runs matching ``selection`` in MLflow's order, ``page_size`` at a time."""
+        """Runs matching ``selection`` in MLflow's order: ``run_rows_per_query`` rows of
+        ``runs`` per keyset query, their children ``page_size`` runs at a time."""
         cursor: _Cursor | None = None
         remaining = max_results
+        per_query = _ids_per_query(self.engine)
         while remaining is None or remaining > 0:
-            size = self.page_size if remaining is None else min(self.page_size, remaining)
-            started = time.monotonic()
-            batch, cursor = self._run_batch(selection, cursor, size)
-            logger.debug("run batch runs=%d seconds=%.3f", len(batch), time.monotonic() - started)
-            yield from batch
-            if len(batch) < size:
+            size = self.run_rows_per_query
+            size = size if remaining is None else min(size, remaining)
+            rows = self._run_rows(selection, cursor, size)
+            for start in range(0, len(rows), self.page_size):
+                began = time.monotonic()
+                chunk = rows[start : start + self.page_size]
+                with self._connect() as conn:
+                    children = _children(conn, [row[0] for row in chunk], per_query)
+                batch = _records(chunk, *children)
+                logger.debug("run batch runs=%d seconds=%.3f", len(batch), time.monotonic() - began)
+                yield from batch
+            if len(rows) < size:
                 return
+            cursor = (rows[-1][-1], rows[-1][0])
             if remaining is not None:
-                remaining -= len(batch)
+                remaining -= len(rows)
 
-    def _run_batch(
+    def _run_rows(
         self,
         selection: tuple[sa.ColumnElement[bool], ...],
         cursor: _Cursor | None,
         size: int,
-    ) -> tuple[list[RunRecord], _Cursor | None]:
-        """The next ``size`` runs after ``cursor``, and the cursor of the last of them."""
+    ) -> list[Any]:
+        """The next ``size`` rows of ``runs`` after ``cursor`` (columns of `_RUN_COLUMNS`,
+        then the sort key)."""
         page = (
             sa.select(*_RUN_COLUMNS, _RUN_ORDER.key)
             .where(*selection, *([_RUN_ORDER.after(cursor)] if cursor else []))
@@ -765,12 +786,7 @@ class DatabaseSource:
             .limit(size)
         )
         with self._connect() as conn:
-            rows = conn.execute(page).all()
-            if not rows:
-                return [], cursor
-            children = _children(conn, [row[0] for row in rows], _ids_per_query(self.engine))
-        last = rows[-1]
-        return _records(rows, *children), (last[-1], last[0])
+            return _rows(conn, page)
 
 
 _ChildRows = tuple[Sequence[Any], Sequence[Any], Sequence[Any]]
@@ -787,15 +803,24 @@ def _children(conn: Connection, run_ids: Sequence[str], per_query: int) -> _Chil
     params: list[Any] = []
     tags: list[Any] = []
     for start in range(0, len(run_ids), per_query):
-        chunk = {"run_ids": run_ids[start : start + per_query]}
+        chunk = run_ids[start : start + per_query]
         metrics += _fetch_all(conn, _LATEST_METRICS_OF, chunk)
         params += _fetch_all(conn, _PARAMS_OF, chunk)
         tags += _fetch_all(conn, _TAGS_OF, chunk)
     return metrics, params, tags
 
 
-def _fetch_all(conn: Connection, query: sa.Select[Any], params: Mapping[str, Any]) -> list[Any]:
-    """The rows of ``query`` as the driver's own tuples, on the connection's DBAPI cursor.
+def _rows(conn: Connection, query: sa.Select[Any]) -> list[Any]:
+    """The rows of ``query`` as the driver's own tuples (see `_fetch_all`)."""
+    compiled = query.compile(dialect=conn.dialect)
+    state = compiled.construct_expanded_state({})
+    args = state.positional_parameters if compiled.positional else state.parameters
+    return _execute(conn, state.statement, args)
+
+
+def _fetch_all(conn: Connection, query: sa.Select[Any], run_ids: Sequence[str]) -> list[Any]:
+    """The rows of ``query`` for ``run_ids``, as the driver's own tuples, on the
+    connection's DBAPI cursor.
 
     A batch holds about 16 child rows per run: skipping SQLAlchemy's `Row` (and its result
     processing) halves the objects made per row and the garbage collector's work. The
@@ -805,12 +830,15 @@ def _fetch_all(conn: Connection, query: sa.Select[Any], params: Mapping[str, Any
     Raises:
         DatabaseError: The driver refused the query (the message without the password).
     """
-    compiled = query.compile(dialect=conn.dialect)
-    state = compiled.construct_expanded_state(params)
-    args = state.positional_parameters if compiled.positional else state.parameters
+    statement, names = _expanded(query, conn.dialect, len(run_ids))
+    args: Any = dict(zip(names, run_ids, strict=True)) if names is not None else list(run_ids)
+    return _execute(conn, statement, args)
+
+
+def _execute(conn: Connection, statement: str, args: Any) -> list[Any]:
     cursor = conn.connection.cursor()
     try:
-        cursor.execute(state.statement, args)
+        cursor.execute(statement, args)
         return list(cursor.fetchall())
     except conn.dialect.loaded_dbapi.Error as e:
         raise DatabaseError(
@@ -818,6 +846,24 @@ def _fetch_all(conn: Connection, query: sa.Select[Any], params: Mapping[str, Any
         ) from e
     finally:
         cursor.close()
+
+
+@functools.lru_cache(maxsize=32)
+def _expanded(
+    query: sa.Select[Any], dialect: Any, count: int
+) -> tuple[str, tuple[str, ...] | None]:
+    """The SQL of ``query`` with its ``run_ids`` list expanded to ``count`` parameters,
+    and the parameter names in order (None for a positional driver).
+
+    Batches have the same size but for the last: rendering the statement once per size,
+    not once per batch, saves SQLAlchemy's expansion of thousands of parameters (7% of
+    `DatabaseSource.iter_runs` on sqlite).
+    """
+    compiled = query.compile(dialect=dialect)
+    state = compiled.construct_expanded_state({"run_ids": [""] * count})
+    if compiled.positional:
+        return state.statement, None
+    return state.statement, tuple(state.parameters)
 
 
 def _ids_per_query(engine: Engine) -> int:

@@ -69,7 +69,7 @@ class ChangeStore:
         return source
 
     def database(self) -> DatabaseSource:
-        return DatabaseSource(self.db_url, page_size=2)  # many keyset batches
+        return DatabaseSource(self.db_url, page_size=2, run_rows_per_query=3)  # many batches
 
     def names(self, runs: Iterable[RunRecord]) -> list[str]:
         by_id = {run_id: name for name, run_id in self.run_ids.items()}

@@ -182,7 +182,7 @@ def test_sql_best_errors(store: Store) -> None:
 def test_database_source_equals_rest_run_for_run(store: Store, view_type: str) -> None:
     rest = open_source(store.server_url)
     assert isinstance(rest, RestSource)
-    with DatabaseSource(store.db_url, page_size=3) as database:  # many batches
+    with DatabaseSource(store.db_url, page_size=2, run_rows_per_query=3) as database:
         for eid in store.experiment_ids():
             by_rest = [_comparable(r) for r in rest.iter_runs(eid, run_view_type=view_type)]
             by_db = [_comparable(r) for r in database.iter_runs(eid, run_view_type=view_type)]
