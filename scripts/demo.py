@@ -19,7 +19,7 @@ from pathlib import Path
 from train_wine import train_grid
 
 from mlflow_fun.local_server import LocalMlflowServer
-from mlflow_fun.spark_session import LOG4J_CONFIG, spark_submit_jar_args
+from mlflow_fun.spark_session import LOCAL_JVM_OPTIONS, LOG4J_CONFIG, spark_submit_jar_args
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / ".demo"
@@ -46,7 +46,7 @@ def main() -> int:
                 str(BIN / "spark-submit"),
                 *spark_submit_jar_args(),
                 "--driver-java-options",
-                f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+                f"-Dlog4j2.configurationFile={LOG4J_CONFIG} {LOCAL_JVM_OPTIONS}",
                 str(ROOT / "jobs" / "build_tables.py"),
                 "--database",
                 "mlflow_metrics",
