@@ -42,8 +42,13 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def spark(data_dir: Path) -> Iterator[Any]:
-    """A local[2] Spark with Delta and a Hive metastore under a tmp dir, UI off."""
-    from mlflow_fun.spark_session import build_spark_session
+    """A local[2] Spark with Delta and a Hive metastore under a tmp dir, UI off.
+
+    Its JVM keeps the JVM's own JIT and collector: it lives for the whole suite, where C2
+    pays off, unlike the short job that `LOCAL_JVM_OPTIONS` is for (the jobs the tests
+    start as processes get those).
+    """
+    from mlflow_fun.spark_session import LOG4J_CONFIG, build_spark_session
 
     session = build_spark_session(
         data_dir=str(data_dir),
@@ -53,6 +58,7 @@ def spark(data_dir: Path) -> Iterator[Any]:
             "spark.sql.shuffle.partitions": "2",
             "spark.default.parallelism": "2",
             "spark.ui.enabled": "false",
+            "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
         },
     )
     yield session
