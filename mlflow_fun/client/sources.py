@@ -302,36 +302,11 @@ class RestSource(_FilteredSearches):
         _check_view_type(run_view_type)
         ids = [experiment_ids] if isinstance(experiment_ids, str) else list(experiment_ids)
         page_size = self.page_size if max_results is None else min(self.page_size, max_results)
-        body: dict[str, Any] = {
-            "experiment_ids": [str(i) for i in ids],
-            "filter": filter_string,
-            "run_view_type": run_view_type,
-            "order_by": list(order_by),
-        }
+        body = _search_body(ids, run_view_type, filter_string, order_by)
         seen: set[str] = set()
-        token: str | None = None
         while True:
-            body["max_results"] = page_size
-            if token:
-                body["page_token"] = token
-            try:
-                # A page of 1,000 runs or more keeps a server worker busy for a second or
-                # so: a new connection per page lets an idle worker of a multi-worker
-                # server take it (issue 8). Small pages keep the connection.
-                page = self.client.post("runs/search", body, close_connection=page_size >= 1_000)
-            except ServerUnreachableError:
-                if page_size <= MIN_PAGE_SIZE:
-                    raise
-                page_size = max(MIN_PAGE_SIZE, page_size // 2)
-                logger.warning("page dropped; retrying with page_size=%d", page_size)
-                continue
-            runs = page.get("runs", [])
-            if not isinstance(runs, list):
-                raise MalformedResponseError(
-                    "runs/search sent 'runs' that is not a list", endpoint="runs/search"
-                )
-            for item in runs:
-                run = run_from_json(item)
+            page, page_size = self._post_page(body, page_size)
+            for run in _page_runs(page):
                 if run.run_id in seen:
                     continue
                 seen.add(run.run_id)
@@ -341,6 +316,45 @@ class RestSource(_FilteredSearches):
             token = page.get("next_page_token")
             if not token:
                 return
+            body["page_token"] = token
+
+    def search_page(
+        self,
+        experiment_ids: Sequence[str],
+        *,
+        max_results: int,
+        page_token: str | None = None,
+        run_view_type: str = "ACTIVE_ONLY",
+        filter_string: str = "",
+        order_by: Sequence[str] = (),
+    ) -> tuple[list[RunRecord], str | None]:
+        """One ``runs/search`` page: its runs and the token of the next page (None at the end).
+
+        A page that drops twice is asked for again at half the size, down to 100 runs, so
+        a page may hold fewer than ``max_results`` runs while more follow.
+        """
+        _check_view_type(run_view_type)
+        body = _search_body(experiment_ids, run_view_type, filter_string, order_by)
+        if page_token:
+            body["page_token"] = page_token
+        page, _ = self._post_page(body, max_results)
+        return _page_runs(page), page.get("next_page_token") or None
+
+    def _post_page(self, body: dict[str, Any], page_size: int) -> tuple[dict[str, Any], int]:
+        """One ``runs/search`` answer, and the page size that got it (halved per drop)."""
+        while True:
+            body["max_results"] = page_size
+            try:
+                # A page of 1,000 runs or more keeps a server worker busy for a second or
+                # so: a new connection per page lets an idle worker of a multi-worker
+                # server take it (issue 8). Small pages keep the connection.
+                page = self.client.post("runs/search", body, close_connection=page_size >= 1_000)
+                return page, page_size
+            except ServerUnreachableError:
+                if page_size <= MIN_PAGE_SIZE:
+                    raise
+                page_size = max(MIN_PAGE_SIZE, page_size // 2)
+                logger.warning("page dropped; retrying with page_size=%d", page_size)
 
     def iter_metric_history(self, runs: Iterable[RunRecord]) -> Iterator[MetricPoint]:
         """Every logged value of every metric of ``runs``.
@@ -512,3 +526,23 @@ def _field(data: Mapping[str, Any], name: str, endpoint: str) -> Any:
     if name not in data:
         raise MalformedResponseError(f"{endpoint} sent no {name!r}", endpoint=endpoint)
     return data[name]
+
+
+def _search_body(
+    experiment_ids: Sequence[str], run_view_type: str, filter_string: str, order_by: Sequence[str]
+) -> dict[str, Any]:
+    return {
+        "experiment_ids": [str(i) for i in experiment_ids],
+        "filter": filter_string,
+        "run_view_type": run_view_type,
+        "order_by": list(order_by),
+    }
+
+
+def _page_runs(page: dict[str, Any]) -> list[RunRecord]:
+    runs = page.get("runs", [])
+    if not isinstance(runs, list):
+        raise MalformedResponseError(
+            "runs/search sent 'runs' that is not a list", endpoint="runs/search"
+        )
+    return [run_from_json(item) for item in runs]
