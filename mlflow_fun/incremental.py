@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from mlflow_fun.client.records import RunRecord
@@ -114,10 +114,21 @@ def fingerprint(run: RunRecord) -> str:
     return hashlib.blake2b(content.encode(), digest_size=16).hexdigest()
 
 
-def pull_all(source: RunSource, experiment_id: str, margin_ms: int) -> Pull:
-    """Pull every active run of the experiment, and the ids of its deleted runs."""
+def pull_all(
+    source: RunSource,
+    experiment_id: str,
+    margin_ms: int,
+    active_runs: Callable[[], Iterable[RunRecord]] | None = None,
+) -> Pull:
+    """Pull every active run of the experiment, and the ids of its deleted runs.
+
+    Args:
+        active_runs: Pulls the active runs (e.g. a `TwoEndedPull`); by default
+            ``source.iter_runs``. Called after the deleted runs are listed, so a run
+            deleted in between is in neither list (the next refresh sees it deleted).
+    """
     deleted = _ids(source.iter_runs(experiment_id, run_view_type="DELETED_ONLY"))
-    runs = tuple(source.iter_runs(experiment_id))
+    runs = tuple(active_runs() if active_runs else source.iter_runs(experiment_id))
     watermark = _latest(runs, 0)
     open_ids = _open(runs)
     again = [r for r in runs if r.run_id in open_ids or _latest([r], 0) >= watermark - margin_ms]

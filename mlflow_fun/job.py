@@ -248,11 +248,12 @@ def _build(
 
         previous_handler = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        result = builder.build_experiments(experiments)
+        result = builder.build_experiments(
+            experiments, lambda: create_analyst_views(spark, config.database, directions)
+        )
     finally:
         if stop_on_sigterm:
             signal.signal(signal.SIGTERM, previous_handler)
-    create_analyst_views(spark, config.database, directions)
     if result.failed:
         raise JobFailedError(result.failed)
     if result.skipped:

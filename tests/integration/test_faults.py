@@ -19,6 +19,7 @@ from mlflow_fun.flatten import FlatRuns
 from mlflow_fun.job import run_job
 from mlflow_fun.runs import fetch_flat_runs
 from tests.fault_proxy import FaultSchedule, fault_proxy
+from tests.scripted_http import Reply
 from tests.seed import Seeded
 
 RETRY = RetrySettings(timeout=0.5, max_retries=6, backoff_factor=0.01, backoff_jitter=0.01)
@@ -122,11 +123,19 @@ def test_faults_outlasting_the_retry_budget_fail_cleanly(
     spark: Any, seeded: Seeded, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
-    schedule = FaultSchedule(1, 1.0, paths=("/runs/search",))
-    with fault_proxy(seeded.url, schedule) as url:
+    answers: Counter[str] = Counter()
+
+    def unavailable(method: str, path: str, body: bytes) -> Reply | None:
+        if not path.endswith("/runs/search"):
+            return None
+        answers["503"] += 1
+        return Reply(503, b'{"error_code": "TEMPORARILY_UNAVAILABLE", "message": "injected"}')
+
+    with fault_proxy(seeded.url, unavailable) as url:
         code = main(["build", "--database", "faults_budget", "--tracking_uri", url,
-                     "--experiment_ids", seeded.typed])  # fmt: skip
-    TOTALS.update(schedule.counts)
+                     "--experiment_ids", seeded.typed, "--parallelism", "1"])  # fmt: skip
+    TOTALS.update(answers)
+    assert answers["503"] == 4  # the first search: one try and 3 retries, then no more
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1
     assert (

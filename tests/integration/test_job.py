@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -274,6 +275,30 @@ def test_job_killed_mid_write_leaves_the_previous_table(
     final = spark.read.format("delta").load(str(table_dir))
     assert {r.run_id for r in final.collect()} == first_ids | second_ids
     assert "_p_late" in final.columns
+
+
+def test_one_experiment_is_pulled_from_both_ends_by_two_streams(
+    spark: Any, seeded: Seeded, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 25 runs in pages of 4: the free stream joins from the highest run id.
+    config = JobConfig(
+        database="job_two_ends",
+        experiment_ids=(seeded.paged,),
+        tracking_uri=seeded.url,
+        page_size=4,
+        parallelism=2,
+    )
+    with caplog.at_level(logging.INFO, logger="mlflow_fun.client.two_ended"):
+        result = run_job(config, spark=spark, progress=False)
+    assert [(r.status, r.run_count, r.runs_pulled) for r in result.results] == [("ok", 25, 25)]
+    both = [r.getMessage() for r in caplog.records if "both ends" in r.getMessage()]
+    assert len(both) == 1 and f"experiment_id={seeded.paged} runs=25 pages=" in both[0]
+    table = spark.table(f"job_two_ends.exp_{seeded.paged}").orderBy("run_id")
+    assert [r.run_id for r in table.collect()] == sorted(seeded.paged_run_ids)
+    built = FastDataframeBuilder(spark, seeded.url).build_dataframe(seeded.paged)
+    assert_df_equality(
+        table, built.orderBy("run_id"), ignore_metadata=True, allow_nan_equality=True
+    )
 
 
 def test_sql_command_runs_the_classic_query(

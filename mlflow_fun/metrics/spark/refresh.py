@@ -4,7 +4,7 @@
 - ``<database>.mlflow_state``: one row per experiment (`RefreshState`), written after the
   experiment's data, so a job killed between the two re-pulls rather than skips changes.
 - ``<database>.runs``: every run of every loaded experiment, metrics/params/tags as MAPs.
-- ``<database>.experiments``: the loaded experiments.
+- ``<database>.experiments``: the experiments whose ``exp_<id>`` table was written.
 - ``<database>.metric_history``: every logged metric value (``--with-history``).
 
 Every write is one Delta commit: a MERGE by key, or an overwrite of one experiment's rows

@@ -23,15 +23,17 @@ import dataclasses
 import datetime as dt
 import importlib.metadata
 import logging
+import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mlflow_fun.client.http_client import strip_credentials
 from mlflow_fun.client.records import Experiment, MetricPoint
-from mlflow_fun.client.sources import DEFAULT_PAGE_SIZE, RunSource, open_source
+from mlflow_fun.client.sources import DEFAULT_PAGE_SIZE, RestSource, RunSource, open_source
+from mlflow_fun.client.two_ended import TwoEndedPull
 from mlflow_fun.config import DEFAULT_MARGIN_MINUTES, DEFAULT_PARALLELISM, FORMATS
 from mlflow_fun.errors import ConfigError, ExperimentNotFoundError, MlflowFunError
 from mlflow_fun.flatten import FlatRuns, flatten_runs, keep_column_order
@@ -45,6 +47,7 @@ from mlflow_fun.naming import (
     quote_identifier,
     validate_identifier,
 )
+from mlflow_fun.runs import fewer_collections
 from mlflow_fun.typing_rules import ColumnType, widened_type
 
 if TYPE_CHECKING:
@@ -264,6 +267,8 @@ class TableBuilder:
         self.with_history = with_history
         self.margin_ms = margin_minutes * 60_000
         self._stop_requested = False
+        self._pulls: dict[str, TwoEndedPull] = {}  # full pulls in flight, by experiment id
+        self._pulls_lock = threading.Lock()
         self.spark = spark
         self.database = validate_identifier(database, "database")
         self.data_dir = data_dir
@@ -283,12 +288,28 @@ class TableBuilder:
         """
         return self.build_experiments(resolve_experiments(self.source, experiment_ids))
 
-    def build_experiments(self, experiments: Sequence[Experiment]) -> BuildResult:
+    def build_experiments(
+        self,
+        experiments: Sequence[Experiment],
+        after_tables: Callable[[], object] | None = None,
+    ) -> BuildResult:
         """Build the tables of already resolved experiments; see `build`.
 
-        Up to ``parallelism`` experiments are pulled from the server at once; tables are
-        written one after another, in the order given. After `stop` is called, no new
-        table is started: the one being written is finished, the rest are skipped.
+        Up to ``parallelism`` experiments are pulled from the server at once; once the
+        last one has started, a stream that runs out of experiments joins a full pull
+        still in flight from its other end (`TwoEndedPull`). Tables are written one after
+        another, in the order given. After `stop` is called, no new table is started: the
+        one being written is finished, the rest are skipped.
+
+        Once the last table is written, ``<database>.experiments`` (the experiments whose
+        table was written) and ``after_tables`` run in a second thread while the rows of
+        ``runs``, the states and the status are written.
+
+        Args:
+            experiments: The experiments, in the order their tables are written.
+            after_tables: Called once every table is written (the job creates the
+                analyst views there); an error it raises is raised after the status
+                rows are written.
         """
         from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -301,6 +322,7 @@ class TableBuilder:
         results: list[ExperimentResult] = []
         batch = _Batch()
         with (
+            fewer_collections(),
             tqdm(total=len(experiments), unit="exp", desc="experiments", disable=disable) as exps,
             ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="pull") as pool,
         ):
@@ -326,12 +348,18 @@ class TableBuilder:
                     failed: Future[Prepared] = Future()
                     failed.set_exception(error)
                     return failed
-                return pool.submit(self._prepare, experiment, existing, state if merge else None)
+                if merge:
+                    return pool.submit(self._prepare, experiment, existing, state)
+                shared = self._share(experiment.experiment_id)
+                return pool.submit(self._prepare, experiment, existing, None, shared)
 
             # At most parallelism + 1 experiments pulled ahead of the writer: the driver
             # holds a few experiments' runs, not all of them.
             ahead = self.parallelism + 1
+            tables_done = False
             futures = {i: submit(i) for i in range(min(ahead, len(plans)))}
+            if len(plans) <= ahead:
+                self._submit_assists(pool)
             try:
                 for index, (experiment, state, *_) in enumerate(plans):
                     if self._stop_requested:
@@ -341,28 +369,72 @@ class TableBuilder:
                     del future
                     if index + ahead < len(plans):
                         futures[index + ahead] = submit(index + ahead)
+                        if index + ahead == len(plans) - 1:
+                            self._submit_assists(pool)
                     results.append(result)
                     exps.update(1)
-                    if batch.rows >= FLUSH_ROWS:
+                    if batch.rows >= FLUSH_ROWS and index + 1 < len(plans):
                         self._flush(batch, results)
                         batch = _Batch()
+                tables_done = True
             finally:
                 for future in futures.values():
                     future.cancel()
-                self._flush(batch, results)
-                self._append_status(results)
-            ok = {r.experiment_id for r in results if r.status == "ok"}
-            if ok:
-                loaded = [e for e in experiments if e.experiment_id in ok]
-                refresh.upsert_experiments(self.spark, self.database, loaded)
+                with self._pulls_lock:
+                    self._pulls.clear()
+                side = None
+                if tables_done:
+                    written = [e for e in experiments if e.experiment_id in _ok(results)]
+                    side = pool.submit(self._side_writes, written, after_tables)
+                try:
+                    self._flush(batch, results)
+                    self._append_status(results)
+                finally:
+                    if side is not None:
+                        side.result()
         skipped = len(experiments) - len(results)
         if skipped:
             logger.warning("stopped before %d experiment(s); their tables are unchanged", skipped)
         return BuildResult(tuple(results), time.monotonic() - started, skipped)
 
+    def _side_writes(
+        self, written: Sequence[Experiment], after_tables: Callable[[], object] | None
+    ) -> None:
+        """What can be written beside ``runs``, states and status once the tables are."""
+        if written:
+            refresh.upsert_experiments(self.spark, self.database, written)
+        if after_tables is not None:
+            after_tables()
+
     def stop(self) -> None:
         """Ask `build` to stop after the table it is writing (e.g. on SIGTERM)."""
         self._stop_requested = True
+
+    def _submit_assists(self, pool: Any) -> None:
+        """Queue a helper for each stream but one; a helper starts when a stream is free."""
+        if not isinstance(self.source, RestSource):
+            return
+        for _ in range(self.parallelism - 1):
+            pool.submit(self._assist)
+
+    def _assist(self) -> None:
+        """Join full pulls in flight from their other end, the latest first, until none is left."""
+        while not self._stop_requested:
+            with self._pulls_lock:
+                waiting = [pull for pull in self._pulls.values() if pull.can_assist]
+            if not waiting:
+                return
+            waiting[-1].assist()
+
+    def _share(self, experiment_id: str) -> TwoEndedPull | None:
+        """A full pull of the experiment that a free stream can join (`_assist`); None when
+        the source is not a tracking server."""
+        if not isinstance(self.source, RestSource):
+            return None
+        pull = TwoEndedPull(self.source, experiment_id, self.source.page_size)
+        with self._pulls_lock:
+            self._pulls[experiment_id] = pull
+        return pull
 
     def _can_merge(self, existing: StructType | None, state: RefreshState | None) -> bool:
         """True when this experiment can be refreshed incrementally."""
@@ -374,15 +446,28 @@ class TableBuilder:
         return all(self._table_exists(t) for t in tables)
 
     def _prepare(
-        self, experiment: Experiment, existing: StructType | None, state: RefreshState | None
+        self,
+        experiment: Experiment,
+        existing: StructType | None,
+        state: RefreshState | None,
+        shared: TwoEndedPull | None = None,
     ) -> Prepared:
-        """Pull (incrementally when ``state`` is given) and flatten one experiment."""
+        """Pull (incrementally when ``state`` is given) and flatten one experiment.
+
+        Args:
+            shared: Pulls the active runs of a full refresh (`_share`).
+        """
         started = time.monotonic()
         experiment_id = experiment.experiment_id
         previous = _names(existing)
         fallback = None
         if state is None:
-            pull = pull_all(self.source, experiment_id, self.margin_ms)
+            try:
+                active_runs = shared.run if shared else None
+                pull = pull_all(self.source, experiment_id, self.margin_ms, active_runs)
+            finally:
+                with self._pulls_lock:
+                    self._pulls.pop(experiment_id, None)
             flat = flatten_runs(pull.runs, previous)
             if existing is not None:
                 flat = keep_column_order(flat, existing.fieldNames())
@@ -645,6 +730,10 @@ def status_schema() -> StructType:
             T.StructField("runs_pulled", T.LongType()),
         ]
     )
+
+
+def _ok(results: Sequence[ExperimentResult]) -> set[str]:
+    return {r.experiment_id for r in results if r.status == "ok"}
 
 
 def _names(existing: StructType | None) -> dict[ColumnKey, str]:
