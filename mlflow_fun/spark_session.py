@@ -46,9 +46,11 @@ BASE_CONF: dict[str, str] = {
 # batch on a small heap, so C1 alone compiles enough (C2 took 15 s of CPU in a 70 s job,
 # CPU the tracking server needed) and the serial collector needs no concurrent threads
 # (the job on 100k runs in 10 experiments: driver JVM CPU 31 -> 17 s, RSS with the Arrow
-# setting above 1,500 -> 990 MiB). Under spark-submit, pass them with
-# --driver-java-options (docs/cluster.md).
-LOCAL_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+# setting above 1,500 -> 990 MiB). C1 alone gets a 48 MiB code cache, which a session that
+# ran other Spark work first filled (47 of 48 MiB): the sweeper and recompilation took 4 s
+# of CPU in the same job; 256 MiB leaves room (17.8 s of JVM CPU again). Under
+# spark-submit, pass them with --driver-java-options (docs/cluster.md).
+LOCAL_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:ReservedCodeCacheSize=256m"
 
 
 def ivy_home() -> str:
