@@ -29,6 +29,7 @@ from mlflow_fun.client.records import (
     RunRecord,
     experiment_from_entity,
     experiment_from_json,
+    fewer_collections,
     metric_point_from_json,
     run_from_entity,
     run_from_json,
@@ -545,4 +546,5 @@ def _page_runs(page: dict[str, Any]) -> list[RunRecord]:
         raise MalformedResponseError(
             "runs/search sent 'runs' that is not a list", endpoint="runs/search"
         )
-    return [run_from_json(item) for item in runs]
+    with fewer_collections():
+        return [run_from_json(item) for item in runs]

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mlflow_fun.client.http_client import strip_credentials
-from mlflow_fun.client.records import Experiment, MetricPoint
+from mlflow_fun.client.records import Experiment, MetricPoint, fewer_collections
 from mlflow_fun.client.sources import DEFAULT_PAGE_SIZE, RestSource, RunSource, open_source
 from mlflow_fun.client.two_ended import TwoEndedPull
 from mlflow_fun.config import DEFAULT_MARGIN_MINUTES, DEFAULT_PARALLELISM, FORMATS
@@ -47,7 +47,6 @@ from mlflow_fun.naming import (
     quote_identifier,
     validate_identifier,
 )
-from mlflow_fun.runs import fewer_collections
 from mlflow_fun.typing_rules import ColumnType, widened_type
 
 if TYPE_CHECKING:
