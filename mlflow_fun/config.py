@@ -32,6 +32,7 @@ DEFAULT_MARGIN_MINUTES = 60
 # A 2-worker MLflow server serves two streams about 1.6x as fast as one; more streams only
 # queue up at the server (see `make bench`).
 DEFAULT_PARALLELISM = 2
+DEFAULT_WRITERS = 2
 _EXPERIMENT_ID = re.compile(r"[A-Za-z0-9_]{1,100}")
 
 

@@ -220,7 +220,6 @@ def _build(
     directions: Mapping[str, str],
 ) -> BuildResult:
     from mlflow_fun.metrics.spark.table_builder import TableBuilder
-    from mlflow_fun.metrics.spark.views import create_analyst_views
 
     if spark is None:
         from mlflow_fun.spark_session import build_spark_session
@@ -249,7 +248,7 @@ def _build(
         previous_handler = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         result = builder.build_experiments(
-            experiments, lambda: create_analyst_views(spark, config.database, directions)
+            experiments, lambda: _create_views(spark, config.database, directions)
         )
     finally:
         if stop_on_sigterm:
@@ -259,3 +258,19 @@ def _build(
     if result.skipped:
         raise JobStoppedError(f"stopped by SIGTERM: {result.summary()}", result)
     return result
+
+
+def _create_views(spark: SparkSession, database: str, directions: Mapping[str, str]) -> None:
+    """The analyst views; a failure is one warning line, never a failed build of the tables."""
+    from mlflow_fun.metrics.spark.views import create_analyst_views
+
+    try:
+        create_analyst_views(spark, database, directions)
+    except Exception as e:  # the tables are written; the views are a convenience over them
+        first = (str(e).strip() or type(e).__name__).splitlines()[0]
+        logger.warning(
+            "analyst views not created database=%s error=%s (the tables are written; the "
+            "next run of the job tries again)",
+            database,
+            first[:300],
+        )

@@ -130,6 +130,18 @@ def quote_identifier(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
+def sql_literal(value: str) -> str:
+    """A Spark SQL string literal of ``value`` that no content can end early.
+
+    Spark reads backslash escapes in string literals, so ``\\`` and ``'`` are escaped.
+
+    Example:
+        >>> sql_literal("it's")
+        "'it\\\\'s'"
+    """
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def qualified_table(database: str, table: str) -> str:
     """Return ```database`.`table``` after validating both names."""
     return (

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
@@ -148,3 +152,14 @@ def seed_all(url: str) -> Seeded:
     client.delete_run(seeded.deleted_run_id)
     seeded.no_metrics_run_id = seeded.best_runs["n"]
     return seeded
+
+
+def load_seed_store() -> ModuleType:
+    """``scripts/seed_store.py`` as a module (scripts/ is not a package)."""
+    script = Path(__file__).resolve().parent.parent / "scripts" / "seed_store.py"
+    spec = importlib.util.spec_from_file_location("seed_store", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["seed_store"] = module  # dataclasses look their module up while defined
+    spec.loader.exec_module(module)
+    return module

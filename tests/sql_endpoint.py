@@ -156,21 +156,26 @@ def build_command(*build_args: str) -> list[str]:
     return [sys.executable, "-m", "tests.sql_endpoint", *build_args]
 
 
+def build_in_process(arguments: Sequence[str]) -> tuple[int, str]:
+    """``mlflow-fun build`` with ``arguments`` in this process: (exit code, database)."""
+    from mlflow_fun.cli import main as cli_main
+    from mlflow_fun.job import add_build_arguments, config_from_args
+
+    code = cli_main(["--log-level", "INFO", "build", "--no-progress", *arguments])
+    parser = argparse.ArgumentParser()
+    add_build_arguments(parser)
+    return code, config_from_args(parser.parse_args(list(arguments))).database
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``mlflow-fun build`` with ``argv``, then `create_analyst_views` on its database."""
     from pyspark.sql import SparkSession
 
-    from mlflow_fun.cli import main as cli_main
-    from mlflow_fun.job import add_build_arguments, config_from_args
     from mlflow_fun.metrics.spark.views import create_analyst_views
 
-    arguments = list(sys.argv[1:] if argv is None else argv)
-    code = cli_main(["--log-level", "INFO", "build", "--no-progress", *arguments])
+    code, database = build_in_process(list(sys.argv[1:] if argv is None else argv))
     if code != 0:
         return code
-    parser = argparse.ArgumentParser()
-    add_build_arguments(parser)
-    database = config_from_args(parser.parse_args(arguments)).database
     create_analyst_views(SparkSession.builder.getOrCreate(), database)
     print(f"analyst views created in {database}")
     return 0

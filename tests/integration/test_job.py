@@ -368,3 +368,21 @@ def test_parquet_format_tables(spark: Any, seeded: Seeded) -> None:
     assert formats["Provider"] == "parquet"
     folders = os.listdir(Path(formats["Location"].removeprefix("file:")).parent)
     assert len(folders) == 1  # the first version's folder was removed
+
+
+def test_a_view_that_cannot_be_created_is_one_warning_not_a_failed_build(
+    spark: Any, seeded: Seeded, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A table named like a view: CREATE OR REPLACE VIEW refuses to replace it.
+    spark.sql("create database if not exists job_view_blocked")
+    spark.sql("create table job_view_blocked.best_runs (x int) using delta")
+    with caplog.at_level(logging.WARNING, logger="mlflow_fun.job"):
+        result = _job(spark, seeded, "job_view_blocked", seeded.best)
+    assert [(r.status, r.run_count) for r in result.results] == [("ok", 7)]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "mlflow_fun.job"]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("analyst views not created database=job_view_blocked error=")
+    assert "\n" not in warnings[0]
+    assert spark.table(f"job_view_blocked.exp_{seeded.best}").count() == 7
+    assert spark.table("job_view_blocked.metrics_long").count() == 11  # created before it
+    assert spark.table("job_view_blocked.best_runs").columns == ["x"]

@@ -26,7 +26,6 @@ from mlflow_fun.metrics.spark.views import (
     DEFAULT_DIRECTIONS,
     create_analyst_views,
     load_metric_directions,
-    metric_direction,
     resolve_directions,
 )
 from tests.db_servers import postgres_server
@@ -67,7 +66,27 @@ def _build(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
     )
 
 
-def test_metric_directions() -> None:
+def _directions_of(spark: Any, database: str, keys: list[str], **kwargs: Any) -> dict[str, str]:
+    """metric key -> direction, as ``best_runs`` ranks a one-run ``runs`` table of ``keys``."""
+    import datetime as dt
+
+    from mlflow_fun.metrics.spark.refresh import runs_schema
+
+    spark.sql(f"drop database if exists {database} cascade")
+    spark.sql(f"create database {database}")
+    start = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+    run = ("r1", "1", "one", "u", "FINISHED", "active", start, start, "file:/a",
+           {key: 1.0 for key in keys}, {}, {})  # fmt: skip
+    spark.createDataFrame([run], runs_schema()).write.format("delta").saveAsTable(
+        f"{database}.runs"
+    )
+    create_analyst_views(spark, database, **kwargs)
+    rows = spark.sql(f"select metric, direction, run_id from {database}.best_runs").collect()
+    assert {row["run_id"] for row in rows} <= {"r1"}
+    return {row["metric"]: row["direction"] for row in rows}
+
+
+def test_metric_directions(spark: Any) -> None:
     assert load_metric_directions(REPO / "conf" / "metric_directions.yaml") == DEFAULT_DIRECTIONS
     cases = {
         "rmse": "min",
@@ -79,11 +98,19 @@ def test_metric_directions() -> None:
         "loss_ratio": None,
         "val.acc": None,
         "": None,
+        "größe": None,
     }
-    assert {k: metric_direction(k, DEFAULT_DIRECTIONS) for k in cases} == cases
-    overridden = resolve_directions({"Val.Acc": "higher", "loss": "max"}, os.devnull)
-    assert metric_direction("val.acc", overridden) == "max"
-    assert metric_direction("train/loss", overridden) == "max"
+    ranked = _directions_of(spark, "views_rules", list(cases), directions_file=os.devnull)
+    assert ranked == {k: v for k, v in cases.items() if v is not None}
+    overridden = _directions_of(
+        spark, "views_rules", ["val.acc", "train/loss", "rmse"],
+        directions={"Val.Acc": "higher", "loss": "max"}, directions_file=os.devnull,
+    )  # fmt: skip
+    assert overridden == {"val.acc": "max", "train/loss": "max", "rmse": "min"}
+    stored = spark.table("views_rules.metric_directions").collect()
+    assert {row["name"]: row["direction"] for row in stored} == resolve_directions(
+        {"Val.Acc": "higher", "loss": "max"}, os.devnull
+    )
 
 
 def test_views_of_a_database_without_tables(spark: Any) -> None:
@@ -128,11 +155,9 @@ def test_endpoint_serves_the_job_tables_to_beeline(
         # While the endpoint starts: Spark SQL's answers on the same Delta files.
         warehouse = data_dir / "warehouse" / "mlflow_metrics.db"
         spark.sql("create database if not exists serve_check")
-        for experiment_id in experiment_ids:
+        for table in [*(f"exp_{i}" for i in experiment_ids), "runs"]:
             spark.catalog.createTable(
-                f"serve_check.exp_{experiment_id}",
-                path=str(warehouse / f"exp_{experiment_id}"),
-                source="delta",
+                f"serve_check.{table}", path=str(warehouse / table), source="delta"
             )
         create_analyst_views(spark, "serve_check")
         classic = spark.sql(CLASSIC.format("serve_check.exp_" + seeded.paged))
@@ -175,6 +200,7 @@ def test_endpoint_serves_the_job_tables_to_beeline(
                 [
                     "best_runs",
                     "experiments",
+                    "metric_directions",
                     "metrics_long",
                     "mlflow_state",
                     "mlflow_status",

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent.parent / "scripts" / "seed_store.py"
+from tests.seed import load_seed_store
 
 
 @pytest.fixture(scope="module")
 def seed_store() -> ModuleType:
-    """The script as a module (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("seed_store", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["seed_store"] = module  # dataclasses look their module up while defined
-    spec.loader.exec_module(module)
-    return module
+    """The script as a module."""
+    return load_seed_store()
 
 
 @pytest.fixture(scope="module")

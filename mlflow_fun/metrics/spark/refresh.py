@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from mlflow_fun.client.records import Experiment, MetricPoint, RunRecord
 from mlflow_fun.incremental import RefreshState
-from mlflow_fun.naming import qualified_table
+from mlflow_fun.naming import qualified_table, sql_literal
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -106,8 +106,8 @@ def history_schema() -> StructType:
     )
 
 
-def runs_dataframe(spark: SparkSession, runs: Sequence[RunRecord]) -> DataFrame:
-    """``<database>.runs`` rows of ``runs``, built through Arrow."""
+def runs_table(runs: Sequence[RunRecord]) -> pa.Table:
+    """``<database>.runs`` rows of ``runs`` as an Arrow table (see `arrow_frame`)."""
     info = {
         name: [run.info.get(name) for run in runs]
         for name in ("run_name", "user_id", "status", "lifecycle_stage", "artifact_uri")
@@ -115,7 +115,9 @@ def runs_dataframe(spark: SparkSession, runs: Sequence[RunRecord]) -> DataFrame:
     table = pa.table(
         {
             "run_id": pa.array([run.run_id for run in runs], pa.string()),
-            "experiment_id": pa.array([str(run.info["experiment_id"]) for run in runs]),
+            "experiment_id": pa.array(
+                [str(run.info["experiment_id"]) for run in runs], pa.string()
+            ),
             "run_name": pa.array(
                 [
                     n or run.tags.get("mlflow.runName")
@@ -134,7 +136,12 @@ def runs_dataframe(spark: SparkSession, runs: Sequence[RunRecord]) -> DataFrame:
             "tags": sorted_map([run.tags for run in runs], pa.string()),
         }
     )
-    return spark.createDataFrame(table, schema=runs_schema())
+    return table
+
+
+def arrow_frame(spark: SparkSession, tables: Sequence[pa.Table], schema: StructType) -> DataFrame:
+    """One DataFrame of ``schema`` from same-schema Arrow ``tables`` (one plan, not a union)."""
+    return spark.createDataFrame(pa.concat_tables(tables), schema=schema)
 
 
 def sorted_map(mappings: Sequence[Mapping[str, Any]], value_type: pa.DataType) -> pa.MapArray:
@@ -182,6 +189,8 @@ def upsert_experiments(
     """MERGE ``experiments`` into ``<database>.experiments``; no commit when nothing changed."""
     from pyspark.sql import functions as F
 
+    if not experiments:
+        return
     df = experiments_dataframe(spark, experiments)
     if spark.catalog.tableExists(f"{database}.{EXPERIMENTS_TABLE}"):
         columns = [F.to_json(c).alias(c) if c == "tags" else F.col(c) for c in df.columns]
@@ -191,10 +200,8 @@ def upsert_experiments(
     upsert(spark, database, EXPERIMENTS_TABLE, df, ["experiment_id"])
 
 
-def history_dataframe(
-    spark: SparkSession, experiment_id: str, points: Iterable[MetricPoint]
-) -> DataFrame:
-    """``<database>.metric_history`` rows of one experiment."""
+def history_table(experiment_id: str, points: Iterable[MetricPoint]) -> pa.Table:
+    """``<database>.metric_history`` rows of one experiment as an Arrow table."""
     points = list(points)
     table = pa.table(
         {
@@ -206,7 +213,7 @@ def history_dataframe(
             "timestamp": pa.array([p.timestamp for p in points], _TIMESTAMP),
         }
     )
-    return spark.createDataFrame(table, schema=history_schema())
+    return table
 
 
 def read_states(spark: SparkSession, database: str) -> dict[str, RefreshState]:
@@ -248,14 +255,6 @@ def write_states(spark: SparkSession, database: str, states: Sequence[RefreshSta
     ]
     df = spark.createDataFrame(rows, state_schema())
     upsert(spark, database, STATE_TABLE, df, ["experiment_id"])
-
-
-def union(frames: Sequence[DataFrame]) -> DataFrame:
-    """One DataFrame of same-schema ``frames`` (at least one)."""
-    result = frames[0]
-    for frame in frames[1:]:
-        result = result.unionByName(frame)
-    return result
 
 
 def upsert(
@@ -308,6 +307,14 @@ def insert_new(
     )
 
 
+def ensure_table(spark: SparkSession, database: str, table: str, schema: StructType) -> None:
+    """Create ``table`` as an empty Delta table of ``schema`` unless it exists."""
+    if not spark.catalog.tableExists(f"{database}.{table}"):
+        spark.createDataFrame([], schema).write.format("delta").saveAsTable(
+            qualified_table(database, table)
+        )
+
+
 def replace_experiments(
     spark: SparkSession, database: str, table: str, experiment_ids: Sequence[str], df: DataFrame
 ) -> None:
@@ -316,9 +323,7 @@ def replace_experiments(
     if not spark.catalog.tableExists(f"{database}.{table}"):
         df.write.format("delta").saveAsTable(qualified)
         return
-    literals = ", ".join(
-        "'" + i.replace("\\", "\\\\").replace("'", "\\'") + "'" for i in experiment_ids
-    )
+    literals = ", ".join(sql_literal(i) for i in experiment_ids)
     (
         df.write.format("delta")
         .mode("overwrite")

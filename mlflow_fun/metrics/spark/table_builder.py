@@ -26,6 +26,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,7 @@ from mlflow_fun.client.http_client import strip_credentials
 from mlflow_fun.client.records import Experiment, MetricPoint, fewer_collections
 from mlflow_fun.client.sources import DEFAULT_PAGE_SIZE, RestSource, RunSource, open_source
 from mlflow_fun.client.two_ended import TwoEndedPull
-from mlflow_fun.config import DEFAULT_MARGIN_MINUTES, DEFAULT_PARALLELISM, FORMATS
+from mlflow_fun.config import DEFAULT_MARGIN_MINUTES, DEFAULT_PARALLELISM, DEFAULT_WRITERS, FORMATS
 from mlflow_fun.errors import ConfigError, ExperimentNotFoundError, MlflowFunError
 from mlflow_fun.flatten import FlatRuns, flatten_runs, keep_column_order
 from mlflow_fun.incremental import FULL, INCREMENTAL, Pull, RefreshState, pull_all, pull_changes
@@ -45,6 +46,7 @@ from mlflow_fun.naming import (
     ColumnKey,
     qualified_table,
     quote_identifier,
+    sql_literal,
     validate_identifier,
 )
 from mlflow_fun.typing_rules import ColumnType, widened_type
@@ -129,15 +131,15 @@ class _Batch:
         """Nothing to write."""
         return not self.states
 
-    def add(self, spark: SparkSession, prepared: Prepared, with_history: bool) -> None:
-        """Take the rows and the next state of one written experiment."""
+    def add(self, prepared: Prepared, with_history: bool) -> None:
+        """Take the rows (as Arrow tables) and the next state of one written experiment."""
         pull = prepared.pull
         if not pull.changed:
             return
-        runs = refresh.runs_dataframe(spark, pull.runs) if pull.runs or pull.mode == FULL else None
+        runs = refresh.runs_table(pull.runs) if pull.runs or pull.mode == FULL else None
         history = None
         if prepared.history is not None and (prepared.history or pull.mode == FULL):
-            history = refresh.history_dataframe(spark, pull.experiment_id, prepared.history)
+            history = refresh.history_table(pull.experiment_id, prepared.history)
         if pull.mode == FULL:
             self.full.append(pull.experiment_id)
             self.full_runs.append(runs)
@@ -236,6 +238,9 @@ class TableBuilder:
         page_size: Runs per ``runs/search`` page.
         progress: Show progress bars; None shows them only on a terminal.
         parallelism: Experiments pulled from the server at once.
+        writers: Tables written at once. Each Delta write has a fixed cost of a few
+            hundred milliseconds spent mostly waiting (commit, metastore); two writers
+            overlap those waits, which is most of the time of a small experiment.
         full_refresh: Rebuild every table; by default a table with a state is merged.
         with_history: Also keep ``<database>.metric_history``.
         margin_minutes: How far before the watermark an incremental refresh looks.
@@ -253,6 +258,7 @@ class TableBuilder:
         page_size: int = DEFAULT_PAGE_SIZE,
         progress: bool | None = None,
         parallelism: int = DEFAULT_PARALLELISM,
+        writers: int = DEFAULT_WRITERS,
         full_refresh: bool = False,
         with_history: bool = False,
         margin_minutes: int = DEFAULT_MARGIN_MINUTES,
@@ -261,13 +267,18 @@ class TableBuilder:
             raise ConfigError(f"format {format!r} is not one of: {', '.join(FORMATS)}")
         if parallelism < 1:
             raise ConfigError(f"parallelism {parallelism} must be at least 1")
+        if writers < 1:
+            raise ConfigError(f"writers {writers} must be at least 1")
         self.parallelism = parallelism
+        self.writers = writers
         self.full_refresh = full_refresh
         self.with_history = with_history
         self.margin_ms = margin_minutes * 60_000
         self._stop_requested = False
         self._pulls: dict[str, TwoEndedPull] = {}  # full pulls in flight, by experiment id
         self._pulls_lock = threading.Lock()
+        self._batch_lock = threading.Lock()  # writers add their rows to one batch
+        self._state_lock = threading.Lock()  # one MERGE into mlflow_state at a time
         self.spark = spark
         self.database = validate_identifier(database, "database")
         self.data_dir = data_dir
@@ -297,18 +308,18 @@ class TableBuilder:
         Up to ``parallelism`` experiments are pulled from the server at once; once the
         last one has started, a stream that runs out of experiments joins a full pull
         still in flight from its other end (`TwoEndedPull`). Tables are written one after
-        another, in the order given. After `stop` is called, no new table is started: the
-        one being written is finished, the rest are skipped.
+        another by ``writers`` threads, started in the order given. After `stop` is called,
+        no new table is started: the ones being written are finished, the rest are skipped.
 
         Once the last table is written, ``<database>.experiments`` (the experiments whose
-        table was written) and ``after_tables`` run in a second thread while the rows of
-        ``runs``, the states and the status are written.
+        table was written) is upserted in a second thread while the rows of ``runs`` and
+        the states are written; then ``after_tables`` runs beside the status write.
 
         Args:
             experiments: The experiments, in the order their tables are written.
-            after_tables: Called once every table is written (the job creates the
-                analyst views there); an error it raises is raised after the status
-                rows are written.
+            after_tables: Called once every table and ``runs`` are written (the job
+                creates the analyst views there); an error it raises is raised after
+                the status rows are written.
         """
         from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -324,6 +335,7 @@ class TableBuilder:
             fewer_collections(),
             tqdm(total=len(experiments), unit="exp", desc="experiments", disable=disable) as exps,
             ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="pull") as pool,
+            ThreadPoolExecutor(max_workers=self.writers, thread_name_prefix="write") as writers,
         ):
             plans = []
             to_rebuild = []
@@ -352,58 +364,67 @@ class TableBuilder:
                 shared = self._share(experiment.experiment_id)
                 return pool.submit(self._prepare, experiment, existing, None, shared)
 
-            # At most parallelism + 1 experiments pulled ahead of the writer: the driver
-            # holds a few experiments' runs, not all of them.
+            # At most parallelism + 1 experiments pulled ahead of the newest table being
+            # written: the driver holds a few experiments' runs, not all of them.
             ahead = self.parallelism + 1
             tables_done = False
             futures = {i: submit(i) for i in range(min(ahead, len(plans)))}
             if len(plans) <= ahead:
                 self._submit_assists(pool)
+            writing: deque[Future[ExperimentResult]] = deque()
+
+            def finish(keep: int) -> None:
+                """Collect written tables, in order, until ``keep`` are still being written."""
+                while len(writing) > keep:
+                    results.append(writing.popleft().result())
+                    exps.update(1)
+
             try:
                 for index, (experiment, state, *_) in enumerate(plans):
                     if self._stop_requested:
                         break
                     future = futures.pop(index)
-                    result = self._write_one(experiment, state, future, batch)
+                    writing.append(
+                        writers.submit(self._write_one, experiment, state, future, batch)
+                    )
                     del future
                     if index + ahead < len(plans):
                         futures[index + ahead] = submit(index + ahead)
                         if index + ahead == len(plans) - 1:
                             self._submit_assists(pool)
-                    results.append(result)
-                    exps.update(1)
+                    finish(self.writers - 1)
                     if batch.rows >= FLUSH_ROWS and index + 1 < len(plans):
+                        finish(0)
                         self._flush(batch, results)
                         batch = _Batch()
+                finish(0)
                 tables_done = True
             finally:
                 for future in futures.values():
                     future.cancel()
+                finish(0)
                 with self._pulls_lock:
                     self._pulls.clear()
-                side = None
+                side = views = None
                 if tables_done:
                     written = [e for e in experiments if e.experiment_id in _ok(results)]
-                    side = pool.submit(self._side_writes, written, after_tables)
+                    side = pool.submit(
+                        refresh.upsert_experiments, self.spark, self.database, written
+                    )
                 try:
                     self._flush(batch, results)
+                    if tables_done and after_tables is not None:
+                        views = pool.submit(after_tables)
                     self._append_status(results)
                 finally:
                     if side is not None:
                         side.result()
+                    if views is not None:
+                        views.result()
         skipped = len(experiments) - len(results)
         if skipped:
             logger.warning("stopped before %d experiment(s); their tables are unchanged", skipped)
         return BuildResult(tuple(results), time.monotonic() - started, skipped)
-
-    def _side_writes(
-        self, written: Sequence[Experiment], after_tables: Callable[[], object] | None
-    ) -> None:
-        """What can be written beside ``runs``, states and status once the tables are."""
-        if written:
-            refresh.upsert_experiments(self.spark, self.database, written)
-        if after_tables is not None:
-            after_tables()
 
     def stop(self) -> None:
         """Ask `build` to stop after the table it is writing (e.g. on SIGTERM)."""
@@ -506,14 +527,16 @@ class TableBuilder:
                     prepared = self._prepare(experiment, prepared.existing, None)
                     runs_pulled += prepared.pull.pulled
                     if state is not None:  # a crash from here on must not go back to merging
-                        refresh.write_states(self.spark, self.database, [state.pending()])
+                        with self._state_lock:
+                            refresh.write_states(self.spark, self.database, [state.pending()])
             mode = prepared.pull.mode
             if mode == FULL:
                 self._write(name, to_spark(self.spark, prepared.flat))
                 run_count, column_count = prepared.flat.num_rows, len(prepared.flat.columns)
             else:
                 run_count, column_count = self._merge(name, prepared)
-            batch.add(self.spark, prepared, self.with_history)
+            with self._batch_lock:
+                batch.add(prepared, self.with_history)
         except Exception as e:  # one experiment's failure must not stop the others
             logger.error(
                 "experiment failed experiment_id=%s table=%s error=%s",
@@ -594,17 +617,17 @@ class TableBuilder:
             db, spark = self.database, self.spark
             if batch.full_runs:
                 ids = batch.full
-                union = refresh.union(batch.full_runs)
+                union = refresh.arrow_frame(spark, batch.full_runs, refresh.runs_schema())
                 refresh.replace_experiments(spark, db, refresh.RUNS_TABLE, ids, union)
             if batch.merged_runs:
-                union = refresh.union(batch.merged_runs)
+                union = refresh.arrow_frame(spark, batch.merged_runs, refresh.runs_schema())
                 refresh.upsert(spark, db, refresh.RUNS_TABLE, union, ["run_id"])
             if batch.full_history:
                 ids = batch.full
-                union = refresh.union(batch.full_history)
+                union = refresh.arrow_frame(spark, batch.full_history, refresh.history_schema())
                 refresh.replace_experiments(spark, db, refresh.HISTORY_TABLE, ids, union)
             if batch.merged_history:
-                union = refresh.union(batch.merged_history)
+                union = refresh.arrow_frame(spark, batch.merged_history, refresh.history_schema())
                 refresh.insert_new(spark, db, refresh.HISTORY_TABLE, union, refresh.history_keys())
             refresh.write_states(spark, db, batch.states)
         except Exception as e:
@@ -626,7 +649,7 @@ class TableBuilder:
         import os
 
         location = os.path.join(os.path.abspath(self.data_dir), "warehouse", f"{self.database}.db")
-        self.spark.sql(f"CREATE DATABASE IF NOT EXISTS {database} LOCATION {_sql_string(location)}")
+        self.spark.sql(f"CREATE DATABASE IF NOT EXISTS {database} LOCATION {sql_literal(location)}")
 
     def _table_exists(self, name: str) -> bool:
         return bool(self.spark.catalog.tableExists(f"{self.database}.{name}"))
@@ -803,7 +826,3 @@ def _one_line(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
     first = text.splitlines()[0]
     return f"{type(error).__name__}: {first}" if not isinstance(error, MlflowFunError) else first
-
-
-def _sql_string(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

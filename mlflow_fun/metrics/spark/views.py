@@ -1,7 +1,10 @@
-"""Views for analysts over the experiment tables: ``best_runs`` and ``metrics_long``.
+"""Views for analysts over ``<database>.runs``: ``best_runs`` and ``metrics_long``.
 
-Both are plain SQL views over a ``UNION ALL`` of the ``exp_<id>`` tables in the database
-when they are (re)created, so BI tools and SQL clients see them like tables:
+Both are plain SQL views, so BI tools and SQL clients see them like tables. They read the
+``runs`` table (every run of every loaded experiment, metrics as a MAP), so their text
+does not grow with the number of experiments or metrics: a metastore with tens of
+thousands of experiments stores the same two short statements (a ``UNION`` of every
+``exp_<id>`` once outgrew the embedded Derby metastore's 32,700-character column).
 
 ``<database>.metrics_long``
     One row per run and logged metric: ``experiment_id, run_id, run_name, metric, value``.
@@ -15,16 +18,18 @@ when they are (re)created, so BI tools and SQL clients see them like tables:
     (lower is better) or ``max``. The rules are the project's: NULL and NaN are skipped,
     ties go to the earliest ``start_time``, then the smallest ``run_id``.
 
-Directions come from `DEFAULT_DIRECTIONS` (rmse, mae, mse, loss, error: ``min``; r2,
-accuracy, auc, f1, precision, recall, score: ``max``), then a YAML file (see
-`resolve_directions`), then the ``directions`` argument. A key matches an entry by its
-whole name or by its longest trailing run of words, so ``val/rmse``, ``training_log_loss``
-and ``training_r2_score`` get a direction. A metric whose direction is unknown is left
-out of ``best_runs`` (there is no safe guess; the log says which) and stays in
-``metrics_long``; add it to ``conf/metric_directions.yaml`` to rank it.
+``<database>.metric_directions``
+    The direction rules ``best_runs`` applies: ``name, direction``. They come from
+    `DEFAULT_DIRECTIONS` (rmse, mae, mse, loss, error: ``min``; r2, accuracy, auc, f1,
+    precision, recall, score: ``max``), then a YAML file (see `resolve_directions`), then
+    the ``directions`` argument. A key matches a rule by its whole normalized name
+    (`normalize_metric_name`) or by its longest trailing run of words, so ``val/rmse``,
+    ``training_log_loss`` and ``training_r2_score`` get a direction. A metric that no rule
+    matches is left out of ``best_runs`` (there is no safe guess) and stays in
+    ``metrics_long``; add it to ``conf/metric_directions.yaml`` to rank it.
 
-The views name the tables, so a job run that rewrites a table needs no new views; a job
-run that adds a table or a metric does, which is why the job recreates them.
+The views are recreated by every job run (cheap: two metastore calls); the rules table is
+rewritten only when the rules change.
 """
 
 from __future__ import annotations
@@ -32,23 +37,23 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import yaml
 
-from mlflow_fun.errors import ConfigError, InvalidIdentifierError
-from mlflow_fun.metrics.spark.convert import column_keys
-from mlflow_fun.naming import METRIC, qualified_table, quote_identifier, validate_identifier
+from mlflow_fun.errors import ConfigError
+from mlflow_fun.metrics.spark.refresh import RUNS_TABLE, ensure_table, runs_schema
+from mlflow_fun.naming import qualified_table, validate_identifier
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 logger = logging.getLogger(__name__)
 
 BEST_RUNS_VIEW = "best_runs"
 METRICS_LONG_VIEW = "metrics_long"
+DIRECTIONS_TABLE = "metric_directions"
 DIRECTIONS_FILE = os.path.join("conf", "metric_directions.yaml")
 DIRECTIONS_FILE_ENV = "MLFLOW_FUN_METRIC_DIRECTIONS"
 
@@ -77,24 +82,6 @@ _DIRECTION_WORDS = {
     "desc": "max",
 }
 _WORD = re.compile(r"[a-z0-9]+")
-# Keys made only of these characters are written as plain SQL string literals; any other
-# key is written as the hex of its UTF-8 bytes, so no key can end a literal early.
-_PLAIN_LITERAL = re.compile(r"[A-Za-z0-9_./:\- ]*")
-_TABLE = re.compile(r"exp_[A-Za-z0-9_]+")
-_REQUIRED_COLUMNS = ("experiment_id", "run_id", "run_name", "start_time")
-
-
-@dataclass(frozen=True)
-class ExperimentTable:
-    """One ``exp_<id>`` table as the views see it.
-
-    Attributes:
-        name: The table name, e.g. ``exp_3``.
-        metrics: ``(column, MLflow key)`` of every metric column, in column order.
-    """
-
-    name: str
-    metrics: tuple[tuple[str, str], ...]
 
 
 def normalize_metric_name(name: str) -> str:
@@ -144,25 +131,6 @@ def merge_directions(*layers: Mapping[str, str] | None) -> dict[str, str]:
                 raise ConfigError(f"metric name {key!r} has no letters or digits")
             merged[name] = normalize_direction(value, f"direction of metric {key!r}")
     return merged
-
-
-def metric_direction(key: str, directions: Mapping[str, str]) -> str | None:
-    """The direction of MLflow metric ``key``: by its whole name, else its longest trailing words.
-
-    ``directions`` must be normalized (as `merge_directions` returns it).
-
-    Example:
-        >>> metric_direction("val/mean_squared_error", DEFAULT_DIRECTIONS)
-        'min'
-        >>> metric_direction("loss_ratio", DEFAULT_DIRECTIONS) is None
-        True
-    """
-    words = _WORD.findall(key.lower())
-    for start in range(len(words)):
-        direction = directions.get("_".join(words[start:]))
-        if direction is not None:
-            return direction
-    return None
 
 
 def load_metric_directions(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -220,62 +188,46 @@ def resolve_directions(
     return merge_directions(DEFAULT_DIRECTIONS, from_file, directions)
 
 
-def experiment_tables(spark: SparkSession, database: str) -> list[ExperimentTable]:
-    """Every ``exp_<id>`` table of ``database`` (not views, not temporary), sorted by name.
+def directions_dataframe(spark: SparkSession, directions: Mapping[str, str]) -> DataFrame:
+    """The rows of ``<database>.metric_directions`` for normalized ``directions``, by name."""
+    from pyspark.sql import types as T
 
-    A metric column whose name is not a plain identifier (a key longer than 125
-    characters) is left out with a warning; so is a table without the run info columns.
-
-    Raises:
-        InvalidIdentifierError: ``database`` is not a valid name.
-    """
-    validate_identifier(database, "database")
-    names = sorted(
-        t.name
-        for t in spark.catalog.listTables(database)
-        if not t.isTemporary and t.tableType != "VIEW" and _TABLE.fullmatch(t.name)
+    schema = T.StructType(
+        [T.StructField("name", T.StringType()), T.StructField("direction", T.StringType())]
     )
-    tables = []
-    for name in names:
-        schema = spark.table(qualified_table(database, name)).schema
-        missing = [c for c in _REQUIRED_COLUMNS if c not in schema.fieldNames()]
-        if missing:
-            logger.warning("table skipped table=%s missing_columns=%s", name, ",".join(missing))
-            continue
-        metrics = []
-        for column, (kind, key) in column_keys(schema).items():
-            if kind != METRIC:
-                continue
-            try:
-                validate_identifier(column, "column")
-            except InvalidIdentifierError:
-                logger.warning("metric column skipped table=%s column=%s", name, column[:40])
-                continue
-            metrics.append((column, key))
-        tables.append(ExperimentTable(name, tuple(metrics)))
-    return tables
+    return spark.createDataFrame(sorted(directions.items()), schema)
 
 
-def metrics_long_sql(database: str, tables: Sequence[ExperimentTable]) -> str:
+def write_directions(spark: SparkSession, database: str, directions: Mapping[str, str]) -> bool:
+    """Store the direction rules in ``<database>.metric_directions``; no commit if unchanged.
+
+    Returns:
+        Whether the table was (re)written.
+    """
+    qualified = qualified_table(database, DIRECTIONS_TABLE)
+    if spark.catalog.tableExists(f"{database}.{DIRECTIONS_TABLE}"):
+        stored = {row["name"]: row["direction"] for row in spark.table(qualified).collect()}
+        if stored == dict(directions):
+            return False
+    (
+        directions_dataframe(spark, directions)
+        .write.format("delta")
+        .mode("overwrite")
+        .option("overwriteSchema", "true")
+        .saveAsTable(qualified)
+    )
+    return True
+
+
+def metrics_long_sql(database: str) -> str:
     """The ``CREATE OR REPLACE VIEW`` statement of ``<database>.metrics_long``.
 
+    Its text is the same for any number of experiments and metrics.
+
     Example:
-        >>> print(metrics_long_sql("db", [ExperimentTable("exp_1", (("_m_rmse", "rmse"),))]))
-        CREATE OR REPLACE VIEW `db`.`metrics_long` (...) AS SELECT ... FROM `db`.`exp_1` ...
+        >>> print(metrics_long_sql("db"))
+        CREATE OR REPLACE VIEW `db`.`metrics_long` (...) AS SELECT ... FROM `db`.`runs` ...
     """
-    branches = [
-        "SELECT CAST(experiment_id AS STRING) AS experiment_id, run_id, run_name, "
-        f"stack({len(t.metrics)}, "
-        + ", ".join(f"{sql_string(key)}, {quote_identifier(column)}" for column, key in t.metrics)
-        + f") AS (metric, value) FROM {qualified_table(database, t.name)}"
-        for t in tables
-        if t.metrics
-    ]
-    empty = (
-        "SELECT CAST(NULL AS STRING) AS experiment_id, CAST(NULL AS STRING) AS run_id, "
-        "CAST(NULL AS STRING) AS run_name, CAST(NULL AS STRING) AS metric, "
-        "CAST(NULL AS DOUBLE) AS value"
-    )
     return (
         f"CREATE OR REPLACE VIEW {qualified_table(database, METRICS_LONG_VIEW)} ("
         "experiment_id COMMENT 'MLflow experiment id', "
@@ -284,46 +236,35 @@ def metrics_long_sql(database: str, tables: Sequence[ExperimentTable]) -> str:
         "metric COMMENT 'MLflow metric key', "
         "value COMMENT 'latest value of the metric in the run') "
         "COMMENT 'Latest metrics of every run, one row per run and metric (mlflow-fun)' AS "
-        "SELECT experiment_id, run_id, run_name, metric, value FROM ("
-        + _union(branches, empty)
-        + ") AS runs WHERE value IS NOT NULL"
+        "SELECT experiment_id, run_id, run_name, metric, value "
+        f"FROM {_exploded(database)} WHERE value IS NOT NULL"
     )
 
 
-def best_runs_sql(
-    database: str, tables: Sequence[ExperimentTable], directions: Mapping[str, str]
-) -> str:
+def best_runs_sql(database: str) -> str:
     """The ``CREATE OR REPLACE VIEW`` statement of ``<database>.best_runs``.
 
-    Only metrics with a direction in ``directions`` (normalized) take part.
+    A metric takes part when a rule of ``<database>.metric_directions`` matches it: its
+    normalized key (`normalize_metric_name`) equals the rule's name or ends with ``_`` and
+    the name; the longest matching name wins. Its text is the same for any number of
+    experiments and metrics.
 
     Example:
-        >>> sql = best_runs_sql("db", [ExperimentTable("exp_1", (("_m_rmse", "rmse"),))],
-        ...                     DEFAULT_DIRECTIONS)
+        >>> print(best_runs_sql("db"))
+        CREATE OR REPLACE VIEW `db`.`best_runs` (...) AS SELECT ... FROM `db`.`runs` ...
     """
-    branches = []
-    for table in tables:
-        ranked = [
-            (column, key, direction)
-            for column, key in table.metrics
-            if (direction := metric_direction(key, directions)) is not None
-        ]
-        if not ranked:
-            continue
-        stacked = ", ".join(
-            f"{sql_string(key)}, {sql_string(direction)}, {quote_identifier(column)}"
-            for column, key, direction in ranked
-        )
-        branches.append(
-            "SELECT CAST(experiment_id AS STRING) AS experiment_id, run_id, run_name, "
-            f"start_time, stack({len(ranked)}, {stacked}) AS (metric, direction, value) "
-            f"FROM {qualified_table(database, table.name)}"
-        )
-    empty = (
-        "SELECT CAST(NULL AS STRING) AS experiment_id, CAST(NULL AS STRING) AS run_id, "
-        "CAST(NULL AS STRING) AS run_name, CAST(NULL AS TIMESTAMP) AS start_time, "
-        "CAST(NULL AS STRING) AS metric, CAST(NULL AS STRING) AS direction, "
-        "CAST(NULL AS DOUBLE) AS value"
+    rules = qualified_table(database, DIRECTIONS_TABLE)
+    runs = qualified_table(database, RUNS_TABLE)
+    # The metric keys in use, each with the direction of its longest matching rule.
+    directed = (
+        "SELECT metric, direction FROM ("
+        "SELECT k.metric, r.direction, row_number() OVER (PARTITION BY k.metric "
+        "ORDER BY length(r.name) DESC) AS rule_rank FROM ("
+        "SELECT DISTINCT metric, "
+        f"array_join(regexp_extract_all(lower(metric), '{_WORD.pattern}', 0), '_') AS words "
+        f"FROM {runs} LATERAL VIEW explode(map_keys(metrics)) k AS metric) AS k "
+        f"JOIN {rules} AS r ON k.words = r.name OR endswith(k.words, concat('_', r.name))"
+        ") AS matched WHERE rule_rank = 1"
     )
     return (
         f"CREATE OR REPLACE VIEW {qualified_table(database, BEST_RUNS_VIEW)} ("
@@ -337,11 +278,12 @@ def best_runs_sql(
         "COMMENT 'Best run per experiment and metric; NULL and NaN skipped, ties to the "
         "earliest start_time, then the smallest run_id (mlflow-fun)' AS "
         "SELECT experiment_id, metric, direction, run_id, run_name, value, start_time FROM ("
-        "SELECT *, row_number() OVER (PARTITION BY experiment_id, metric ORDER BY "
-        "CASE WHEN direction = 'min' THEN value ELSE -value END ASC, "
-        "start_time ASC NULLS LAST, run_id ASC) AS run_rank FROM ("
-        + _union(branches, empty)
-        + ") AS runs WHERE value IS NOT NULL AND NOT isnan(value)) AS ranked WHERE run_rank = 1"
+        "SELECT l.*, d.direction, row_number() OVER (PARTITION BY l.experiment_id, l.metric "
+        "ORDER BY CASE WHEN d.direction = 'min' THEN l.value ELSE -l.value END ASC, "
+        "l.start_time ASC NULLS LAST, l.run_id ASC) AS run_rank "
+        f"FROM (SELECT * FROM {_exploded(database)} "
+        "WHERE value IS NOT NULL AND NOT isnan(value)) AS l "
+        f"JOIN ({directed}) AS d ON l.metric = d.metric) AS ranked WHERE run_rank = 1"
     )
 
 
@@ -352,7 +294,10 @@ def create_analyst_views(
     *,
     directions_file: str | os.PathLike[str] | None = None,
 ) -> None:
-    """(Re)create ``<database>.best_runs`` and ``<database>.metrics_long`` over its tables.
+    """(Re)create ``<database>.best_runs`` and ``<database>.metrics_long`` over ``runs``.
+
+    Writes the direction rules to ``<database>.metric_directions`` when they changed, and
+    an empty ``<database>.runs`` when there is none yet.
 
     Example:
         >>> create_analyst_views(spark, "mlflow_metrics", {"val_acc": "max"})
@@ -360,7 +305,7 @@ def create_analyst_views(
 
     Args:
         spark: The session whose catalog holds the database.
-        database: The database of the ``exp_<id>`` tables.
+        database: The database of the job's tables.
         directions: ``metric: min|max`` overrides, applied last (see the module docstring).
         directions_file: A YAML file of directions; see `resolve_directions`.
 
@@ -370,41 +315,22 @@ def create_analyst_views(
     """
     validate_identifier(database, "database")
     resolved = resolve_directions(directions, directions_file)
-    tables = experiment_tables(spark, database)
-    unranked = sorted(
-        {key for t in tables for _, key in t.metrics if metric_direction(key, resolved) is None}
-    )
-    if unranked:
-        logger.info(
-            "metrics without a direction left out of best_runs metrics=%s", ",".join(unranked)
-        )
-    spark.sql(metrics_long_sql(database, tables))
-    spark.sql(best_runs_sql(database, tables, resolved))
+    ensure_table(spark, database, RUNS_TABLE, runs_schema())
+    rewritten = write_directions(spark, database, resolved)
+    spark.sql(metrics_long_sql(database))
+    spark.sql(best_runs_sql(database))
     logger.info(
-        "analyst views created database=%s tables=%d metrics=%d unranked=%d",
+        "analyst views created database=%s direction_rules=%d rules_rewritten=%s",
         database,
-        len(tables),
-        sum(len(t.metrics) for t in tables),
-        len(unranked),
+        len(resolved),
+        rewritten,
     )
 
 
-def sql_string(value: str) -> str:
-    """A Spark SQL expression for the string ``value`` that no content can break out of.
-
-    Example:
-        >>> sql_string("train/loss")
-        "'train/loss'"
-        >>> sql_string("it's")
-        "decode(unhex('69742773'), 'UTF-8')"
-    """
-    if _PLAIN_LITERAL.fullmatch(value):
-        return f"'{value}'"
-    return f"decode(unhex('{value.encode('utf-8').hex()}'), 'UTF-8')"
-
-
-def _union(branches: Iterable[str], empty: str) -> str:
-    selected = list(branches)
-    if not selected:
-        return empty + " WHERE false"
-    return " UNION ALL ".join(selected)
+def _exploded(database: str) -> str:
+    """``runs`` with one row per run and metric key: ``metric``, ``value`` beside run info."""
+    return (
+        "(SELECT experiment_id, run_id, run_name, start_time, metric, value "
+        f"FROM {qualified_table(database, RUNS_TABLE)} "
+        "LATERAL VIEW explode(metrics) m AS metric, value) AS runs_metrics"
+    )
