@@ -1,25 +1,30 @@
-"""Fetch one experiment's runs from a source and flatten them."""
+"""Fetch experiments' runs from a source and flatten them, at the server's limit."""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
-from mlflow_fun.client.records import Experiment, fewer_collections
-from mlflow_fun.client.sources import RunSource
+from mlflow_fun.client.records import Experiment, RunRecord, fewer_collections
+from mlflow_fun.client.sources import RestSource, RunSource
+from mlflow_fun.client.two_ended import TwoEndedPull
+from mlflow_fun.config import DEFAULT_PARALLELISM
+from mlflow_fun.errors import ConfigError
 from mlflow_fun.flatten import FlatRuns, flatten_runs
-from mlflow_fun.naming import ColumnKey
 
 logger = logging.getLogger(__name__)
 
 
 def fetch_flat_runs(
-    source: RunSource,
-    experiment_id: str,
-    previous_names: Mapping[ColumnKey, str] | None = None,
+    source: RunSource, experiment_id: str, parallelism: int = DEFAULT_PARALLELISM
 ) -> tuple[Experiment, FlatRuns]:
     """Check that the experiment exists, pull its active runs and flatten them.
+
+    The pull is `fetch_flat_experiments`' for one experiment: on a tracking server, a
+    second stream joins from the other end once the first page is back.
 
     Example:
         >>> experiment, flat = fetch_flat_runs(open_source(uri), "1")
@@ -28,15 +33,94 @@ def fetch_flat_runs(
         ExperimentNotFoundError: No experiment has this id.
         TrackingServerError: The server failed (after retries).
     """
-    started = time.monotonic()
-    experiment = source.get_experiment(str(experiment_id))
-    with fewer_collections():
-        flat = flatten_runs(source.iter_runs(experiment.experiment_id), previous_names)
-    logger.info(
-        "fetched experiment_id=%s runs=%d columns=%d seconds=%.2f",
-        experiment.experiment_id,
-        flat.num_rows,
-        len(flat.columns),
-        time.monotonic() - started,
-    )
+    ((experiment, flat),) = fetch_flat_experiments(source, [str(experiment_id)], parallelism)
     return experiment, flat
+
+
+def fetch_flat_experiments(
+    source: RunSource, experiment_ids: Sequence[str], parallelism: int = DEFAULT_PARALLELISM
+) -> Iterator[tuple[Experiment, FlatRuns]]:
+    """Like `fetch_flat_runs` for several experiments, pulled as the job pulls them.
+
+    Every id is checked first. Then up to ``parallelism`` experiments are pulled at once;
+    once the last one has started, a free stream joins a pull still running from its
+    other end (`TwoEndedPull`, tracking servers only), so one experiment alone is pulled
+    by two streams too. Each experiment is flattened while the next ones are pulled.
+
+    Example:
+        >>> for experiment, flat in fetch_flat_experiments(open_source(uri), ["1", "2"]):
+        ...     print(experiment.name, flat.num_rows)
+
+    Yields:
+        ``(experiment, flattened runs)`` in the order of ``experiment_ids``.
+
+    Raises:
+        ConfigError: ``parallelism`` is below 1.
+        ExperimentNotFoundError: An id does not exist (before any run is pulled).
+        TrackingServerError: The server failed (after retries).
+    """
+    if parallelism < 1:
+        raise ConfigError(f"parallelism {parallelism} must be at least 1")
+    experiments = [source.get_experiment(str(i)) for i in experiment_ids]
+    pulls = _SharedPulls(source)
+    with (
+        fewer_collections(),
+        ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="pull") as pool,
+    ):
+        for experiment in experiments:
+            pulls.register(experiment.experiment_id)
+        futures = [pool.submit(pulls.pull, e.experiment_id) for e in experiments]
+        for _ in range(parallelism - 1):  # queued last: they start once every pull has
+            pool.submit(pulls.assist)
+        try:
+            for experiment, future in zip(experiments, futures, strict=True):
+                started = time.monotonic()
+                flat = flatten_runs(future.result())
+                logger.info(
+                    "fetched experiment_id=%s runs=%d columns=%d flatten_seconds=%.2f",
+                    experiment.experiment_id,
+                    flat.num_rows,
+                    len(flat.columns),
+                    time.monotonic() - started,
+                )
+                yield experiment, flat
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+class _SharedPulls:
+    """Full pulls in flight that a free stream can join from their other end."""
+
+    def __init__(self, source: RunSource) -> None:
+        self._source = source
+        self._lock = threading.Lock()
+        self._pulls: dict[str, TwoEndedPull] = {}
+
+    def register(self, experiment_id: str) -> None:
+        """Prepare the pull of an experiment (call it before queueing `pull`)."""
+        if isinstance(self._source, RestSource):
+            pull = TwoEndedPull(self._source, experiment_id, self._source.page_size)
+            with self._lock:
+                self._pulls[experiment_id] = pull
+
+    def pull(self, experiment_id: str) -> list[RunRecord]:
+        """Every active run of the experiment, in MLflow's default order."""
+        with self._lock:
+            pull = self._pulls.get(experiment_id)
+        if pull is None:
+            return list(self._source.iter_runs(experiment_id))
+        try:
+            return pull.run()
+        finally:
+            with self._lock:
+                self._pulls.pop(experiment_id, None)
+
+    def assist(self) -> None:
+        """Join pulls in flight from their other end, the latest first, until none is left."""
+        while True:
+            with self._lock:
+                waiting = [pull for pull in self._pulls.values() if pull.can_assist]
+            if not waiting:
+                return
+            waiting[-1].assist(after_first_page=True)

@@ -475,6 +475,7 @@ class Bench:
         self.start_spark()
         self.search_runs_to_spark()
         self.fast_builder()
+        self.builders_all()
         self.jobs()
         self.incremental()
         self.best_run()
@@ -615,6 +616,50 @@ class Bench:
             )
             if count != experiment.run_count:
                 raise BenchError(f"FastDataframeBuilder gave {count} rows of {experiment.name}")
+
+    def builders_all(self) -> None:
+        """Both builders over every experiment (`build_dataframes`), in rounds interleaved
+        with the raw parallel baseline, so their ratio is taken against the same moods."""
+        from mlflow_fun.metrics.pandas.dataframe_builder import PandasDataframeBuilder
+        from mlflow_fun.metrics.spark.dataframe_builder import FastDataframeBuilder
+
+        streams = self.settings.streams
+        ids = [e.experiment_id for e in self.experiments]
+
+        def fast() -> int:
+            builder = FastDataframeBuilder(
+                self.spark, self.url, page_size=self.page_size, parallelism=streams
+            )
+            return sum(int(df.count()) for df in builder.build_dataframes(ids).values())
+
+        def pandas() -> int:
+            builder = PandasDataframeBuilder(
+                self.url, page_size=self.page_size, parallelism=streams
+            )
+            return sum(len(df) for df in builder.build_dataframes(ids).values())
+
+        print(f"builders over every experiment, {streams} streams", flush=True)
+        raw, fast_step, pandas_step = self.measure_rounds(
+            [
+                (
+                    f"builders_raw_{streams}",
+                    f"raw REST runs/search, {streams} streams",
+                    lambda: self.pull_raw(streams),
+                ),
+                (
+                    "fast_builder_all",
+                    "FastDataframeBuilder.build_dataframes, every experiment",
+                    fast,
+                ),
+                (
+                    "pandas_builder_all",
+                    "PandasDataframeBuilder.build_dataframes, every experiment",
+                    pandas,
+                ),
+            ]
+        )
+        for step in (fast_step, pandas_step):
+            step.note = f"{step.note}; {step.rate / raw.rate:.2f}x the raw rate of its rounds"
 
     def jobs(self) -> None:
         """The job to Delta from REST (parallelism N and 1 if it has that), then from the DB."""
@@ -897,6 +942,25 @@ def check_targets(bench: Bench) -> list[Target]:
                 f"{raw:,.0f} runs/s ({baseline.server_split or 'server CPU not measured'})",
             )
         )
+    builders_raw = bench.step(f"builders_raw_{streams}")
+    for key, name in (
+        ("fast_builder_all", "FastDataframeBuilder"),
+        ("pandas_builder_all", "PandasDataframeBuilder"),
+    ):
+        builder = bench.step(key)
+        if builder and builders_raw:
+            ratio = builder.rate / builders_raw.rate
+            targets.append(
+                Target(
+                    f"{name} over every experiment >= 0.9 x raw parallel REST",
+                    ratio,
+                    0.9,
+                    "x raw",
+                    ratio >= 0.9,
+                    f"{builder.rate:,.0f} runs/s vs raw {builders_raw.rate:,.0f} runs/s "
+                    "(interleaved rounds)",
+                )
+            )
     search = bench.step("search_runs_pandas_spark")
     if job_rest and search:
         speedup = search.seconds / job_rest.seconds

@@ -130,6 +130,7 @@ class TwoEndedPull:
         finally:
             with self._lock:
                 self._complete = True
+                self._lock.notify_all()
         ascending, descending = self._fronts
         runs = list(ascending.runs)
         runs.extend(run for run in descending.runs if run.run_id not in ascending.ids)
@@ -145,18 +146,26 @@ class TwoEndedPull:
             )
         return default_order(runs)
 
-    def assist(self) -> bool:
+    def assist(self, after_first_page: bool = False) -> bool:
         """Pull from the highest run id down until the two streams meet.
 
         A failed search stops only this stream; `run` then goes on alone.
 
+        Args:
+            after_first_page: Wait for the first stream's first page: an experiment that
+                fits in one page is then pulled once, not by both streams.
+
         Returns:
-            False at once when the pull is complete or another thread assists already.
+            False when the pull is complete or another thread assists already.
         """
         with self._lock:
             if self._complete or self._assisted:
                 return False
             self._assisted = True
+            while after_first_page and not (self._fronts[0].pages or self._complete):
+                self._lock.wait()
+            if self._complete:
+                return True
         try:
             self._stream(1)
         except Exception as e:  # the first stream can still finish the pull alone

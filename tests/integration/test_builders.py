@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 from typing import Any
 
@@ -149,3 +150,49 @@ def test_unknown_metric_and_experiment(spark: Any, seeded: Seeded) -> None:
         get_best_run(seeded.best, "rmse; drop table x", tracking_uri=seeded.url)
     with pytest.raises(ExperimentNotFoundError, match="'424242' does not exist"):
         FastDataframeBuilder(spark, seeded.url).build_dataframe("424242")
+
+
+@pytest.mark.parametrize("parallelism", [1, 2, 3])
+def test_build_dataframes_pulls_like_the_job_and_equals_one_at_a_time(
+    spark: Any, seeded: Seeded, parallelism: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    ids = [seeded.best, seeded.typed, seeded.empty, seeded.odd_keys, seeded.paged]
+    # Pages of 4: the 25 runs of `paged`, started last, need 7 pages; a free stream joins.
+    fast = FastDataframeBuilder(spark, seeded.url, page_size=4, parallelism=parallelism)
+    with caplog.at_level(logging.INFO, logger="mlflow_fun.client.two_ended"):
+        frames = fast.build_dataframes(ids)
+    assert list(frames) == ids
+    one_stream = FastDataframeBuilder(spark, seeded.url, parallelism=1)
+    for experiment_id, frame in frames.items():
+        assert_df_equality(
+            frame, one_stream.build_dataframe(experiment_id), allow_nan_equality=True
+        )
+    both = [r.getMessage() for r in caplog.records if "both ends" in r.getMessage()]
+    assert len(both) == (0 if parallelism == 1 else 1), both
+    pandas_frames = PandasDataframeBuilder(
+        seeded.url, page_size=4, parallelism=parallelism
+    ).build_dataframes(ids)
+    assert {k: len(v) for k, v in pandas_frames.items()} == {
+        k: v.count() for k, v in frames.items()
+    }
+    assert list(pandas_frames[seeded.paged]["run_id"]) == [
+        r.run_id for r in frames[seeded.paged].select("run_id").collect()
+    ]
+
+
+def test_one_experiment_alone_is_pulled_by_two_streams(
+    spark: Any, seeded: Seeded, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="mlflow_fun.client.two_ended"):
+        df = FastDataframeBuilder(spark, seeded.url, page_size=4).build_dataframe(seeded.paged)
+        small = FastDataframeBuilder(spark, seeded.url).build_dataframe(seeded.paged)
+    both = [r.getMessage() for r in caplog.records if "both ends" in r.getMessage()]
+    # The first stream's first page (4 runs) comes back before the second one starts;
+    # with pages of 5000 the experiment fits in one page and is pulled once.
+    assert len(both) == 1 and f"experiment_id={seeded.paged} runs=25 pages=" in both[0]
+    assert_df_equality(df, small, allow_nan_equality=True)
+
+
+def test_build_dataframes_checks_every_id_first(spark: Any, seeded: Seeded) -> None:
+    with pytest.raises(ExperimentNotFoundError, match="424242"):
+        FastDataframeBuilder(spark, seeded.url).build_dataframes([seeded.paged, "424242"])

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mlflow_fun.client.sources import DEFAULT_PAGE_SIZE, RunSource, open_source
-from mlflow_fun.errors import MetricNotFoundError
-from mlflow_fun.flatten import FlatRuns, resolve_metric, to_arrow
-from mlflow_fun.runs import fetch_flat_runs
+from mlflow_fun.flatten import FlatRuns, to_arrow
+from mlflow_fun.frame_builder import FrameBuilder
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,7 +32,7 @@ def to_pandas(flat: FlatRuns) -> pd.DataFrame:
     return df
 
 
-class PandasDataframeBuilder:
+class PandasDataframeBuilder(FrameBuilder["pd.DataFrame"]):
     """Builds a typed pandas DataFrame of an experiment's runs straight from MLflow.
 
     Example:
@@ -43,48 +41,14 @@ class PandasDataframeBuilder:
         >>> builder.get_best_run("1", "rmse")
         ('5f0c…', 0.7223)
 
-    Args:
-        tracking_uri: Tracking server or store; None means ``MLFLOW_TRACKING_URI``.
-        source: A ready `RunSource` (overrides ``tracking_uri``).
-        page_size: Runs per ``runs/search`` page.
+    Args: as `FrameBuilder`; dtypes as `to_pandas`.
     """
 
-    def __init__(
-        self,
-        tracking_uri: str | None = None,
-        *,
-        source: RunSource | None = None,
-        page_size: int = DEFAULT_PAGE_SIZE,
-    ) -> None:
-        self.source = source or open_source(tracking_uri, page_size=page_size)
-
-    def build_dataframe(self, experiment_id: str) -> pd.DataFrame:
-        """Return one row per active run of ``experiment_id`` (see `to_pandas` for dtypes).
-
-        Raises:
-            ExperimentNotFoundError: No experiment has this id.
-            TrackingServerError: The tracking server failed.
-        """
-        _, flat = fetch_flat_runs(self.source, str(experiment_id))
+    def _frame(self, flat: FlatRuns) -> pd.DataFrame:
         return to_pandas(flat)
 
-    def get_best_run(
-        self, experiment_id: str, metric: str, ascending: bool = True
-    ) -> tuple[str, float]:
-        """Return ``(run_id, value)`` of the best run; rules as `FastDataframeBuilder`.
-
-        Raises:
-            MetricNotFoundError: No run has a non-NaN value of ``metric``.
-        """
-        _, flat = fetch_flat_runs(self.source, str(experiment_id))
-        column = resolve_metric(flat.columns, metric, str(experiment_id))
-        best = best_run_of(to_pandas(flat), column.name, ascending)
-        if best is None:
-            raise MetricNotFoundError(
-                f"no run of experiment {experiment_id} has a value of metric {metric!r} "
-                "that is not NaN"
-            )
-        return best
+    def _best(self, frame: pd.DataFrame, column: str, ascending: bool) -> tuple[str, float] | None:
+        return best_run_of(frame, column, ascending)
 
 
 def best_run_of(df: pd.DataFrame, column: str, ascending: bool = True) -> tuple[str, float] | None:
