@@ -20,6 +20,8 @@ setup(
         "PyYAML>=6.0",
         "tqdm>=4.66",
         "sqlglot>=25",
+        # Reads the job's Delta tables without a JVM (best --source table).
+        "deltalake>=1.0",
     ],
     extras_require={
         # What a Spark cluster already provides.

@@ -186,8 +186,8 @@ def _add_tracking_uri(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_best(args: argparse.Namespace) -> int:
-    from mlflow_fun.metrics.best import BestQuery, answer_query
-    from mlflow_fun.metrics.query import OrderKey, RankedRun, parse_order_by
+    from mlflow_fun.metrics.best import BestQuery
+    from mlflow_fun.metrics.query import OrderKey, parse_order_by
 
     if args.metric is not None:
         key = OrderKey(args.metric, args.order == "asc")
@@ -198,7 +198,22 @@ def _run_best(args: argparse.Namespace) -> int:
         query = BestQuery(
             pareto=parse_order_by(args.pareto, ("min", "max")), where=args.where, top=args.top
         )
+    if args.source == "table" and args.data_dir is not None:
+        from mlflow_fun.metrics.delta_tables import TableNotLocalError
+
+        try:
+            return _answer_best(args, query, None)
+        except TableNotLocalError as e:
+            logger.info("asking Spark's metastore: %s", e)
     spark = _table_spark(args) if args.source in ("spark", "table") else None
+    return _answer_best(args, query, spark)
+
+
+def _answer_best(args: argparse.Namespace, query: Any, spark: Any) -> int:
+    """Answer and print ``query``; ``--source table`` without ``spark`` reads Delta directly."""
+    from mlflow_fun.metrics.best import answer_query
+    from mlflow_fun.metrics.query import RankedRun
+
     experiment_ids = _experiment_ids(args, spark)
     if (
         query.is_single_metric
@@ -217,6 +232,7 @@ def _run_best(args: argparse.Namespace) -> int:
             connection=args.connection,
             spark=spark,
             database=args.database,
+            data_dir=args.data_dir,
         )
     names = [k.name for k in (query.order_by or query.pareto)]
     output = args.output or ("tuple" if query.top == 1 and not query.pareto else "table")
@@ -258,6 +274,16 @@ def _experiment_ids(args: argparse.Namespace, spark: Any) -> list[str]:
         return [args.experiment_id]
     if args.experiment_ids is not None:
         return list(parse_experiment_ids(args.experiment_ids))
+    if args.source == "table" and spark is None:
+        from mlflow_fun.metrics import delta_tables
+
+        if args.experiment_name is not None:
+            return [
+                delta_tables.experiment_id_by_name(
+                    args.data_dir, args.database, args.experiment_name
+                )
+            ]
+        return delta_tables.loaded_experiment_ids(args.data_dir, args.database)
     if args.source == "table":
         from mlflow_fun.metrics.spark import table_queries
 

@@ -89,15 +89,25 @@ def answer_query(
     connection: str | None = None,
     spark: SparkSession | None = None,
     database: str = "mlflow_metrics",
+    data_dir: str | None = None,
 ) -> list[RankedRun]:
     """Answer ``query`` over ``experiment_ids`` from ``source`` (one of `SOURCES`).
 
+    ``table`` without ``spark`` reads the Delta tables under ``data_dir`` with delta-rs
+    and answers on pandas (`delta_tables`): no JVM.
+
     Raises:
+        TableNotLocalError: ``table`` without ``spark``, and a table is not under ``data_dir``.
         ConfigError: Unknown source, or a setting the source needs is missing.
         ExperimentNotFoundError, MetricNotFoundError, QueryError, TrackingServerError.
     """
     if source not in SOURCES:
         raise ConfigError(f"source {source!r} is not one of: {', '.join(SOURCES)}")
+    if source == "table" and spark is None and data_dir is not None:
+        from mlflow_fun.metrics.delta_tables import read_experiment_frame
+
+        frames = [read_experiment_frame(data_dir, database, e) for e in experiment_ids]
+        return run_query(_concat(frames), query)
     if source in ("spark", "table"):
         if spark is None:
             raise ConfigError(f"--source {source} needs a SparkSession")
@@ -149,6 +159,17 @@ def _spark_frame(
         builder = FastDataframeBuilder(spark, tracking_uri)
         frames = [builder.build_dataframe(e) for e in experiment_ids]
     return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
+
+
+def _concat(frames: Sequence[Any]) -> Any:
+    """One pandas run table of several experiments' (columns missing in one are NULL)."""
+    import pandas as pd
+
+    if len(frames) == 1:
+        return frames[0]
+    df = pd.concat(frames, ignore_index=True)
+    df.attrs["mlflow_keys"] = {k: v for f in frames for k, v in f.attrs["mlflow_keys"].items()}
+    return df
 
 
 # MLflow's filter can say: a metric compared with a number, an attribute equal to a string.

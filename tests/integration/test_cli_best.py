@@ -187,3 +187,36 @@ def test_top_k_table_and_pareto_json(seeded: Seeded, capsys: pytest.CaptureFixtu
     assert capsys.readouterr().out == (
         f'{{"experiment_id": "{seeded.best}", "run_id": "{b["b"]}", "rmse": 0.5, "r2": 0.9}}\n'
     )
+
+
+def test_best_from_tables_answers_without_a_jvm(seeded: Seeded, tmp_path: Path) -> None:
+    data_dir = str(tmp_path / "data")
+    build = [str(SCRIPT), "build", "--data_dir", data_dir, "--no-progress", "--tracking_uri",
+             seeded.url, "--experiment_ids", f"{seeded.best},{seeded.paged}"]  # fmt: skip
+    assert subprocess.run(build, capture_output=True, text=True).returncode == 0
+    best = [str(SCRIPT), "--log-level", "INFO", "best", "--source", "table", "--data_dir", data_dir]
+
+    def answer(*query: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*best, *query], capture_output=True, text=True)
+
+    by_name = answer("--experiment-name", "paged", "--metric", "rmse")
+    every = answer("--all-experiments", "--metric", "rmse", "--top", "3", "--output", "csv")
+    for done in (by_name, every):
+        assert done.returncode == 0, done.stderr
+        # Spark prints "Setting default log level" as its JVM starts; delta-rs starts none.
+        assert "Setting default log level" not in done.stderr
+        assert "asking Spark's metastore" not in done.stderr
+    ids = seeded.paged_run_ids  # rmse (i * 7 % 25) / 100: the lowest are i = 0, 18, 11
+    assert by_name.stdout == f"('{ids[0]}', 0.0)\n"
+    assert every.stdout.splitlines() == [
+        "experiment_id,run_id,rmse",
+        *(f"{seeded.paged},{ids[i]},{v}" for i, v in ((0, 0.0), (18, 0.01), (11, 0.02))),
+    ]
+    # A table that is not under the data dir: Spark's metastore answers (here: no table).
+    missing = answer("--experiment-id", "424242", "--metric", "rmse")
+    assert missing.returncode == 1
+    assert "asking Spark's metastore: no Delta table mlflow_metrics.exp_424242" in missing.stderr
+    assert missing.stderr.splitlines()[-1] == (
+        "mlflow-fun: error: table mlflow_metrics.exp_424242 does not exist; run "
+        "`mlflow-fun build --experiment_ids 424242` first"
+    )

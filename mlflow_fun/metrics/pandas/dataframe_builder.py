@@ -9,14 +9,25 @@ from mlflow_fun.frame_builder import FrameBuilder
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 
 def to_pandas(flat: FlatRuns) -> pd.DataFrame:
-    """Convert flattened runs to pandas with nullable dtypes.
+    """Convert flattened runs to pandas with nullable dtypes (see `arrow_to_pandas`).
+
+    ``df.attrs["mlflow_keys"]`` maps each metric, param and tag column to its
+    ``(kind, MLflow key)``.
+    """
+    df = arrow_to_pandas(to_arrow(flat))
+    df.attrs["mlflow_keys"] = {c.name: (c.kind, c.key) for c in flat.columns if c.kind != "info"}
+    return df
+
+
+def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
+    """An Arrow run table as pandas with nullable dtypes.
 
     INT and BIGINT become ``Int64``, DOUBLE ``float64``, BOOLEAN ``boolean``, STRING
-    ``string``, TIMESTAMP ``datetime64[ns, UTC]``. ``df.attrs["mlflow_keys"]`` maps each
-    metric, param and tag column to its ``(kind, MLflow key)``.
+    ``string``, TIMESTAMP ``datetime64[ns, UTC]``.
     """
     import pandas as pd
     import pyarrow as pa
@@ -26,10 +37,9 @@ def to_pandas(flat: FlatRuns) -> pd.DataFrame:
         pa.int64(): pd.Int64Dtype(),
         pa.bool_(): pd.BooleanDtype(),
         pa.string(): pd.StringDtype(),
+        pa.large_string(): pd.StringDtype(),
     }
-    df = to_arrow(flat).to_pandas(types_mapper=mapping.get, coerce_temporal_nanoseconds=True)
-    df.attrs["mlflow_keys"] = {c.name: (c.kind, c.key) for c in flat.columns if c.kind != "info"}
-    return df
+    return table.to_pandas(types_mapper=mapping.get, coerce_temporal_nanoseconds=True)
 
 
 class PandasDataframeBuilder(FrameBuilder["pd.DataFrame"]):
