@@ -140,8 +140,12 @@ def runs_table(runs: Sequence[RunRecord]) -> pa.Table:
 
 
 def arrow_frame(spark: SparkSession, tables: Sequence[pa.Table], schema: StructType) -> DataFrame:
-    """One DataFrame of ``schema`` from same-schema Arrow ``tables`` (one plan, not a union)."""
-    return spark.createDataFrame(pa.concat_tables(tables), schema=schema)
+    """One DataFrame of ``schema`` from same-schema Arrow ``tables`` (one plan, not a union).
+
+    The chunks are combined into one: PySpark 4.2's ``createDataFrame`` of an Arrow table
+    stops at the first empty record batch (an experiment without runs), losing the rest.
+    """
+    return spark.createDataFrame(pa.concat_tables(tables).combine_chunks(), schema=schema)
 
 
 def sorted_map(mappings: Sequence[Mapping[str, Any]], value_type: pa.DataType) -> pa.MapArray:
