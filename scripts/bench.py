@@ -53,6 +53,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -480,6 +481,17 @@ class Bench:
         self.incremental()
         self.best_run()
 
+    def best_by_delta(self, experiment_id: str) -> tuple[str, float]:
+        """The CLI's answer for ``--source table --data_dir``, in this process."""
+        from mlflow_fun.metrics.best import BestQuery, answer_query
+        from mlflow_fun.metrics.query import parse_order_by
+
+        query = BestQuery(order_by=parse_order_by(METRIC))
+        (row,) = answer_query(
+            "table", [experiment_id], query, database="bench_rest", data_dir=self.data_dir
+        )
+        return row.run_id, float(next(iter(row.values.values())))
+
     @property
     def page_size(self) -> int:
         return self.settings.page_size
@@ -791,7 +803,25 @@ class Bench:
                 lambda: best_run_from_table(self.spark, "bench_rest", best.experiment_id, METRIC),
                 note=f"not a target; {SNAPSHOT_PARTITIONS} defaults to 50 tasks per snapshot",
             )
-        same = by_server == by_table
+        _, by_delta = self.measure_median(
+            "best_delta",
+            f"best run, --source table without a JVM (delta-rs + pandas), {best.name}",
+            best.run_count,
+            lambda: self.best_by_delta(best.experiment_id),
+        )
+        cli = [
+            str(Path(sys.executable).parent / "mlflow-fun"), "best", "--source", "table",
+            "--data_dir", self.data_dir, "--database", "bench_rest",
+            "--experiment-id", best.experiment_id, "--metric", METRIC,
+        ]  # fmt: skip
+        _, printed = self.measure_median(
+            "best_cli_cold",
+            f"mlflow-fun best --source table --data_dir, a new process, {best.name}",
+            best.run_count,
+            lambda: subprocess.run(cli, capture_output=True, text=True, check=True).stdout,
+            note="the whole process: Python start, imports, delta-rs read, pandas query",
+        )
+        same = by_server == by_table == by_delta and printed.strip() == repr(by_server)
         self.report.checks["best_run_server"] = list(by_server)
         self.report.checks["best_run_table"] = list(by_table)
         self.report.checks["best_run_same_answer"] = same
@@ -1018,6 +1048,32 @@ def check_targets(bench: Bench) -> list[Target]:
                 speedup >= 10.0 and same,
                 f"{table.seconds * 1000:.1f} ms vs {server.seconds * 1000:.1f} ms"
                 + ("" if same else "; DIFFERENT answers"),
+            )
+        )
+    delta, cold = bench.step("best_delta"), bench.step("best_cli_cold")
+    if server and delta:
+        speedup = server.seconds / delta.seconds
+        same = bool(bench.report.checks.get("best_run_same_answer"))
+        targets.append(
+            Target(
+                "best from the tables without a JVM >= 10x faster than the server's order_by",
+                speedup,
+                10.0,
+                "x faster",
+                speedup >= 10.0 and same,
+                f"{delta.seconds * 1000:.1f} ms vs {server.seconds * 1000:.1f} ms"
+                + ("" if same else "; DIFFERENT answers"),
+            )
+        )
+    if cold:
+        targets.append(
+            Target(
+                "best --source table --data_dir, cold process <= 1.5 s",
+                cold.seconds,
+                1.5,
+                "s",
+                cold.seconds <= 1.5,
+                "median of new processes, each starting Python and reading the table",
             )
         )
     return targets
