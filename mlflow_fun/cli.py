@@ -10,6 +10,7 @@ import argparse
 import csv
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -308,7 +309,8 @@ def _print_rows(header: Sequence[str], rows: Sequence[Sequence[Any]], output: st
         writer.writerows([_plain(v) for v in row] for row in rows)
     elif output == "json":
         for row in rows:
-            print(json.dumps(dict(zip(header, map(_plain, row), strict=True)), default=str))
+            record = dict(zip(header, map(_json_value, row), strict=True))
+            print(json.dumps(record, default=str, allow_nan=False))
     else:
         print(format_table(header, rows))
 
@@ -457,6 +459,19 @@ def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def _plain(value: Any) -> Any:
     return value.isoformat(sep=" ") if hasattr(value, "isoformat") else value
+
+
+def _json_value(value: Any) -> Any:
+    """``value`` as strict JSON holds it: NaN and infinities as the strings ``"NaN"``,
+    ``"Infinity"`` and ``"-Infinity"`` (proto3's JSON mapping, as MLflow's REST API writes
+    them), so `jq` and ``JSON.parse`` read every line."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    return _plain(value)
 
 
 def _cell(value: Any) -> str:

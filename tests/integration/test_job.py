@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -332,6 +333,19 @@ def test_sql_command_runs_the_classic_query(
     assert main(["sql", "--database", "job_sql", "--format", "json", query]) == 0
     first = capsys.readouterr().out.splitlines()[0]
     assert first == f'{{"run_uuid": "{ids[0]}", "_m_rmse": 0.0, "_p_alpha": 0.0}}'
+    odd = (
+        "select double('NaN') as n, double('Infinity') as i, -double('Infinity') as m, "
+        "map('k', double('NaN')) as nested, double(1.5) as x"
+    )
+    assert main(["sql", "--database", "job_sql", "--format", "json", odd]) == 0
+    line = capsys.readouterr().out.strip()
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"bare {token} in {line}")
+
+    assert json.loads(line, parse_constant=refuse) == {
+        "n": "NaN", "i": "Infinity", "m": "-Infinity", "nested": {"k": "NaN"}, "x": 1.5
+    }  # fmt: skip
 
     assert main(["sql", "--database", "job_sql", "select nope from exp_1"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
