@@ -1,12 +1,19 @@
 """mlflow-fun: MLflow runs as typed SQL tables and DataFrames."""
 
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+VERSION = re.search(
+    r'^__version__ = "([^"]+)"', Path("mlflow_fun/__init__.py").read_text(encoding="utf-8"), re.M
+).group(1)
 
 setup(
     name="mlflow-fun",
-    version="0.1.0",
+    version=VERSION,
     description="MLflow runs as typed Delta tables and DataFrames; find the best run.",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from mlflow_fun import __version__
 from mlflow_fun.errors import (
     ConfigError,
     JobFailedError,
@@ -29,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 BEST_SOURCES = ("rest", "api", "sql", "pandas", "spark", "table")
 SQL_FORMATS = ("table", "csv", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def configure_logging(level: str) -> None:
@@ -56,14 +58,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--log-level",
+        "--log_level",
+        dest="log_level",
         default="WARNING",
-        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        choices=LOG_LEVELS,
+        help="logging level on stderr (default: WARNING); also accepted after the command",
+    )
+    parser.add_argument("--version", action="version", version=f"mlflow-fun {__version__}")
+    # The same flag after the command; without it, the value before the command stands.
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument(
+        "--log-level",
+        "--log_level",
+        dest="log_level",
+        default=argparse.SUPPRESS,
+        choices=LOG_LEVELS,
         help="logging level on stderr (default: WARNING)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     best = commands.add_parser(
         "best",
+        parents=[after],
         help="print the best run(s): one metric, several, a condition, top K, Pareto",
         description=(
             "Find the best run(s) of one or more experiments. With --metric and one run "
@@ -123,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     build = commands.add_parser(
         "build",
+        parents=[after],
         help="build one typed table exp_<id> per experiment (the job, on a local Spark)",
         description=(
             "Pull experiments and runs from the tracking server and write one typed Delta "
@@ -135,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sql = commands.add_parser(
         "sql",
+        parents=[after],
         help="run Spark SQL against the tables built by `mlflow-fun build`",
         description=(
             "Run one Spark SQL statement with --database selected, e.g. "
@@ -158,7 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from mlflow_fun.serve import add_serve_arguments
 
-    serve = commands.add_parser("serve", help="serve the tables to BI tools over JDBC/ODBC")
+    serve = commands.add_parser(
+        "serve", parents=[after], help="serve the tables to BI tools over JDBC/ODBC"
+    )
     add_serve_arguments(serve)
     serve.set_defaults(handler=_run_serve)
     return parser
@@ -350,7 +370,7 @@ def _entry_point_args(
         "--log_level",
         dest="log_level",
         default="INFO",
-        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        choices=LOG_LEVELS,
     )
     args = parser.parse_args(argv)
     configure_logging(args.log_level)

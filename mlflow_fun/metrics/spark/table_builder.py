@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import importlib.metadata
 import logging
 import threading
 import time
@@ -31,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mlflow_fun import __version__
 from mlflow_fun.client.http_client import strip_credentials
 from mlflow_fun.client.records import Experiment, MetricPoint, fewer_collections
 from mlflow_fun.client.sources import DEFAULT_PAGE_SIZE, RestSource, RunSource, open_source
@@ -67,11 +67,8 @@ def table_name(experiment_id: str) -> str:
 
 
 def job_version() -> str:
-    """The installed mlflow-fun version."""
-    try:
-        return importlib.metadata.version("mlflow-fun")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+    """The running mlflow-fun version."""
+    return __version__
 
 
 @dataclass(frozen=True)
