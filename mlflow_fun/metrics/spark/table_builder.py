@@ -304,9 +304,9 @@ class TableBuilder:
 
         Up to ``parallelism`` experiments are pulled from the server at once; once the
         last one has started, a stream that runs out of experiments joins a full pull
-        still in flight from its other end (`TwoEndedPull`). Tables are written one after
-        another by ``writers`` threads, started in the order given. After `stop` is called,
-        no new table is started: the ones being written are finished, the rest are skipped.
+        still in flight from its other end (`TwoEndedPull`). Up to ``writers`` tables are
+        written at once, started in the order given. After `stop` is called, no new table
+        is started: the ones being written are finished, the rest are skipped.
 
         Once the last table is written, ``<database>.experiments`` (the experiments whose
         table was written) is upserted in a second thread while the rows of ``runs`` and
