@@ -108,3 +108,15 @@ class SchemaMismatchError(MlflowFunError):
 
 class DatabaseError(MlflowFunError):
     """MLflow's database could not be reached or a query on it failed (no password shown)."""
+
+
+def one_line(error: BaseException) -> str:
+    """The first line of ``error``'s message; a foreign error is prefixed with its type.
+
+    Example:
+        >>> one_line(ValueError("bad\\nmore"))
+        'ValueError: bad'
+    """
+    text = str(error).strip() or type(error).__name__
+    first = text.splitlines()[0]
+    return first if isinstance(error, MlflowFunError) else f"{type(error).__name__}: {first}"

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from mlflow_fun.config import FORMATS, SOURCES, JobConfig, load_config, parse_experiment_ids
-from mlflow_fun.errors import ConfigError, JobFailedError, JobStoppedError
+from mlflow_fun.errors import ConfigError, JobFailedError, JobStoppedError, one_line
 from mlflow_fun.lock import JobLock, default_lock_path
 
 if TYPE_CHECKING:
@@ -267,10 +267,9 @@ def _create_views(spark: SparkSession, database: str, directions: Mapping[str, s
     try:
         create_analyst_views(spark, database, directions)
     except Exception as e:  # the tables are written; the views are a convenience over them
-        first = (str(e).strip() or type(e).__name__).splitlines()[0]
         logger.warning(
             "analyst views not created database=%s error=%s (the tables are written; the "
             "next run of the job tries again)",
             database,
-            first[:300],
+            one_line(e)[:300],
         )

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from mlflow_fun.client.records import Experiment, RunRecord, fewer_collections
 from mlflow_fun.client.sources import RestSource, RunSource
-from mlflow_fun.client.two_ended import TwoEndedPull
+from mlflow_fun.client.two_ended import SharedPulls, TwoEndedPull
 from mlflow_fun.config import DEFAULT_PARALLELISM
 from mlflow_fun.errors import ConfigError
 from mlflow_fun.flatten import FlatRuns, flatten_runs
@@ -62,14 +61,14 @@ def fetch_flat_experiments(
     if parallelism < 1:
         raise ConfigError(f"parallelism {parallelism} must be at least 1")
     experiments = [source.get_experiment(str(i)) for i in experiment_ids]
-    pulls = _SharedPulls(source)
+    pulls = shared_pulls(source, after_first_page=True)
     with (
         fewer_collections(),
         ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="pull") as pool,
     ):
-        for experiment in experiments:
-            pulls.register(experiment.experiment_id)
-        futures = [pool.submit(pulls.pull, e.experiment_id) for e in experiments]
+        # Registered before they are queued, so an assist queued after them misses none.
+        registered = [(e.experiment_id, pulls.register(e.experiment_id)) for e in experiments]
+        futures = [pool.submit(_pull, source, pulls, eid, pull) for eid, pull in registered]
         for _ in range(parallelism - 1):  # queued last: they start once every pull has
             pool.submit(pulls.assist)
         try:
@@ -89,38 +88,18 @@ def fetch_flat_experiments(
                 future.cancel()
 
 
-class _SharedPulls:
-    """Full pulls in flight that a free stream can join from their other end."""
+def shared_pulls(source: RunSource, *, after_first_page: bool = False) -> SharedPulls:
+    """The `SharedPulls` of ``source``: two-ended on a tracking server, else nothing shared."""
+    if isinstance(source, RestSource):
+        return SharedPulls(source, source.page_size, after_first_page=after_first_page)
+    return SharedPulls(None, 0)
 
-    def __init__(self, source: RunSource) -> None:
-        self._source = source
-        self._lock = threading.Lock()
-        self._pulls: dict[str, TwoEndedPull] = {}
 
-    def register(self, experiment_id: str) -> None:
-        """Prepare the pull of an experiment (call it before queueing `pull`)."""
-        if isinstance(self._source, RestSource):
-            pull = TwoEndedPull(self._source, experiment_id, self._source.page_size)
-            with self._lock:
-                self._pulls[experiment_id] = pull
-
-    def pull(self, experiment_id: str) -> list[RunRecord]:
-        """Every active run of the experiment, in MLflow's default order."""
-        with self._lock:
-            pull = self._pulls.get(experiment_id)
-        if pull is None:
-            return list(self._source.iter_runs(experiment_id))
-        try:
-            return pull.run()
-        finally:
-            with self._lock:
-                self._pulls.pop(experiment_id, None)
-
-    def assist(self) -> None:
-        """Join pulls in flight from their other end, the latest first, until none is left."""
-        while True:
-            with self._lock:
-                waiting = [pull for pull in self._pulls.values() if pull.can_assist]
-            if not waiting:
-                return
-            waiting[-1].assist(after_first_page=True)
+def _pull(
+    source: RunSource, pulls: SharedPulls, experiment_id: str, pull: TwoEndedPull | None
+) -> list[RunRecord]:
+    """Every active run of the experiment, in MLflow's default order."""
+    try:
+        return pull.run() if pull else list(source.iter_runs(experiment_id))
+    finally:
+        pulls.finish(experiment_id)

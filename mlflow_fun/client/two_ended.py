@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -248,3 +248,59 @@ class TwoEndedPull:
         if covered <= 0.0:
             return None
         return seen / covered * max(0.0, high - low)
+
+
+class SharedPulls:
+    """Full pulls in flight, by experiment, that a free stream can join from their other end.
+
+    The job and the DataFrame builders share this: each full pull is registered before it
+    is queued, and a stream with nothing else to do calls `assist`.
+
+    Args:
+        search: The tracking server's page search; None (another source) shares nothing.
+        page_size: Runs per page while the streams are far apart.
+        after_first_page: An assist waits for the first stream's first page, so an
+            experiment that fits in one page is pulled once (see `TwoEndedPull.assist`).
+    """
+
+    def __init__(
+        self, search: PageSearch | None, page_size: int, *, after_first_page: bool = False
+    ) -> None:
+        self._search = search
+        self._page_size = page_size
+        self._after_first_page = after_first_page
+        self._lock = threading.Lock()
+        self._pulls: dict[str, TwoEndedPull] = {}
+
+    @property
+    def enabled(self) -> bool:
+        """Whether pulls can be shared at all (the source is a tracking server)."""
+        return self._search is not None
+
+    def register(self, experiment_id: str) -> TwoEndedPull | None:
+        """A full pull of the experiment that `assist` can join; None when not `enabled`."""
+        if self._search is None:
+            return None
+        pull = TwoEndedPull(self._search, experiment_id, self._page_size)
+        with self._lock:
+            self._pulls[experiment_id] = pull
+        return pull
+
+    def finish(self, experiment_id: str) -> None:
+        """Forget the experiment's pull (it is complete, or it failed)."""
+        with self._lock:
+            self._pulls.pop(experiment_id, None)
+
+    def clear(self) -> None:
+        """Forget every pull."""
+        with self._lock:
+            self._pulls.clear()
+
+    def assist(self, stopped: Callable[[], bool] = lambda: False) -> None:
+        """Join pulls in flight from their other end, the latest first, until none is left."""
+        while not stopped():
+            with self._lock:
+                waiting = [pull for pull in self._pulls.values() if pull.can_assist]
+            if not waiting:
+                return
+            waiting[-1].assist(after_first_page=self._after_first_page)

@@ -33,10 +33,15 @@ from typing import TYPE_CHECKING, Any
 from mlflow_fun import __version__
 from mlflow_fun.client.http_client import strip_credentials
 from mlflow_fun.client.records import Experiment, MetricPoint, fewer_collections
-from mlflow_fun.client.sources import DEFAULT_PAGE_SIZE, RestSource, RunSource, open_source
+from mlflow_fun.client.sources import DEFAULT_PAGE_SIZE, RunSource, open_source
 from mlflow_fun.client.two_ended import TwoEndedPull
 from mlflow_fun.config import DEFAULT_MARGIN_MINUTES, DEFAULT_PARALLELISM, DEFAULT_WRITERS, FORMATS
-from mlflow_fun.errors import ConfigError, ExperimentNotFoundError, MlflowFunError
+from mlflow_fun.errors import (
+    ConfigError,
+    ExperimentNotFoundError,
+    MlflowFunError,
+    one_line,
+)
 from mlflow_fun.flatten import FlatRuns, flatten_runs, keep_column_order
 from mlflow_fun.incremental import FULL, INCREMENTAL, Pull, RefreshState, pull_all, pull_changes
 from mlflow_fun.metrics.spark import refresh
@@ -49,6 +54,7 @@ from mlflow_fun.naming import (
     sql_literal,
     validate_identifier,
 )
+from mlflow_fun.runs import shared_pulls
 from mlflow_fun.typing_rules import ColumnType, widened_type
 
 if TYPE_CHECKING:
@@ -272,14 +278,13 @@ class TableBuilder:
         self.with_history = with_history
         self.margin_ms = margin_minutes * 60_000
         self._stop_requested = False
-        self._pulls: dict[str, TwoEndedPull] = {}  # full pulls in flight, by experiment id
-        self._pulls_lock = threading.Lock()
         self._batch_lock = threading.Lock()  # writers add their rows to one batch
         self._state_lock = threading.Lock()  # one MERGE into mlflow_state at a time
         self.spark = spark
         self.database = validate_identifier(database, "database")
         self.data_dir = data_dir
         self.source = source or open_source(tracking_uri, page_size=page_size)
+        self._shared = shared_pulls(self.source)  # full pulls a free stream can join
         self.format = format
         self.progress = progress
 
@@ -358,7 +363,7 @@ class TableBuilder:
                     return failed
                 if merge:
                     return pool.submit(self._prepare, experiment, existing, state)
-                shared = self._share(experiment.experiment_id)
+                shared = self._shared.register(experiment.experiment_id)
                 return pool.submit(self._prepare, experiment, existing, None, shared)
 
             # At most parallelism + 1 experiments pulled ahead of the newest table being
@@ -400,8 +405,7 @@ class TableBuilder:
                 for future in futures.values():
                     future.cancel()
                 finish(0)
-                with self._pulls_lock:
-                    self._pulls.clear()
+                self._shared.clear()
                 side = views = None
                 if tables_done:
                     written = [e for e in experiments if e.experiment_id in _ok(results)]
@@ -429,29 +433,10 @@ class TableBuilder:
 
     def _submit_assists(self, pool: Any) -> None:
         """Queue a helper for each stream but one; a helper starts when a stream is free."""
-        if not isinstance(self.source, RestSource):
+        if not self._shared.enabled:
             return
         for _ in range(self.parallelism - 1):
-            pool.submit(self._assist)
-
-    def _assist(self) -> None:
-        """Join full pulls in flight from their other end, the latest first, until none is left."""
-        while not self._stop_requested:
-            with self._pulls_lock:
-                waiting = [pull for pull in self._pulls.values() if pull.can_assist]
-            if not waiting:
-                return
-            waiting[-1].assist()
-
-    def _share(self, experiment_id: str) -> TwoEndedPull | None:
-        """A full pull of the experiment that a free stream can join (`_assist`); None when
-        the source is not a tracking server."""
-        if not isinstance(self.source, RestSource):
-            return None
-        pull = TwoEndedPull(self.source, experiment_id, self.source.page_size)
-        with self._pulls_lock:
-            self._pulls[experiment_id] = pull
-        return pull
+            pool.submit(self._shared.assist, lambda: self._stop_requested)
 
     def _can_merge(self, existing: StructType | None, state: RefreshState | None) -> bool:
         """True when this experiment can be refreshed incrementally."""
@@ -472,7 +457,7 @@ class TableBuilder:
         """Pull (incrementally when ``state`` is given) and flatten one experiment.
 
         Args:
-            shared: Pulls the active runs of a full refresh (`_share`).
+            shared: Pulls the active runs of a full refresh (`SharedPulls.register`).
         """
         started = time.monotonic()
         experiment_id = experiment.experiment_id
@@ -483,8 +468,7 @@ class TableBuilder:
                 active_runs = shared.run if shared else None
                 pull = pull_all(self.source, experiment_id, self.margin_ms, active_runs)
             finally:
-                with self._pulls_lock:
-                    self._pulls.pop(experiment_id, None)
+                self._shared.finish(experiment_id)
             flat = flatten_runs(pull.runs, previous)
             if existing is not None:
                 flat = keep_column_order(flat, existing.fieldNames())
@@ -539,7 +523,7 @@ class TableBuilder:
                 "experiment failed experiment_id=%s table=%s error=%s",
                 experiment.experiment_id,
                 name,
-                _one_line(e),
+                one_line(e),
             )
             if not isinstance(e, MlflowFunError):
                 logger.debug("traceback", exc_info=True)
@@ -552,7 +536,7 @@ class TableBuilder:
                 _now(),
                 time.monotonic() - started,
                 "failed",
-                _one_line(e),
+                one_line(e),
                 mode,
                 runs_pulled,
             )
@@ -628,7 +612,7 @@ class TableBuilder:
                 refresh.insert_new(spark, db, refresh.HISTORY_TABLE, union, refresh.history_keys())
             refresh.write_states(spark, db, batch.states)
         except Exception as e:
-            error = _one_line(e)
+            error = one_line(e)
             logger.error("writing runs, history or state failed error=%s", error)
             written = set(batch.experiment_ids)
             results[:] = [
@@ -817,9 +801,3 @@ def _aligned(df: Any, existing: StructType | None) -> Any:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    first = text.splitlines()[0]
-    return f"{type(error).__name__}: {first}" if not isinstance(error, MlflowFunError) else first
