@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test lint demo bench serve clean
+.PHONY: install test test-fast lint demo bench serve clean
 
 install: $(STAMP)
 
@@ -17,10 +17,17 @@ $(STAMP): setup.py constraints.txt
 
 lint: install
 	$(VENV)/bin/ruff check mlflow_fun jobs scripts tests
+	$(VENV)/bin/ruff format --check mlflow_fun jobs scripts tests
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
+# Everything: lint, then every tier (tests/unit, tests/spark, tests/integration).
 test: lint
 	$(VENV)/bin/pytest tests --durations=12
+
+# The inner loop: lint, then the unit and spark tiers (no MLflow server, a few minutes).
+test-fast: lint
+	$(VENV)/bin/pytest tests/unit tests/spark --durations=5
 
 demo: install
 	$(PY) scripts/demo.py

@@ -43,6 +43,7 @@ setup(
             "scikit-learn>=1.4",
             "ruff>=0.6",
             "mypy>=1.10",
+            "import-linter>=2.1",
             "types-requests",
             "types-PyYAML",
         ],

@@ -22,17 +22,19 @@ from typing import Any
 
 import yaml
 
-from mlflow_fun.client.sources import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from mlflow_fun.errors import ConfigError
-from mlflow_fun.naming import validate_identifier
+from mlflow_fun.extract.source import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from mlflow_fun.transform.naming import validate_identifier
 
 FORMATS = ("delta", "parquet")
 SOURCES = ("server", "db")
+DEFAULT_DATABASE = "mlflow_metrics"
 DEFAULT_MARGIN_MINUTES = 60
 # A 2-worker MLflow server serves two streams about 1.6x as fast as one; more streams only
 # queue up at the server (see `make bench`).
 DEFAULT_PARALLELISM = 2
 DEFAULT_WRITERS = 2
+_ENV_REFERENCE = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)(:?-[^}]*)?\}")
 _EXPERIMENT_ID = re.compile(r"[A-Za-z0-9_]{1,100}")
 
 
@@ -61,7 +63,7 @@ class JobConfig:
         spark_conf: Extra Spark settings, passed through as they are.
     """
 
-    database: str = "mlflow_metrics"
+    database: str = DEFAULT_DATABASE
     data_dir: str | None = None
     experiment_ids: tuple[str, ...] | None = None
     tracking_uri: str | None = None
@@ -185,3 +187,26 @@ def load_config(path: str | os.PathLike[str]) -> JobConfig:
         return JobConfig(**values)
     except ConfigError as e:
         raise ConfigError(f"config file {os.fspath(path)!r}: {e}") from e
+
+
+def check_env_references(spark_conf: Mapping[str, str], source: str = "spark_conf") -> None:
+    """Check that every ``${env.NAME}`` without a default names a set environment variable.
+
+    Hadoop expands ``${env.NAME}`` (and ``${env.NAME:-default}``) in ``spark.hadoop.*``
+    settings when they are read, so a conf file can name a password without holding it.
+
+    Example:
+        >>> check_env_references({"spark.hadoop.x": "${env.HOME}"})
+
+    Raises:
+        ConfigError: Such a variable is unset or empty; the message names the setting and
+            the variable, never a value.
+    """
+    for key, value in spark_conf.items():
+        for match in _ENV_REFERENCE.finditer(value):
+            name, default = match.group(1), match.group(2)
+            if default is None and not os.environ.get(name):
+                raise ConfigError(
+                    f"{source} setting {key} needs the environment variable {name}, which "
+                    "is not set"
+                )

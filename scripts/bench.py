@@ -68,10 +68,11 @@ from typing import Any, TypeVar
 import requests
 from seed_store import SeededExperiment, SeedResult, seed_store, verify_run
 
-from mlflow_fun.client.db_source import DatabaseSource
-from mlflow_fun.client.sources import RunSource, open_source
 from mlflow_fun.config import JobConfig
-from mlflow_fun.local_server import LocalMlflowServer
+from mlflow_fun.extract.database.source import DatabaseSource
+from mlflow_fun.extract.local_server import LocalMlflowServer
+from mlflow_fun.extract.open import open_source
+from mlflow_fun.extract.source import RunSource
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / ".bench"
@@ -483,8 +484,8 @@ class Bench:
 
     def best_by_delta(self, experiment_id: str) -> tuple[str, float]:
         """The CLI's answer for ``--source table --data_dir``, in this process."""
-        from mlflow_fun.metrics.best import BestQuery, answer_query
-        from mlflow_fun.metrics.query import parse_order_by
+        from mlflow_fun.query.answer import answer_query
+        from mlflow_fun.query.model import BestQuery, parse_order_by
 
         query = BestQuery(order_by=parse_order_by(METRIC))
         (row,) = answer_query(
@@ -557,7 +558,7 @@ class Bench:
 
     def start_spark(self) -> None:
         """The one shared session: local, Delta, metastore under ``.bench/spark``."""
-        from mlflow_fun.spark_session import build_spark_session
+        from mlflow_fun.session import build_spark_session
 
         started = time.perf_counter()
         self.spark = build_spark_session(
@@ -605,7 +606,7 @@ class Bench:
 
     def fast_builder(self) -> None:
         """`FastDataframeBuilder` on the 1,000-run experiment and on the largest one."""
-        from mlflow_fun.metrics.spark.dataframe_builder import FastDataframeBuilder
+        from mlflow_fun.query.builders import FastDataframeBuilder
 
         builder = FastDataframeBuilder(
             self.spark, source=open_source(self.url, page_size=self.page_size)
@@ -632,8 +633,7 @@ class Bench:
     def builders_all(self) -> None:
         """Both builders over every experiment (`build_dataframes`), in rounds interleaved
         with the raw parallel baseline, so their ratio is taken against the same moods."""
-        from mlflow_fun.metrics.pandas.dataframe_builder import PandasDataframeBuilder
-        from mlflow_fun.metrics.spark.dataframe_builder import FastDataframeBuilder
+        from mlflow_fun.query.builders import FastDataframeBuilder, PandasDataframeBuilder
 
         streams = self.settings.streams
         ids = [e.experiment_id for e in self.experiments]
@@ -675,8 +675,8 @@ class Bench:
 
     def jobs(self) -> None:
         """The job to Delta from REST (parallelism N and 1 if it has that), then from the DB."""
-        from mlflow_fun.job import run_job
-        from mlflow_fun.metrics.spark.table_builder import TableBuilder
+        from mlflow_fun.load.builder import TableBuilder
+        from mlflow_fun.load.job import run_job
 
         streams = self.settings.streams
         has_parallelism = "parallelism" in {f.name for f in dataclasses.fields(JobConfig)}
@@ -777,8 +777,8 @@ class Bench:
 
     def best_run(self) -> None:
         """The server's ``order_by`` search vs the job's table, on the 1,000-run experiment."""
-        from mlflow_fun.metrics.api.best_run import best_run_by_server
-        from mlflow_fun.metrics.spark.table_queries import best_run_from_table
+        from mlflow_fun.query.server import best_run_by_server
+        from mlflow_fun.query.spark_tables import best_run_from_table
 
         best = self.seeded.best_experiment
         source = open_source(self.url)
@@ -918,8 +918,7 @@ def compare_tables(spark: Any, left: str, right: str, experiment_ids: Sequence[s
     Rows are compared in pandas, ordered by run id (every value, NaN equal to NaN in the
     same place, as MLflow's NaN metrics need); one Spark read per table.
     """
-    from mlflow_fun.metrics.spark.table_builder import table_name
-    from mlflow_fun.naming import qualified_table
+    from mlflow_fun.transform.naming import qualified_table, table_name
 
     differences = []
     for experiment_id in experiment_ids:

@@ -35,8 +35,8 @@ from typing import Any
 from seed_store import seed_store
 
 from mlflow_fun.config import JobConfig
-from mlflow_fun.job import run_job
-from mlflow_fun.local_server import LocalMlflowServer
+from mlflow_fun.extract.local_server import LocalMlflowServer
+from mlflow_fun.load.job import run_job
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "bench_incremental"
@@ -200,7 +200,7 @@ def check_table(spark: Any, experiment_id: str, expected_rows: int, finished: li
 
 def main() -> int:
     logging.basicConfig(level=os.environ.get("BENCH_LOG_LEVEL", "WARNING"))
-    from mlflow_fun.spark_session import build_spark_session
+    from mlflow_fun.session import build_spark_session
 
     runs = int(os.environ.get("BENCH_INCREMENTAL_RUNS", "100000"))
     workdir = ROOT / ".bench" / "incremental"

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from train_wine import train_grid
 
-from mlflow_fun.local_server import LocalMlflowServer
-from mlflow_fun.spark_session import LOCAL_JVM_OPTIONS, LOG4J_CONFIG, spark_submit_jar_args
+from mlflow_fun.extract.local_server import LocalMlflowServer
+from mlflow_fun.session import LOCAL_JVM_OPTIONS, LOG4J_CONFIG, spark_submit_jar_args
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / ".demo"

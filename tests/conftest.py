@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mlflow_fun.local_server import LocalMlflowServer
+from mlflow_fun.extract.local_server import LocalMlflowServer
 from tests.seed import Seeded, seed_all
 
 # Fail fast in tests that expect a failure: no long backoff.
@@ -17,6 +17,18 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")  # MLflow reads an int
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "0.05")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+
+
+TIERS = ("unit", "spark", "integration")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with its tier: the folder it is in (tests/unit, tests/spark, ...)."""
+    for item in items:
+        tier = item.path.parent.name
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: a test belongs in tests/{{{','.join(TIERS)}}}")
+        item.add_marker(getattr(pytest.mark, tier))
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +60,7 @@ def spark(data_dir: Path) -> Iterator[Any]:
     pays off, unlike the short job that `LOCAL_JVM_OPTIONS` is for (the jobs the tests
     start as processes get those).
     """
-    from mlflow_fun.spark_session import LOG4J_CONFIG, build_spark_session
+    from mlflow_fun.session import LOG4J_CONFIG, build_spark_session
 
     session = build_spark_session(
         data_dir=str(data_dir),

@@ -32,9 +32,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mlflow_fun.local_server import free_port
+from mlflow_fun.extract.local_server import free_port
 
 logger = logging.getLogger(__name__)
+
 
 REPO = Path(__file__).resolve().parent.parent
 INSTALL_SCRIPT = REPO / "scripts" / "db_servers.sh"

@@ -158,8 +158,8 @@ def build_command(*build_args: str) -> list[str]:
 
 def build_in_process(arguments: Sequence[str]) -> tuple[int, str]:
     """``mlflow-fun build`` with ``arguments`` in this process: (exit code, database)."""
-    from mlflow_fun.cli import main as cli_main
-    from mlflow_fun.job import add_build_arguments, config_from_args
+    from mlflow_fun.cli.build import add_build_arguments, config_from_args
+    from mlflow_fun.cli.main import main as cli_main
 
     code = cli_main(["--log-level", "INFO", "build", "--no-progress", *arguments])
     parser = argparse.ArgumentParser()
@@ -171,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``mlflow-fun build`` with ``argv``, then `create_analyst_views` on its database."""
     from pyspark.sql import SparkSession
 
-    from mlflow_fun.metrics.spark.views import create_analyst_views
+    from mlflow_fun.load.views import create_analyst_views
 
     code, database = build_in_process(list(sys.argv[1:] if argv is None else argv))
     if code != 0:

@@ -15,11 +15,11 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-from mlflow_fun.cli import main
+from mlflow_fun.cli.main import main
 from mlflow_fun.config import JobConfig
-from mlflow_fun.job import run_job
-from mlflow_fun.metrics.spark.convert import column_keys
-from mlflow_fun.typing_rules import convert_param
+from mlflow_fun.load.job import run_job
+from mlflow_fun.transform.frames import column_keys
+from mlflow_fun.transform.typing_rules import convert_param
 from tests.seed import Seeded
 
 SCRIPT = Path(sys.executable).parent / "mlflow-fun"

@@ -9,10 +9,10 @@ from urllib.parse import urlparse
 import pytest
 
 from mlflow_fun.config import JobConfig
-from mlflow_fun.job import run_job
-from mlflow_fun.local_server import LocalMlflowServer
-from mlflow_fun.metrics.best import SOURCES, BestQuery, answer_query
-from mlflow_fun.metrics.query import parse_order_by
+from mlflow_fun.extract.local_server import LocalMlflowServer
+from mlflow_fun.load.job import run_job
+from mlflow_fun.query.answer import SOURCES, answer_query
+from mlflow_fun.query.model import BestQuery, parse_order_by
 from tests.seed import Seeded
 
 DATABASE = "best_everywhere"

@@ -12,10 +12,9 @@ from chispa import assert_df_equality
 from pyspark.sql import types as T
 
 from mlflow_fun.errors import ExperimentNotFoundError, MetricNotFoundError
-from mlflow_fun.metrics.api.best_run import get_best_run, get_best_run_fast
-from mlflow_fun.metrics.pandas.dataframe_builder import PandasDataframeBuilder
-from mlflow_fun.metrics.spark.convert import column_keys
-from mlflow_fun.metrics.spark.dataframe_builder import FastDataframeBuilder
+from mlflow_fun.query.builders import FastDataframeBuilder, PandasDataframeBuilder
+from mlflow_fun.query.server import get_best_run, get_best_run_fast
+from mlflow_fun.transform.frames import column_keys
 from tests.seed import ODD_METRICS, ODD_PARAMS, ODD_TAGS, TYPED_TYPES, Seeded
 
 INFO_FIELDS = [
@@ -159,7 +158,7 @@ def test_build_dataframes_pulls_like_the_job_and_equals_one_at_a_time(
     ids = [seeded.best, seeded.typed, seeded.empty, seeded.odd_keys, seeded.paged]
     # Pages of 4: the 25 runs of `paged`, started last, need 7 pages; a free stream joins.
     fast = FastDataframeBuilder(spark, seeded.url, page_size=4, parallelism=parallelism)
-    with caplog.at_level(logging.INFO, logger="mlflow_fun.client.two_ended"):
+    with caplog.at_level(logging.INFO, logger="mlflow_fun.extract.two_ended"):
         frames = fast.build_dataframes(ids)
     assert list(frames) == ids
     one_stream = FastDataframeBuilder(spark, seeded.url, parallelism=1)
@@ -183,7 +182,7 @@ def test_build_dataframes_pulls_like_the_job_and_equals_one_at_a_time(
 def test_one_experiment_alone_is_pulled_by_two_streams(
     spark: Any, seeded: Seeded, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="mlflow_fun.client.two_ended"):
+    with caplog.at_level(logging.INFO, logger="mlflow_fun.extract.two_ended"):
         df = FastDataframeBuilder(spark, seeded.url, page_size=4).build_dataframe(seeded.paged)
         small = FastDataframeBuilder(spark, seeded.url).build_dataframe(seeded.paged)
     both = [r.getMessage() for r in caplog.records if "both ends" in r.getMessage()]

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from mlflow_fun.cli import main
-from mlflow_fun.local_server import free_port
+from mlflow_fun.cli.main import main
+from mlflow_fun.extract.local_server import free_port
 from tests.scripted_http import Reply, scripted_server
 from tests.seed import Seeded
 

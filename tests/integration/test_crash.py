@@ -16,7 +16,7 @@ import pytest
 from mlflow import MlflowClient
 
 from mlflow_fun.config import JobConfig
-from mlflow_fun.job import run_job
+from mlflow_fun.load.job import run_job
 from tests.seed import Seeded, _run
 
 SCRIPT = Path(sys.executable).parent / "mlflow-fun"

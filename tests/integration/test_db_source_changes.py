@@ -18,12 +18,18 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-from mlflow_fun.client import db_source
-from mlflow_fun.client.db_source import DatabaseSource
-from mlflow_fun.client.records import MetricPoint, RunRecord
-from mlflow_fun.client.sources import RestSource, open_source
 from mlflow_fun.errors import ConfigError, ExperimentNotFoundError
-from mlflow_fun.local_server import LocalMlflowServer
+from mlflow_fun.extract.database import queries
+from mlflow_fun.extract.database.schema import (
+    _revisions_from_alembic,
+    _revisions_from_text,
+    mlflow_schema_revisions,
+)
+from mlflow_fun.extract.database.source import DatabaseSource
+from mlflow_fun.extract.local_server import LocalMlflowServer
+from mlflow_fun.extract.open import open_source
+from mlflow_fun.extract.rest import RestSource
+from mlflow_fun.model import MetricPoint, RunRecord
 from tests.db_servers import postgres_server
 from tests.seed import Seeded
 
@@ -171,7 +177,7 @@ def test_changed_runs_come_in_mlflow_order(changes: ChangeStore) -> None:
 def test_runs_by_id_equal_rest(
     changes: ChangeStore, view_type: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(db_source, "RUN_IDS_PER_QUERY", 3)  # many IN lists
+    monkeypatch.setattr(queries, "RUN_IDS_PER_QUERY", 3)  # many IN lists
     missing = [f"{n:032x}" for n in range(1, 251)]
     wanted = [*changes.run_ids.values(), changes.other_run_id, *missing, changes.run_ids["late"]]
     eid = changes.experiment_id
@@ -204,7 +210,7 @@ def test_runs_by_id_edges(changes: ChangeStore) -> None:
 
 
 def test_metric_history_equals_rest(changes: ChangeStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(db_source, "RUN_IDS_PER_QUERY", 2)  # many IN lists
+    monkeypatch.setattr(queries, "RUN_IDS_PER_QUERY", 2)  # many IN lists
     rest = changes.rest()
     runs = list(rest.iter_runs(changes.experiment_id, run_view_type="ALL"))
     by_rest = _points(rest.iter_metric_history(runs))
@@ -245,15 +251,15 @@ def test_schema_revisions_read_from_text_equal_alembic(tmp_path: Path) -> None:
     spec = importlib.util.find_spec("mlflow")
     assert spec is not None and spec.submodule_search_locations
     migrations = Path(next(iter(spec.submodule_search_locations))) / "store" / "db_migrations"
-    from_text = db_source._revisions_from_text(migrations / "versions")
+    from_text = _revisions_from_text(migrations / "versions")
     assert from_text is not None
-    assert from_text == db_source._revisions_from_alembic(migrations)
-    assert db_source.mlflow_schema_revisions()[:2] == from_text
+    assert from_text == _revisions_from_alembic(migrations)
+    assert mlflow_schema_revisions()[:2] == from_text
     (tmp_path / "a.py").write_text('revision = "aaa"\ndown_revision = None\n')
     (tmp_path / "b.py").write_text('revision: str = "bbb"\ndown_revision = "aaa"\n')
-    assert db_source._revisions_from_text(tmp_path) == (
+    assert _revisions_from_text(tmp_path) == (
         frozenset({"bbb"}),
         frozenset({"aaa", "bbb"}),
     )
     (tmp_path / "c.py").write_text('revision = "ccc"\ndown_revision = ("aaa", "bbb")\n')
-    assert db_source._revisions_from_text(tmp_path) is None  # a merge: alembic reads it
+    assert _revisions_from_text(tmp_path) is None  # a merge: alembic reads it

@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 from chispa import assert_df_equality
 
-from mlflow_fun.cli import main
-from mlflow_fun.client.http_client import MlflowHttpClient, RetrySettings
-from mlflow_fun.client.sources import RestSource
+from mlflow_fun.cli.main import main
 from mlflow_fun.config import JobConfig
 from mlflow_fun.errors import JobFailedError, MlflowFunError
-from mlflow_fun.flatten import FlatRuns
-from mlflow_fun.job import run_job
-from mlflow_fun.runs import fetch_flat_runs
+from mlflow_fun.extract.http import MlflowHttpClient, RetrySettings
+from mlflow_fun.extract.rest import RestSource
+from mlflow_fun.load.job import run_job
+from mlflow_fun.query.builders import fetch_flat_runs
+from mlflow_fun.transform.flatten import FlatRuns
 from tests.fault_proxy import FaultSchedule, fault_proxy
 from tests.scripted_http import Reply
 from tests.seed import Seeded

@@ -18,10 +18,10 @@ from mlflow.entities import Metric, Param
 
 from mlflow_fun.config import JobConfig
 from mlflow_fun.errors import JobLockedError
-from mlflow_fun.job import run_job
-from mlflow_fun.local_server import LocalMlflowServer
-from mlflow_fun.lock import JobLock, default_lock_path
-from mlflow_fun.metrics.spark.refresh import read_states
+from mlflow_fun.extract.local_server import LocalMlflowServer
+from mlflow_fun.load.job import run_job
+from mlflow_fun.load.lock import JobLock, default_lock_path
+from mlflow_fun.load.side_tables import read_states
 
 T0 = int(time.time() * 1000) - 3_600_000
 
@@ -170,7 +170,7 @@ def test_a_crash_after_a_fallback_full_refresh_is_caught_up(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from mlflow_fun.errors import JobFailedError
-    from mlflow_fun.metrics.spark import refresh
+    from mlflow_fun.load import writer
 
     client = MlflowClient(mlflow_server.url)
     experiment_id = client.create_experiment(f"fallback-{uuid.uuid4().hex[:8]}")
@@ -186,7 +186,7 @@ def test_a_crash_after_a_fallback_full_refresh_is_caught_up(
         raise OSError("disk full")
 
     with monkeypatch.context() as patch:
-        patch.setattr(refresh, "replace_experiments", runs_table_down)
+        patch.setattr(writer, "replace_experiments", runs_table_down)
         with pytest.raises(JobFailedError):
             run_job(config, spark=spark, progress=False)
     assert spark.table(f"fallback.exp_{experiment_id}").count() == 1  # already rewritten

@@ -19,10 +19,10 @@ from mlflow.entities import Param
 
 from mlflow_fun.config import JobConfig
 from mlflow_fun.errors import JobFailedError
-from mlflow_fun.job import run_job
-from mlflow_fun.local_server import free_port
-from mlflow_fun.metrics.spark.dataframe_builder import FastDataframeBuilder
-from mlflow_fun.metrics.spark.table_queries import best_run_from_table
+from mlflow_fun.extract.local_server import free_port
+from mlflow_fun.load.job import run_job
+from mlflow_fun.query.builders import FastDataframeBuilder
+from mlflow_fun.query.spark_tables import best_run_from_table
 from tests.fault_proxy import fault_proxy
 from tests.scripted_http import Reply
 from tests.seed import TYPED_TYPES, Seeded, _run
@@ -289,7 +289,7 @@ def test_one_experiment_is_pulled_from_both_ends_by_two_streams(
         page_size=4,
         parallelism=2,
     )
-    with caplog.at_level(logging.INFO, logger="mlflow_fun.client.two_ended"):
+    with caplog.at_level(logging.INFO, logger="mlflow_fun.extract.two_ended"):
         result = run_job(config, spark=spark, progress=False)
     assert [(r.status, r.run_count, r.runs_pulled) for r in result.results] == [("ok", 25, 25)]
     both = [r.getMessage() for r in caplog.records if "both ends" in r.getMessage()]
@@ -305,7 +305,7 @@ def test_one_experiment_is_pulled_from_both_ends_by_two_streams(
 def test_sql_command_runs_the_classic_query(
     spark: Any, seeded: Seeded, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from mlflow_fun.cli import main
+    from mlflow_fun.cli.main import main
 
     _job(spark, seeded, "job_sql", seeded.paged)
     query = (
@@ -390,10 +390,10 @@ def test_a_view_that_cannot_be_created_is_one_warning_not_a_failed_build(
     # A table named like a view: CREATE OR REPLACE VIEW refuses to replace it.
     spark.sql("create database if not exists job_view_blocked")
     spark.sql("create table job_view_blocked.best_runs (x int) using delta")
-    with caplog.at_level(logging.WARNING, logger="mlflow_fun.job"):
+    with caplog.at_level(logging.WARNING, logger="mlflow_fun.load.job"):
         result = _job(spark, seeded, "job_view_blocked", seeded.best)
     assert [(r.status, r.run_count) for r in result.results] == [("ok", 7)]
-    warnings = [r.getMessage() for r in caplog.records if r.name == "mlflow_fun.job"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "mlflow_fun.load.job"]
     assert len(warnings) == 1, warnings
     assert warnings[0].startswith("analyst views not created database=job_view_blocked error=")
     assert "\n" not in warnings[0]

@@ -26,11 +26,11 @@ from chispa import assert_df_equality
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-from mlflow_fun.client.db_source import PASSWORD_ENV, safe_url
-from mlflow_fun.client.http_client import strip_credentials
 from mlflow_fun.config import JobConfig
-from mlflow_fun.job import run_job
-from mlflow_fun.local_server import LocalMlflowServer, free_port
+from mlflow_fun.extract.database.schema import PASSWORD_ENV, safe_url
+from mlflow_fun.extract.http import strip_credentials
+from mlflow_fun.extract.local_server import LocalMlflowServer, free_port
+from mlflow_fun.load.job import run_job
 from tests.db_servers import postgres_server
 from tests.seed import Seeded, seed_all
 

@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from mlflow import MlflowClient
 from sqlalchemy.engine import make_url
 
-from mlflow_fun.local_server import free_port
-from mlflow_fun.metrics.spark.views import (
+from mlflow_fun.extract.local_server import free_port
+from mlflow_fun.load.views import (
     DEFAULT_DIRECTIONS,
     create_analyst_views,
     load_metric_directions,
@@ -70,7 +68,7 @@ def _directions_of(spark: Any, database: str, keys: list[str], **kwargs: Any) ->
     """metric key -> direction, as ``best_runs`` ranks a one-run ``runs`` table of ``keys``."""
     import datetime as dt
 
-    from mlflow_fun.metrics.spark.refresh import runs_schema
+    from mlflow_fun.load.side_tables import runs_schema
 
     spark.sql(f"drop database if exists {database} cascade")
     spark.sql(f"create database {database}")
@@ -313,32 +311,3 @@ def test_shared_postgres_metastore_job_refreshes_while_endpoint_serves(
         logs = first.stdout + first.stderr + job_output + served.output()
         assert password not in logs
     print(f"queries answered while the job ran: {len(answers)} ({sorted(set(answers))})")
-
-
-def test_serve_refuses_bad_settings_before_spark_starts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from mlflow_fun.serve import main
-
-    def error(*args: str) -> str:
-        assert main(["--data_dir", str(tmp_path / "d"), *args]) == 1
-        return capsys.readouterr().err.strip()
-
-    assert error("--database", "bad-name").startswith(
-        "mlflow-fun serve: error: database name 'bad-name' is not a valid identifier"
-    )
-    assert error("--port", "0") == "mlflow-fun serve: error: port 0 must be between 1 and 65535"
-    monkeypatch.delenv("MLFLOW_FUN_METASTORE_PASSWORD", raising=False)
-    assert error("--conf", str(REPO / "conf" / "metastore-postgres.yaml")) == (
-        "mlflow-fun serve: error: spark_conf setting "
-        "spark.hadoop.javax.jdo.option.ConnectionPassword needs the environment variable "
-        "MLFLOW_FUN_METASTORE_PASSWORD, which is not set"
-    )
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        assert error("--port", str(port)) == (
-            f"mlflow-fun serve: error: port {port} on 127.0.0.1 is in use; choose another --port"
-        )
-    assert not (tmp_path / "d").exists()

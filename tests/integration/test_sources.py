@@ -7,9 +7,11 @@ import math
 import pytest
 from mlflow import MlflowClient
 
-from mlflow_fun.client.records import RunRecord
-from mlflow_fun.client.sources import MlflowClientSource, RestSource, open_source
 from mlflow_fun.errors import ExperimentNotFoundError
+from mlflow_fun.extract.mlflow_client import MlflowClientSource
+from mlflow_fun.extract.open import open_source
+from mlflow_fun.extract.rest import RestSource
+from mlflow_fun.model import RunRecord
 from tests.seed import Seeded, _run
 
 

@@ -22,9 +22,7 @@ import sqlalchemy as sa
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-from mlflow_fun.client.db_source import DatabaseSource, mlflow_schema_revisions, safe_url
-from mlflow_fun.client.records import RunRecord
-from mlflow_fun.client.sources import RestSource, open_source
+from mlflow_fun.cli.main_sql import main
 from mlflow_fun.errors import (
     ConfigError,
     DatabaseError,
@@ -32,10 +30,14 @@ from mlflow_fun.errors import (
     MetricNotFoundError,
     SchemaMismatchError,
 )
-from mlflow_fun.local_server import LocalMlflowServer, free_port
-from mlflow_fun.metrics.api.best_run import get_best_run_fast
-from mlflow_fun.metrics.sql.main_sql import main
-from mlflow_fun.metrics.sql.sql_best import get_best_run
+from mlflow_fun.extract.database.schema import mlflow_schema_revisions, safe_url
+from mlflow_fun.extract.database.source import DatabaseSource
+from mlflow_fun.extract.local_server import LocalMlflowServer, free_port
+from mlflow_fun.extract.open import open_source
+from mlflow_fun.extract.rest import RestSource
+from mlflow_fun.model import RunRecord
+from mlflow_fun.query.server import get_best_run_fast
+from mlflow_fun.query.sql import get_best_run
 from tests.db_servers import mariadb_server, postgres_server
 from tests.seed import Seeded, seed_all
 
@@ -164,7 +166,7 @@ def test_sql_best_errors(store: Store) -> None:
     with pytest.raises(ExperimentNotFoundError, match="'1 OR 1=1' does not exist"):
         get_best_run(store.db_url, "1 OR 1=1", "rmse")
     with pytest.raises(
-        MetricNotFoundError, match=f"no active run of experiment {eid} has a value of metric 'mae'"
+        MetricNotFoundError, match=f"no run of experiment {eid} has a value of metric 'mae'"
     ):
         get_best_run(store.db_url, eid, "mae")
     with pytest.raises(MetricNotFoundError, match="not a valid MLflow metric key"):
@@ -359,8 +361,7 @@ def test_main_sql_prints_the_best_run(sqlite_store: Store) -> None:
     result = _main_sql(*args, "--metric", "mae")
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr.splitlines() == [
-        f"main_sql: error: no active run of experiment {eid} has a value of metric 'mae' "
-        "that is not NaN"
+        f"main_sql: error: no run of experiment {eid} has a value of metric 'mae' that is not NaN"
     ]
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
-from mlflow_fun.metrics.spark.views import DEFAULT_DIRECTIONS
+from mlflow_fun.load.views import DEFAULT_DIRECTIONS
 from tests.db_servers import postgres_server
 from tests.seed import load_seed_store
 

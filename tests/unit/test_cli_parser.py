@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from mlflow_fun import __version__
-from mlflow_fun.cli import build_parser
+from mlflow_fun.cli.main import build_parser
 
 
 def test_version_from_the_command_and_python_dash_m() -> None:

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from mlflow_fun.cli.build import add_build_arguments, config_from_args
 from mlflow_fun.config import JobConfig, load_config, parse_experiment_ids
 from mlflow_fun.errors import ConfigError, InvalidIdentifierError
-from mlflow_fun.job import add_build_arguments, config_from_args
 
 REPO = Path(__file__).parent.parent.parent
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import threading
 
-from mlflow_fun.client.records import YOUNG_THRESHOLD, fewer_collections
+from mlflow_fun.model import YOUNG_THRESHOLD, fewer_collections
 
 
 def test_nested_and_concurrent_blocks_share_one_setting_and_restore_it() -> None:

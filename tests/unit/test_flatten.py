@@ -9,10 +9,11 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from mlflow_fun.client.records import experiment_from_json, run_from_json
 from mlflow_fun.errors import MalformedResponseError, MetricNotFoundError
-from mlflow_fun.flatten import flatten_runs, resolve_metric, to_arrow
-from mlflow_fun.metrics.pandas.dataframe_builder import best_run_of, to_pandas
+from mlflow_fun.model import experiment_from_json, run_from_json
+from mlflow_fun.query.engine import best_run_of
+from mlflow_fun.transform.flatten import flatten_runs, resolve_metric, to_arrow
+from mlflow_fun.transform.frames import to_pandas
 
 DATA = Path(__file__).parent.parent / "data"
 R1, R2, R3 = (

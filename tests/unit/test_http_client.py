@@ -5,7 +5,6 @@ import time
 
 import pytest
 
-from mlflow_fun.client.http_client import MlflowHttpClient, RetrySettings, strip_credentials
 from mlflow_fun.errors import (
     AuthenticationError,
     ConfigError,
@@ -13,7 +12,8 @@ from mlflow_fun.errors import (
     ServerUnreachableError,
     TrackingServerError,
 )
-from mlflow_fun.local_server import free_port
+from mlflow_fun.extract.http import MlflowHttpClient, RetrySettings, strip_credentials
+from mlflow_fun.extract.local_server import free_port
 from tests.scripted_http import Reply, scripted_server
 
 FAST = RetrySettings(timeout=2, max_retries=3, backoff_factor=0.01, backoff_jitter=0.01)

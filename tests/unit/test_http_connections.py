@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from mlflow_fun.client.http_client import MlflowHttpClient, RetrySettings
-from mlflow_fun.client.sources import RestSource
+from mlflow_fun.extract.http import MlflowHttpClient, RetrySettings
+from mlflow_fun.extract.rest import RestSource
 
 FAST = RetrySettings(timeout=5, max_retries=1, backoff_factor=0.01, backoff_jitter=0.01)
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from mlflow_fun.client.records import RunRecord
-from mlflow_fun.flatten import flatten_runs, keep_column_order
-from mlflow_fun.incremental import RefreshState, fingerprint, pull_all, pull_changes
-from mlflow_fun.typing_rules import widened_type
+from mlflow_fun.extract.incremental import RefreshState, fingerprint, pull_all, pull_changes
+from mlflow_fun.model import RunRecord
+from mlflow_fun.transform.flatten import flatten_runs, keep_column_order
+from mlflow_fun.transform.typing_rules import widened_type
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from mlflow_fun.errors import InvalidIdentifierError
-from mlflow_fun.naming import (
+from mlflow_fun.transform.naming import (
     assign_column_names,
     qualified_table,
     quote_identifier,

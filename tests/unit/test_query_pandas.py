@@ -9,11 +9,12 @@ import re
 
 import pytest
 
-from mlflow_fun.client.records import RunRecord
 from mlflow_fun.errors import ConfigError, MetricNotFoundError, QueryError
-from mlflow_fun.flatten import flatten_runs
-from mlflow_fun.metrics.pandas.dataframe_builder import to_pandas
-from mlflow_fun.metrics.query import OrderKey, best_runs, pareto_front, parse_order_by
+from mlflow_fun.model import RunRecord
+from mlflow_fun.query.engine import best_runs, pareto_front
+from mlflow_fun.query.model import OrderKey, parse_order_by
+from mlflow_fun.transform.flatten import flatten_runs
+from mlflow_fun.transform.frames import to_pandas
 
 
 def _run(

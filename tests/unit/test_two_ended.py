@@ -10,15 +10,15 @@ from collections.abc import Sequence
 
 import pytest
 
-from mlflow_fun.client.records import RunRecord
-from mlflow_fun.client.two_ended import (
+from mlflow_fun.errors import TrackingServerError
+from mlflow_fun.extract.two_ended import (
     ASCENDING,
     DESCENDING,
     TwoEndedPull,
     default_order,
     id_position,
 )
-from mlflow_fun.errors import TrackingServerError
+from mlflow_fun.model import RunRecord
 
 
 def _run(run_id: str, start_time: int | None) -> RunRecord:

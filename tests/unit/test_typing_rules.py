@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from mlflow_fun.typing_rules import convert_param, infer_param_type
+from mlflow_fun.transform.typing_rules import convert_param, infer_param_type
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,1 @@
+"""MLflow's back-end database read directly: its tables, the queries, `DatabaseSource`."""

@@ -1,0 +1,350 @@
+"""MLflow's database: the tables read, engines, connections and the schema check."""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import importlib.util
+import logging
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+
+from mlflow_fun.errors import ConfigError, DatabaseError, SchemaMismatchError
+
+logger = logging.getLogger(__name__)
+
+
+CONNECT_TIMEOUT_SECONDS = 10
+
+
+PASSWORD_ENV = "MLFLOW_FUN_DB_PASSWORD"
+
+
+_SECRET_QUERY_KEY = re.compile(r"pass|secret|token|key", re.IGNORECASE)
+
+
+_TIMEOUT_ARGS = {
+    "psycopg2": "connect_timeout",
+    "pymysql": "connect_timeout",
+    "mysqldb": "connect_timeout",
+}
+
+
+RUNS = sa.table(
+    "runs",
+    sa.column("run_uuid", sa.String),
+    sa.column("name", sa.String),
+    sa.column("experiment_id", sa.Integer),
+    sa.column("user_id", sa.String),
+    sa.column("status", sa.String),
+    sa.column("start_time", sa.BigInteger),
+    sa.column("end_time", sa.BigInteger),
+    sa.column("lifecycle_stage", sa.String),
+    sa.column("artifact_uri", sa.String),
+)
+
+
+LATEST_METRICS = sa.table(
+    "latest_metrics",
+    sa.column("run_uuid", sa.String),
+    sa.column("key", sa.String),
+    sa.column("value", sa.Float),
+    sa.column("is_nan", sa.Boolean),
+)
+
+
+PARAMS = sa.table(
+    "params",
+    sa.column("run_uuid", sa.String),
+    sa.column("key", sa.String),
+    sa.column("value", sa.String),
+)
+
+
+TAGS = sa.table(
+    "tags",
+    sa.column("run_uuid", sa.String),
+    sa.column("key", sa.String),
+    sa.column("value", sa.String),
+)
+
+
+METRICS = sa.table(
+    "metrics",
+    sa.column("run_uuid", sa.String),
+    sa.column("key", sa.String),
+    sa.column("value", sa.Float),
+    sa.column("step", sa.BigInteger),
+    sa.column("timestamp", sa.BigInteger),
+    sa.column("is_nan", sa.Boolean),
+)
+
+
+EXPERIMENTS = sa.table(
+    "experiments",
+    sa.column("experiment_id", sa.Integer),
+    sa.column("name", sa.String),
+    sa.column("artifact_location", sa.String),
+    sa.column("lifecycle_stage", sa.String),
+    sa.column("creation_time", sa.BigInteger),
+    sa.column("last_update_time", sa.BigInteger),
+)
+
+
+EXPERIMENT_TAGS = sa.table(
+    "experiment_tags",
+    sa.column("experiment_id", sa.Integer),
+    sa.column("key", sa.String),
+    sa.column("value", sa.String),
+)
+
+
+ALL_TABLES = (RUNS, LATEST_METRICS, PARAMS, TAGS, EXPERIMENTS, EXPERIMENT_TAGS, METRICS)
+
+
+def safe_url(connection: str | URL | Engine) -> str:
+    """The database URL without its password (and without secret-looking query keys).
+
+    Example:
+        >>> safe_url("postgresql+psycopg2://mlflow:s3cret@db:5432/mlflow")
+        'postgresql+psycopg2://mlflow@db:5432/mlflow'
+    """
+    if isinstance(connection, Engine):
+        url = connection.url
+    elif isinstance(connection, URL):
+        url = connection
+    else:
+        try:
+            url = make_url(connection)
+        except sa.exc.ArgumentError:
+            return "<a connection that is not a database URL>"
+    query = {k: v for k, v in url.query.items() if not _SECRET_QUERY_KEY.search(k)}
+    # URL.set(password=None) would keep the password: None means "unchanged" there.
+    shown = URL.create(
+        url.drivername,
+        username=url.username,
+        host=url.host,
+        port=url.port,
+        database=url.database,
+        query=query,
+    )
+    return shown.render_as_string(hide_password=False)
+
+
+def open_engine(
+    connection: str | Engine, *, env: Mapping[str, str] | None = None
+) -> tuple[Engine, bool]:
+    """Return an engine for ``connection`` and whether the caller owns (must dispose) it.
+
+    A URL gets its own engine with a connect timeout; an `Engine` is used as it is. Nothing
+    is connected yet. A sqlite URL must name an existing file (sqlite would create an empty
+    one). A URL with a user but no password gets the password from ``MLFLOW_FUN_DB_PASSWORD``
+    in ``env`` (``os.environ`` by default), if that is set.
+
+    Example:
+        >>> engine, owned = open_engine("postgresql+psycopg2://mlflow@db/mlflow")
+
+    Raises:
+        ConfigError: ``connection`` is not a database URL, or its driver is not installed.
+        DatabaseError: A sqlite file that does not exist.
+    """
+    if isinstance(connection, Engine):
+        return connection, False
+    if not isinstance(connection, str) or not connection.strip():
+        raise ConfigError(
+            "connection must be an SQLAlchemy URL such as sqlite:////path/mlflow.db, "
+            "postgresql+psycopg2://user:password@host/db or mysql+pymysql://user:password@host/db,"
+            f" or an sqlalchemy Engine; got {type(connection).__name__}"
+        )
+    try:
+        url = make_url(connection)
+    except sa.exc.ArgumentError as e:
+        raise ConfigError(
+            "the connection is not an SQLAlchemy database URL; expected e.g. "
+            "sqlite:////path/mlflow.db, postgresql+psycopg2://user:password@host/db or "
+            "mysql+pymysql://user:password@host/db"
+        ) from e
+    password = (os.environ if env is None else env).get(PASSWORD_ENV)
+    if url.username and url.password is None and password:
+        url = url.set(password=password)
+    connect_args: dict[str, Any] = {}
+    if url.get_backend_name() == "sqlite":
+        _check_sqlite_file(url)
+    try:
+        # Naming the driver loads the dialect: a missing one fails here, not at connect.
+        timeout_arg = _TIMEOUT_ARGS.get(url.get_driver_name())
+        if timeout_arg and timeout_arg not in url.query:
+            connect_args[timeout_arg] = CONNECT_TIMEOUT_SECONDS
+        engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+    except (sa.exc.NoSuchModuleError, ImportError) as e:
+        raise ConfigError(
+            f"no SQLAlchemy driver for {safe_url(url)}: {e}. Install it, e.g. "
+            "`pip install psycopg2-binary` (postgresql+psycopg2) or `pip install PyMySQL` "
+            "(mysql+pymysql)"
+        ) from e
+    except sa.exc.ArgumentError as e:
+        raise ConfigError(f"{safe_url(url)}: {first_error_line(e, url)}") from e
+    return engine, True
+
+
+def _check_sqlite_file(url: URL) -> None:
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return
+    if not Path(database).is_file():
+        raise DatabaseError(
+            f"cannot open database {safe_url(url)}: the sqlite file {database} does not exist"
+        )
+
+
+@contextmanager
+def connect(engine: Engine) -> Iterator[Connection]:
+    """A connection of ``engine``; driver errors become `DatabaseError` without the password.
+
+    Example:
+        >>> with connect(engine) as conn:
+        ...     conn.execute(sa.text("select 1")).scalar()
+
+    Raises:
+        DatabaseError: The database is unreachable, refused the login, or a query failed.
+    """
+    try:
+        conn = engine.connect()
+    except sa.exc.SQLAlchemyError as e:
+        raise DatabaseError(
+            f"cannot connect to database {safe_url(engine)}: {first_error_line(e, engine.url)}"
+        ) from e
+    try:
+        with conn:
+            yield conn
+    except sa.exc.SQLAlchemyError as e:
+        raise DatabaseError(
+            f"query on database {safe_url(engine)} failed: {first_error_line(e, engine.url)}"
+        ) from e
+
+
+def first_error_line(error: Exception, url: URL) -> str:
+    cause = getattr(error, "orig", None) or error
+    text = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    if url.password:
+        text = text.replace(str(url.password), "***")
+    return text
+
+
+@functools.lru_cache(maxsize=1)
+def mlflow_schema_revisions() -> tuple[frozenset[str], frozenset[str], str]:
+    """Alembic heads and all revisions of the installed MLflow, and its version.
+
+    Read from ``mlflow/store/db_migrations`` without importing ``mlflow``: from the
+    ``revision``/``down_revision`` lines of the migration files (milliseconds), or through
+    alembic's `ScriptDirectory` (which imports every migration, ~1.5 s) when a file has
+    another shape.
+
+    Example:
+        >>> heads, known, version = mlflow_schema_revisions()
+    """
+    spec = importlib.util.find_spec("mlflow")
+    if spec is None or not spec.submodule_search_locations:
+        raise SchemaMismatchError("mlflow is not installed: cannot tell which schema to expect")
+    migrations = Path(next(iter(spec.submodule_search_locations))) / "store" / "db_migrations"
+    graph = _revisions_from_text(migrations / "versions") or _revisions_from_alembic(migrations)
+    return graph[0], graph[1], importlib.metadata.version("mlflow")
+
+
+_REVISION_LINE = re.compile(r"^(revision|down_revision)\s*(?::[^=\n]*)?=\s*(.*?)\s*$", re.MULTILINE)
+
+
+_QUOTED_REVISION = re.compile(r"""["']([0-9A-Za-z_]+)["']""")
+
+
+def _revisions_from_text(versions: Path) -> tuple[frozenset[str], frozenset[str]] | None:
+    """(heads, every revision) of a linear or branching history of single parents, read
+    from the files' text; None when a file has no plain ``revision = "..."`` and
+    ``down_revision = "..."`` (or ``None``) line, e.g. a merge of two heads."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in sorted(versions.glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        fields = dict(_REVISION_LINE.findall(path.read_text(encoding="utf-8")))
+        revision = _QUOTED_REVISION.fullmatch(fields.get("revision", ""))
+        down = fields.get("down_revision")
+        parent = _QUOTED_REVISION.fullmatch(down or "")
+        if revision is None or (down != "None" and parent is None):
+            return None
+        revisions.add(revision.group(1))
+        if parent is not None:
+            parents.add(parent.group(1))
+    if not revisions:
+        return None
+    return frozenset(revisions - parents), frozenset(revisions)
+
+
+def _revisions_from_alembic(migrations: Path) -> tuple[frozenset[str], frozenset[str]]:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory(str(migrations))
+    heads = frozenset(script.get_heads())
+    return heads, frozenset(revision.revision for revision in script.walk_revisions())
+
+
+def check_schema(engine: Engine, tables: Sequence[sa.TableClause] = ALL_TABLES) -> None:
+    """Check that ``engine`` holds MLflow's tables at the revision the installed MLflow knows.
+
+    Example:
+        >>> check_schema(engine, [RUNS, LATEST_METRICS, EXPERIMENTS])
+
+    Args:
+        engine: The database.
+        tables: The tables (and their columns) that must be present.
+
+    Raises:
+        SchemaMismatchError: A table or column is missing, or the ``alembic_version`` of
+            the database is older or newer than the installed MLflow's.
+        DatabaseError: The database is unreachable.
+    """
+    url = safe_url(engine)
+    with connect(engine) as conn:
+        inspector = sa.inspect(conn)
+        present = set(inspector.get_table_names())
+        missing = [t.name for t in tables if t.name not in present]
+        for t in tables:
+            if t.name in missing:
+                continue
+            columns = {c["name"] for c in inspector.get_columns(t.name)}
+            missing += [f"{t.name}.{c.name}" for c in t.columns if c.name not in columns]
+        if missing:
+            raise SchemaMismatchError(
+                f"database {url} is not an MLflow tracking store of the expected schema: "
+                f"missing {', '.join(missing)}. Point at the database of `mlflow server "
+                "--backend-store-uri`, or create its schema with `mlflow db upgrade <url>`"
+            )
+        if "alembic_version" not in present:
+            raise SchemaMismatchError(
+                f"database {url} has MLflow's tables but no alembic_version table: it was not "
+                "created by MLflow's migrations; run `mlflow db upgrade <url>`"
+            )
+        found = {row[0] for row in conn.execute(sa.text("SELECT version_num FROM alembic_version"))}
+    heads, known, version = mlflow_schema_revisions()
+    if found == heads:
+        return
+    shown = ", ".join(sorted(found)) or "none"
+    expected = ", ".join(sorted(heads))
+    if found and found <= known:
+        raise SchemaMismatchError(
+            f"database {url} has an older MLflow schema (revision {shown}) than the installed "
+            f"mlflow {version} reads (revision {expected}): back it up and run "
+            "`mlflow db upgrade <url>`, or install the mlflow version that wrote it"
+        )
+    raise SchemaMismatchError(
+        f"database {url} has MLflow schema revision {shown}, unknown to the installed "
+        f"mlflow {version} (expects {expected}): it was written by a newer mlflow; "
+        "upgrade mlflow here (`pip install -U mlflow`)"
+    )

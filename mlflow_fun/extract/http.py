@@ -1,0 +1,337 @@
+"""One HTTP wrapper for MLflow's REST API: base URL, auth, timeout, retries, errors.
+
+Retries cover every transient failure the same way (connection refused or reset, a read
+timeout, a body cut short, HTTP 408/429/500/502/503/504, a 2xx body that is not JSON):
+exponential backoff with jitter, ``Retry-After`` honoured, bounded in count. The knobs
+use MLflow's own environment variable names, so a user's existing settings apply; the
+defaults are shorter than MLflow's (5 retries from 0.5 s, about 16 s in all, instead of
+7 from 2 s) so that a command-line user with a wrong URL hears of it quickly.
+
+Secrets are held only in the session's headers; no log line, exception or repr shows them.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+
+from mlflow_fun.errors import (
+    AuthenticationError,
+    ConfigError,
+    MalformedResponseError,
+    ServerUnreachableError,
+    TrackingServerError,
+)
+
+logger = logging.getLogger(__name__)
+
+
+API_PREFIX = "/api/2.0/mlflow/"
+AJAX_PREFIX = "/ajax-api/2.0/mlflow/"
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_TRANSIENT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    """How a request is timed and retried.
+
+    Attributes:
+        timeout: Seconds to wait for a connection and for each read.
+        max_retries: Retries after the first attempt (0 means one attempt).
+        backoff_factor: First backoff in seconds; doubled at every retry.
+        backoff_jitter: Up to this many random seconds added to each backoff.
+        backoff_max: No single wait (backoff or ``Retry-After``) is longer than this.
+    """
+
+    timeout: float = 120.0
+    max_retries: int = 5
+    backoff_factor: float = 0.5
+    backoff_jitter: float = 0.5
+    backoff_max: float = 30.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RetrySettings:
+        """Read the settings from MLflow's ``MLFLOW_HTTP_REQUEST_*`` variables.
+
+        Raises:
+            ConfigError: A variable is set to something that is not a number >= 0.
+        """
+        env = os.environ if env is None else env
+        defaults = cls()
+        return cls(
+            timeout=_env_number(env, "MLFLOW_HTTP_REQUEST_TIMEOUT", defaults.timeout),
+            max_retries=int(
+                _env_number(env, "MLFLOW_HTTP_REQUEST_MAX_RETRIES", defaults.max_retries)
+            ),
+            backoff_factor=_env_number(
+                env, "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", defaults.backoff_factor
+            ),
+            backoff_jitter=_env_number(
+                env, "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", defaults.backoff_jitter
+            ),
+            backoff_max=_env_number(env, "MLFLOW_FUN_HTTP_BACKOFF_MAX", defaults.backoff_max),
+        )
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait before retry number ``attempt`` (0-based)."""
+        base = self.backoff_factor * (2**attempt)
+        return min(self.backoff_max, base + random.uniform(0, self.backoff_jitter))
+
+
+def _env_number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r} must be >= 0")
+    return value
+
+
+def strip_credentials(url: str) -> str:
+    """Return ``url`` without a ``user:password@`` part and without a query string.
+
+    Example:
+        >>> strip_credentials("https://bob:s3cret@host:5000/path?token=x")
+        'https://host:5000/path'
+    """
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        return url.split("?", 1)[0]
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class MlflowHttpClient:
+    """Calls MLflow REST endpoints under ``<base_url>/api/2.0/mlflow/``.
+
+    Example:
+        >>> client = MlflowHttpClient("http://127.0.0.1:5000", token=os.environ.get("TOKEN"))
+        >>> client.get("experiments/get", {"experiment_id": "1"})["experiment"]["name"]
+
+    Args:
+        base_url: Tracking server URL, e.g. ``http://127.0.0.1:5000``. Credentials in the
+            URL (``http://user:pw@host``) are moved to a basic-auth header.
+        token: Bearer token, sent as ``Authorization: Bearer``.
+        username: Basic-auth user name (with ``password``).
+        password: Basic-auth password.
+        verify: Verify TLS certificates (on unless the user turns it off).
+        retry: Timeout and retry settings; MLflow's environment variables by default.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        verify: bool = True,
+        retry: RetrySettings | None = None,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"tracking URI {strip_credentials(base_url)!r} is not an http(s) URL")
+        if parts.username and not username:
+            username, password = parts.username, parts.password or ""
+        self.base_url = strip_credentials(base_url).rstrip("/")
+        self.retry = retry or RetrySettings.from_env()
+        self._session = requests.Session()
+        self._session.verify = verify
+        self._session.headers["User-Agent"] = "mlflow-fun"
+        if token:
+            self._session.headers["Authorization"] = f"Bearer {token}"
+        elif username:
+            self._session.auth = (username, password or "")
+
+    def __repr__(self) -> str:
+        return f"MlflowHttpClient({self.base_url!r})"
+
+    def close(self) -> None:
+        """Close the underlying connection pool."""
+        self._session.close()
+
+    def get(
+        self, endpoint: str, params: Mapping[str, Any] | None = None, *, prefix: str = API_PREFIX
+    ) -> dict[str, Any]:
+        """GET ``endpoint`` with query ``params``; return the decoded JSON object.
+
+        A list value repeats the parameter (``run_id=a&run_id=b``). ``prefix`` is the path
+        before ``endpoint`` (MLflow's bulk history lives under `AJAX_PREFIX`).
+        """
+        return self._request("GET", endpoint, params=params, prefix=prefix)
+
+    def post(
+        self, endpoint: str, body: Mapping[str, Any], *, close_connection: bool = False
+    ) -> dict[str, Any]:
+        """POST ``body`` as JSON to ``endpoint``; return the decoded JSON object.
+
+        ``close_connection`` asks the server to close the connection after its answer
+        (``Connection: close``), so that the next request opens a new one. A multi-worker
+        server (``mlflow server --workers N``, uvicorn) keeps a kept-alive connection on
+        the worker that accepted it: two streams can then share one worker while another
+        idles. A new connection is accepted by whichever worker is free first. Worth it
+        before a request that keeps the server busy for long (a big ``runs/search`` page),
+        not before small ones.
+        """
+        headers = {"Connection": "close"} if close_connection else None
+        return self._request("POST", endpoint, body=body, headers=headers)
+
+    def _request(
+        self,
+        method: str,
+        endpoint: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Mapping[str, Any] | None = None,
+        prefix: str = API_PREFIX,
+        headers: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        url = self.base_url + prefix + endpoint
+        attempt = 0
+        while True:
+            wait: float | None = None
+            try:
+                response = self._session.request(
+                    method,
+                    url,
+                    params=params,
+                    json=body,
+                    headers=headers,
+                    timeout=self.retry.timeout,
+                )
+                content = response.content
+            except _TRANSIENT_ERRORS as e:
+                failure: TrackingServerError = ServerUnreachableError(
+                    f"cannot reach the tracking server at {self.base_url} ({endpoint}): "
+                    f"{_describe_transport_error(e)}; check that the server runs and the "
+                    "URL is right",
+                    endpoint=endpoint,
+                )
+                failure.__cause__ = e
+            else:
+                if 200 <= response.status_code < 300:
+                    try:
+                        decoded = json.loads(content)
+                    except ValueError as e:
+                        failure = MalformedResponseError(
+                            f"the tracking server at {self.base_url} sent a response to "
+                            f"{endpoint} that is not JSON ({len(content)} bytes): {e}",
+                            endpoint=endpoint,
+                            status=response.status_code,
+                        )
+                    else:
+                        if isinstance(decoded, dict):
+                            return decoded
+                        failure = MalformedResponseError(
+                            f"the tracking server at {self.base_url} sent a JSON "
+                            f"{type(decoded).__name__} for {endpoint}, expected an object",
+                            endpoint=endpoint,
+                            status=response.status_code,
+                        )
+                else:
+                    failure = self._status_error(endpoint, response.status_code, content)
+                    if response.status_code not in RETRYABLE_STATUSES:
+                        raise failure
+                    wait = _retry_after_seconds(response.headers.get("Retry-After"))
+            if attempt >= self.retry.max_retries:
+                raise failure
+            delay = self.retry.backoff(attempt)
+            if wait is not None:
+                delay = min(self.retry.backoff_max, max(wait, 0.0))
+            logger.info(
+                "retrying endpoint=%s attempt=%d wait_s=%.2f reason=%s",
+                endpoint,
+                attempt + 1,
+                delay,
+                _first_line(str(failure)),
+            )
+            time.sleep(delay)
+            attempt += 1
+
+    def _status_error(self, endpoint: str, status: int, content: bytes) -> TrackingServerError:
+        server_message, error_code = _server_message(content)
+        if status in (401, 403):
+            return AuthenticationError(
+                f"the tracking server at {self.base_url} refused the credentials "
+                f"(HTTP {status}) on {endpoint}: {server_message}; check "
+                "MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD",
+                endpoint=endpoint,
+                status=status,
+                server_message=server_message,
+            )
+        return TrackingServerError(
+            f"the tracking server at {self.base_url} answered HTTP {status} on {endpoint}: "
+            f"{server_message}",
+            endpoint=endpoint,
+            status=status,
+            server_message=server_message,
+            error_code=error_code,
+        )
+
+
+def _server_message(content: bytes) -> tuple[str, str | None]:
+    text = content[:2000].decode("utf-8", errors="replace").strip()
+    try:
+        decoded = json.loads(content)
+    except ValueError:
+        return (_first_line(text) or "(empty body)"), None
+    if isinstance(decoded, dict):
+        message = decoded.get("message") or decoded.get("error") or text
+        code = decoded.get("error_code")
+        return _first_line(str(message)), (str(code) if code else None)
+    return _first_line(text), None
+
+
+def _first_line(text: str, limit: int = 300) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[:limit] + "..."
+
+
+def _describe_transport_error(error: Exception) -> str:
+    if isinstance(error, requests.Timeout):
+        return "no answer within the timeout (MLFLOW_HTTP_REQUEST_TIMEOUT)"
+    if isinstance(error, requests.exceptions.ChunkedEncodingError):
+        return "the connection closed before the whole response arrived"
+    text = str(error)
+    if "Connection refused" in text:
+        return "connection refused"
+    if "reset" in text.lower() or "RemoteDisconnected" in text or "aborted" in text.lower():
+        return "the connection was dropped"
+    return type(error).__name__
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return when.timestamp() - time.time()

@@ -1,0 +1,203 @@
+"""What an incremental refresh pulls, and the state it keeps: pure logic over a `RunSource`.
+
+MLflow cannot search runs by update time, so a refresh after the first one pulls the
+runs that may have changed since the previous refresh of the experiment:
+
+1. runs started or ended at or after the watermark minus a margin (two searches: MLflow's
+   filter has no OR) -- new runs, and runs that finished;
+2. runs that were not terminal (RUNNING, SCHEDULED) at the previous refresh, by
+   ``run_id IN (...)`` in batches -- new metrics, params and tags of running runs;
+3. runs restored since: deleted at the previous refresh (the state keeps the ids of the
+   deleted runs) but not any more.
+
+Runs are fingerprinted: a run pulled again (it sits inside the margin, or is still
+running) but unchanged since the previous refresh is dropped, so a refresh that finds
+nothing new writes nothing. A ``DELETED_ONLY`` search lists the deleted runs; those
+deleted since the previous refresh must leave the table. The watermark is the latest
+start or end time among the runs seen (the clock of the clients that logged them, not
+the job's), so the margin only has to cover skew between those clients.
+
+Not seen by an incremental refresh (MLflow records no time for them): a metric logged
+to, or a tag changed on, a run that had already finished at the previous refresh, and
+runs removed for good by ``mlflow gc``. A ``--full-refresh`` (e.g. weekly) picks them up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+from mlflow_fun.extract.source import RunSource, unique_runs
+from mlflow_fun.model import RunRecord
+
+TERMINAL_STATUSES = frozenset({"FINISHED", "FAILED", "KILLED"})
+FULL, INCREMENTAL = "full", "incremental"
+
+
+@dataclass(frozen=True)
+class RefreshState:
+    """What the previous refresh of one experiment left for the next one.
+
+    Attributes:
+        experiment_id: The experiment.
+        watermark_ms: Latest start or end time seen (epoch ms); None when the next
+            refresh must be a full one (no refresh yet, or one was interrupted).
+        open_run_ids: Runs that were not terminal.
+        deleted_run_ids: Runs that were deleted.
+        with_history: The metric history was loaded too.
+        fingerprints: run id -> `fingerprint`, for the runs the next refresh pulls again.
+    """
+
+    experiment_id: str
+    watermark_ms: int | None
+    open_run_ids: frozenset[str] = frozenset()
+    deleted_run_ids: frozenset[str] = frozenset()
+    with_history: bool = False
+    fingerprints: Mapping[str, str] = field(default_factory=dict)
+
+    def pending(self) -> RefreshState:
+        """This state marked so that the next refresh is a full one."""
+        return replace(self, watermark_ms=None)
+
+
+@dataclass(frozen=True)
+class Pull:
+    """The runs one refresh pulled for one experiment.
+
+    Attributes:
+        experiment_id: The experiment.
+        mode: ``full`` (``runs`` is every active run) or ``incremental`` (``runs`` is
+            every run that changed).
+        runs: The runs to write, each once.
+        deleted_run_ids: Every deleted run of the experiment now.
+        newly_deleted: Runs deleted since the previous refresh (incremental only).
+        pulled: Runs the source sent (incremental: changed or not).
+        watermark_ms: The watermark once these runs are written.
+        open_run_ids: Runs not terminal once these runs are written.
+        fingerprints: Of the runs the next incremental refresh will pull again.
+        changed: Something to write (always, for a full pull); False when the tables and
+            the state already hold everything this pull found.
+    """
+
+    experiment_id: str
+    mode: str
+    runs: tuple[RunRecord, ...]
+    deleted_run_ids: frozenset[str]
+    newly_deleted: frozenset[str]
+    pulled: int
+    watermark_ms: int
+    open_run_ids: frozenset[str]
+    fingerprints: Mapping[str, str]
+    changed: bool = True
+
+    def next_state(self, *, with_history: bool = False) -> RefreshState:
+        """The state to store once the tables hold these runs."""
+        return RefreshState(
+            self.experiment_id,
+            self.watermark_ms,
+            self.open_run_ids,
+            self.deleted_run_ids,
+            with_history,
+            self.fingerprints,
+        )
+
+
+def fingerprint(run: RunRecord) -> str:
+    """A digest of everything a run holds: equal digests, equal rows."""
+    content = json.dumps(
+        [run.run_id, dict(run.info), dict(run.metrics), dict(run.params), dict(run.tags)],
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.blake2b(content.encode(), digest_size=16).hexdigest()
+
+
+def pull_all(
+    source: RunSource,
+    experiment_id: str,
+    margin_ms: int,
+    active_runs: Callable[[], Iterable[RunRecord]] | None = None,
+) -> Pull:
+    """Pull every active run of the experiment, and the ids of its deleted runs.
+
+    Args:
+        active_runs: Pulls the active runs (e.g. a `TwoEndedPull`); by default
+            ``source.iter_runs``. Called after the deleted runs are listed, so a run
+            deleted in between is in neither list (the next refresh sees it deleted).
+    """
+    deleted = _ids(source.iter_runs(experiment_id, run_view_type="DELETED_ONLY"))
+    runs = tuple(active_runs() if active_runs else source.iter_runs(experiment_id))
+    watermark = _latest(runs, 0)
+    open_ids = _open(runs)
+    again = [r for r in runs if r.run_id in open_ids or _latest([r], 0) >= watermark - margin_ms]
+    fingerprints = {run.run_id: fingerprint(run) for run in again}
+    return Pull(
+        experiment_id,
+        FULL,
+        runs,
+        deleted,
+        frozenset(),
+        len(runs),
+        watermark,
+        open_ids,
+        fingerprints,
+    )
+
+
+def pull_changes(
+    source: RunSource, experiment_id: str, state: RefreshState, margin_ms: int
+) -> Pull:
+    """Pull the runs that may have changed since ``state`` (see the module docstring).
+
+    Raises:
+        ValueError: ``state`` has no watermark (the refresh must be a full one).
+    """
+    if state.watermark_ms is None:
+        raise ValueError(f"experiment {experiment_id} has no watermark: refresh it in full")
+    deleted = _ids(source.iter_runs(experiment_id, run_view_type="DELETED_ONLY"))
+    restored = state.deleted_run_ids - deleted
+    since = max(0, state.watermark_ms - margin_ms)
+    pulled = tuple(
+        unique_runs(
+            (
+                source.iter_changed_runs(experiment_id, since),
+                source.iter_runs_by_id(experiment_id, state.open_run_ids | restored),
+            )
+        )
+    )
+    fingerprints = {run.run_id: fingerprint(run) for run in pulled}
+    changed = tuple(
+        run
+        for run in pulled
+        if run.run_id in restored or state.fingerprints.get(run.run_id) != fingerprints[run.run_id]
+    )
+    open_ids = _open(pulled)
+    something = bool(changed) or deleted != state.deleted_run_ids or open_ids != state.open_run_ids
+    return Pull(
+        experiment_id,
+        INCREMENTAL,
+        changed,
+        deleted,
+        deleted - state.deleted_run_ids,
+        len(pulled),
+        _latest(pulled, state.watermark_ms),
+        open_ids,
+        fingerprints,
+        something,
+    )
+
+
+def _latest(runs: Iterable[RunRecord], floor: int) -> int:
+    """The latest start or end time of ``runs``, at least ``floor``."""
+    times = (t for run in runs for t in (run.info.get("start_time"), run.info.get("end_time")))
+    return max([floor, *(t for t in times if t is not None)])
+
+
+def _open(runs: Iterable[RunRecord]) -> frozenset[str]:
+    return frozenset(run.run_id for run in runs if run.info.get("status") not in TERMINAL_STATUSES)
+
+
+def _ids(runs: Iterable[RunRecord]) -> frozenset[str]:
+    return frozenset(run.run_id for run in runs)

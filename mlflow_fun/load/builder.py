@@ -1,0 +1,397 @@
+"""`TableBuilder`: one typed table ``<database>.exp_<id>`` per experiment, plus the side
+tables (state, ``runs``, ``experiments``, ``metric_history``) and a status table.
+
+The build in four rooms: `plan` decides per experiment between a full rewrite and a
+MERGE, `pipeline` pulls a few experiments ahead of the writes, this module pulls and
+flattens each one (`TableBuilder._prepare`), and `writer` writes every table.
+
+A refresh is incremental once an experiment has a Delta table and a state: the runs that
+may have changed (`mlflow_fun.extract.incremental`) are MERGEd by ``run_id``; new keys add
+columns at the end. It falls back to a full refresh of that experiment when the result
+could differ from one: a run was deleted (a column or a wider type may go), a param's
+type changes, or ``full_refresh`` is set. The state is written after the data, so a
+killed job re-pulls rather than skips.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from tqdm import tqdm
+
+from mlflow_fun.config import DEFAULT_MARGIN_MINUTES, DEFAULT_PARALLELISM, DEFAULT_WRITERS, FORMATS
+from mlflow_fun.errors import ConfigError, MlflowFunError, one_line
+from mlflow_fun.extract.incremental import FULL, INCREMENTAL, RefreshState
+from mlflow_fun.extract.open import open_source
+from mlflow_fun.extract.source import DEFAULT_PAGE_SIZE, RunSource
+from mlflow_fun.extract.two_ended import TwoEndedPull, shared_pulls
+from mlflow_fun.load.pipeline import OrderedWrites, ReadAhead
+from mlflow_fun.load.plan import (
+    ExperimentPlan,
+    RefreshOptions,
+    plan_experiments,
+    resolve_experiments,
+)
+from mlflow_fun.load.prepare import Prepared, prepare_experiment
+from mlflow_fun.load.results import BuildResult, ExperimentResult, ok_ids, status_row
+from mlflow_fun.load.side_tables import deleted_from_table, read_states
+from mlflow_fun.load.writer import SideBatch, TableWriter, upsert_experiments
+from mlflow_fun.model import Experiment, fewer_collections
+from mlflow_fun.transform.frames import to_spark
+from mlflow_fun.transform.naming import table_name, validate_identifier
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+    from pyspark.sql.types import StructType
+
+logger = logging.getLogger(__name__)
+
+
+FLUSH_ROWS = 100_000  # runs kept for one write of the runs table (bounds driver memory)
+
+
+class TableBuilder:
+    """Builds ``<database>.exp_<id>`` tables from MLflow, for notebooks and the job.
+
+    Example:
+        >>> builder = TableBuilder(spark, "mlflow_metrics", tracking_uri="http://127.0.0.1:5000")
+        >>> builder.build(["1", "2"]).summary()
+        '2 of 2 table(s) written, 60 run(s), 4.2 s'
+        >>> spark.sql("select run_uuid, _m_rmse from mlflow_metrics.exp_1 order by _m_rmse")
+
+    Args:
+        spark: The session (its catalog is the metastore written to).
+        database: The database; created if missing.
+        data_dir: Where a new database keeps its tables (``<data_dir>/warehouse``);
+            None for Spark's warehouse.
+        tracking_uri: Tracking server or store; None means ``MLFLOW_TRACKING_URI``.
+        source: A ready `RunSource` (overrides ``tracking_uri``).
+        format: ``delta`` (default) or ``parquet``.
+        page_size: Runs per ``runs/search`` page.
+        progress: Show progress bars; None shows them only on a terminal.
+        parallelism: Experiments pulled from the server at once.
+        writers: Tables written at once. Each Delta write has a fixed cost of a few
+            hundred milliseconds spent mostly waiting (commit, metastore); two writers
+            overlap those waits, which is most of the time of a small experiment.
+        full_refresh: Rebuild every table; by default a table with a state is merged.
+        with_history: Also keep ``<database>.metric_history``.
+        margin_minutes: How far before the watermark an incremental refresh looks.
+    """
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        database: str = "mlflow_metrics",
+        data_dir: str | None = None,
+        *,
+        tracking_uri: str | None = None,
+        source: RunSource | None = None,
+        format: str = "delta",
+        page_size: int = DEFAULT_PAGE_SIZE,
+        progress: bool | None = None,
+        parallelism: int = DEFAULT_PARALLELISM,
+        writers: int = DEFAULT_WRITERS,
+        full_refresh: bool = False,
+        with_history: bool = False,
+        margin_minutes: int = DEFAULT_MARGIN_MINUTES,
+    ) -> None:
+        if format not in FORMATS:
+            raise ConfigError(f"format {format!r} is not one of: {', '.join(FORMATS)}")
+        if parallelism < 1:
+            raise ConfigError(f"parallelism {parallelism} must be at least 1")
+        if writers < 1:
+            raise ConfigError(f"writers {writers} must be at least 1")
+        self.parallelism = parallelism
+        self.writers = writers
+        self.with_history = with_history
+        self.margin_ms = margin_minutes * 60_000
+        self._stop_requested = False
+        self._batch_lock = threading.Lock()  # writers add their rows to one batch
+        self._state_lock = threading.Lock()  # one MERGE into mlflow_state at a time
+        self.spark = spark
+        self.database = validate_identifier(database, "database")
+        self.writer = TableWriter(spark, self.database, data_dir, format)
+        self.options = RefreshOptions(full_refresh, format, with_history)
+        self.source = source or open_source(tracking_uri, page_size=page_size)
+        self._shared = shared_pulls(self.source)  # full pulls a free stream can join
+        self.progress = progress
+
+    def build(self, experiment_ids: Sequence[str] | None = None) -> BuildResult:
+        """Build the tables of ``experiment_ids`` (None: every active experiment).
+
+        Returns:
+            What happened per experiment; an experiment that failed does not stop the
+            others and leaves its table as it was.
+
+        Raises:
+            ExperimentNotFoundError: An id does not exist (checked before any write).
+        """
+        return self.build_experiments(resolve_experiments(self.source, experiment_ids))
+
+    def build_experiments(
+        self,
+        experiments: Sequence[Experiment],
+        after_tables: Callable[[], object] | None = None,
+    ) -> BuildResult:
+        """Build the tables of already resolved experiments; see `build`.
+
+        Up to ``parallelism`` experiments are pulled from the server at once; once the
+        last one has started, a stream that runs out of experiments joins a full pull
+        still in flight from its other end (`TwoEndedPull`). Up to ``writers`` tables are
+        written at once, started in the order given. After `stop` is called, no new table
+        is started: the ones being written are finished, the rest are skipped.
+
+        Once the last table is written, ``<database>.experiments`` (the experiments whose
+        table was written) is upserted in a second thread while the rows of ``runs`` and
+        the states are written; then ``after_tables`` runs beside the status write.
+
+        Args:
+            experiments: The experiments, in the order their tables are written.
+            after_tables: Called once every table and ``runs`` are written (the job
+                creates the analyst views there); an error it raises is raised after
+                the status rows are written.
+        """
+        started = time.monotonic()
+        self.writer.create_database()
+        plans = plan_experiments(
+            experiments,
+            read_states(self.spark, self.database),
+            self.options,
+            self.writer.existing_schema,
+            self.writer.table_exists,
+        )
+        self.writer.write_states([p.rebuild_pending for p in plans if p.rebuild_pending])
+        results: list[ExperimentResult] = []
+        disable = None if self.progress is None else not self.progress
+        with (
+            fewer_collections(),
+            tqdm(total=len(plans), unit="exp", desc="experiments", disable=disable) as bar,
+            ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="pull") as pool,
+            ThreadPoolExecutor(max_workers=self.writers, thread_name_prefix="write") as writers,
+        ):
+
+            def done(result: ExperimentResult) -> None:
+                results.append(result)
+                bar.update(1)
+
+            # At most parallelism + 1 experiments pulled ahead of the newest table being
+            # written: the driver holds a few experiments' runs, not all of them.
+            pulls = ReadAhead(
+                lambda i: self._submit_pull(pool, plans[i]),
+                len(plans),
+                self.parallelism + 1,
+                lambda: self._submit_assists(pool),
+            )
+            writes = OrderedWrites(writers, done)
+            batch = SideBatch()
+            tables_done = False
+            try:
+                self._write_tables(plans, pulls, writes, results, batch)
+                tables_done = True
+            finally:
+                pulls.cancel()
+                writes.finish()
+                self._shared.clear()
+                self._finish(pool, experiments, results, batch, tables_done, after_tables)
+        skipped = len(experiments) - len(results)
+        if skipped:
+            logger.warning("stopped before %d experiment(s); their tables are unchanged", skipped)
+        return BuildResult(tuple(results), time.monotonic() - started, skipped)
+
+    def _write_tables(
+        self,
+        plans: Sequence[ExperimentPlan],
+        pulls: ReadAhead[Prepared],
+        writes: OrderedWrites[ExperimentResult],
+        results: list[ExperimentResult],
+        batch: SideBatch,
+    ) -> None:
+        """Write the tables in order, up to ``writers`` at once; flush big batches."""
+        for index, plan in enumerate(plans):
+            if self._stop_requested:
+                break
+            writes.submit(self._write_one, plan, pulls.take(index), batch)
+            writes.finish(keep=self.writers - 1)
+            if batch.rows >= FLUSH_ROWS and index + 1 < len(plans):
+                writes.finish()
+                self._flush(batch, results)
+        writes.finish()
+
+    def _finish(
+        self,
+        pool: ThreadPoolExecutor,
+        experiments: Sequence[Experiment],
+        results: list[ExperimentResult],
+        batch: SideBatch,
+        tables_done: bool,
+        after_tables: Callable[[], object] | None,
+    ) -> None:
+        """After the tables: ``experiments`` (beside), ``runs`` and states, views, status.
+
+        Without ``tables_done`` (an error is on its way up) the rows and states of the
+        tables written so far and the status rows are still written; the rest is not.
+        """
+        side = views = None
+        if tables_done:
+            written = [e for e in experiments if e.experiment_id in ok_ids(results)]
+            side = pool.submit(upsert_experiments, self.spark, self.database, written)
+        try:
+            self._flush(batch, results)
+            if tables_done and after_tables is not None:
+                views = pool.submit(after_tables)
+            uri = self.source.tracking_uri
+            self.writer.append_status([status_row(r, uri) for r in results])
+        finally:
+            if side is not None:
+                side.result()
+            if views is not None:
+                views.result()
+
+    def stop(self) -> None:
+        """Ask `build` to stop after the table it is writing (e.g. on SIGTERM)."""
+        self._stop_requested = True
+
+    def _submit_assists(self, pool: Any) -> None:
+        """Queue a helper for each stream but one; a helper starts when a stream is free."""
+        if not self._shared.enabled:
+            return
+        for _ in range(self.parallelism - 1):
+            pool.submit(self._shared.assist, lambda: self._stop_requested)
+
+    def _prepare(
+        self,
+        experiment: Experiment,
+        existing: StructType | None,
+        state: RefreshState | None,
+        shared: TwoEndedPull | None = None,
+    ) -> Prepared:
+        """`prepare_experiment` with this build's settings; a full pull frees its slot in
+        the shared pulls as soon as its runs are in."""
+        return prepare_experiment(
+            self.source,
+            experiment.experiment_id,
+            existing,
+            state,
+            margin_ms=self.margin_ms,
+            with_history=self.with_history,
+            active_runs=shared.run if shared else None,
+            on_pulled=lambda: self._shared.finish(experiment.experiment_id),
+        )
+
+    def _submit_pull(self, pool: ThreadPoolExecutor, plan: ExperimentPlan) -> Future[Prepared]:
+        """Start pulling ``plan``'s experiment: its changes, or all of it (two-ended)."""
+        if plan.error is not None:
+            failed: Future[Prepared] = Future()
+            failed.set_exception(plan.error)
+            return failed
+        if plan.merge:
+            return pool.submit(self._prepare, plan.experiment, plan.existing, plan.state)
+        shared = self._shared.register(plan.experiment.experiment_id)
+        return pool.submit(self._prepare, plan.experiment, plan.existing, None, shared)
+
+    def _write_one(
+        self, plan: ExperimentPlan, pulled: Future[Prepared], batch: SideBatch
+    ) -> ExperimentResult:
+        """Write the experiment's table; its rows of the other tables go into ``batch``."""
+        experiment = plan.experiment
+        started = time.monotonic()
+        name = table_name(experiment.experiment_id)
+        mode, run_count, column_count, runs_pulled = FULL, 0, 0, 0
+        status, error = "ok", None
+        try:
+            prepared = pulled.result()
+            started -= prepared.seconds
+            runs_pulled = prepared.pull.pulled
+            if prepared.pull.mode == INCREMENTAL:
+                reason = prepared.fallback or deleted_from_table(
+                    self.spark, self.database, name, prepared.pull
+                )
+                if reason:
+                    logger.info(
+                        "full refresh experiment_id=%s reason=%s", experiment.experiment_id, reason
+                    )
+                    prepared = self._prepare(experiment, prepared.existing, None)
+                    runs_pulled += prepared.pull.pulled
+                    if plan.state is not None:  # a crash from here on must not go back to merging
+                        with self._state_lock:
+                            self.writer.write_states([plan.state.pending()])
+            pull = prepared.pull
+            mode = pull.mode
+            if mode == FULL:
+                self.writer.replace(name, to_spark(self.spark, prepared.flat))
+                run_count, column_count = prepared.flat.num_rows, len(prepared.flat.columns)
+            elif pull.runs and prepared.existing is not None:
+                df = to_spark(self.spark, prepared.flat)
+                run_count, column_count = self.writer.merge(name, df, prepared.existing)
+            else:
+                run_count, column_count = self.writer.shape(name)
+            if pull.changed:
+                state = pull.next_state(with_history=self.with_history)
+                with self._batch_lock:
+                    batch.add(pull.experiment_id, mode, pull.runs, prepared.history, state)
+        except Exception as e:  # one experiment's failure must not stop the others
+            logger.error(
+                "experiment failed experiment_id=%s table=%s error=%s",
+                experiment.experiment_id,
+                name,
+                one_line(e),
+            )
+            if not isinstance(e, MlflowFunError):
+                logger.debug("traceback", exc_info=True)
+            status, error, run_count, column_count = "failed", one_line(e), 0, 0
+        seconds = time.monotonic() - started
+        if error is None:
+            logger.info(
+                "table written experiment_id=%s table=%s mode=%s runs=%d pulled=%d columns=%d "
+                "seconds=%.2f",
+                experiment.experiment_id,
+                name,
+                mode,
+                run_count,
+                runs_pulled,
+                column_count,
+                seconds,
+            )
+        return ExperimentResult(
+            experiment.experiment_id,
+            experiment.name,
+            name,
+            run_count,
+            column_count,
+            dt.datetime.now(dt.timezone.utc),
+            seconds,
+            status,
+            error,
+            mode,
+            runs_pulled,
+        )
+
+    def _flush(self, batch: SideBatch, results: list[ExperimentResult]) -> None:
+        """Write the batch (`TableWriter.write_side_rows`) and empty it.
+
+        If a write fails, the experiments of the batch are reported failed: their states
+        are not written, so the next run pulls their changes again.
+        """
+        if batch.empty:
+            return
+        try:
+            self.writer.write_side_rows(batch)
+        except Exception as e:
+            error = one_line(e)
+            logger.error("writing runs, history or state failed error=%s", error)
+            written = set(batch.experiment_ids)
+            results[:] = [
+                dataclasses.replace(r, status="failed", error=error)
+                if r.experiment_id in written
+                else r
+                for r in results
+            ]
+        finally:
+            batch.clear()

@@ -1,0 +1,168 @@
+"""Planning a build: which experiments, a full rewrite or a MERGE, the merged param types.
+
+Pure but for the lookups it is given: nothing here writes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mlflow_fun.errors import ExperimentNotFoundError
+from mlflow_fun.extract.incremental import Pull, RefreshState
+from mlflow_fun.extract.source import RunSource
+from mlflow_fun.model import Experiment
+from mlflow_fun.transform.frames import column_keys
+from mlflow_fun.transform.naming import HISTORY_TABLE, PARAM, RUNS_TABLE, ColumnKey, table_name
+from mlflow_fun.transform.typing_rules import ColumnType, widened_type
+
+if TYPE_CHECKING:
+    from pyspark.sql.types import StructType
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExperimentPlan:
+    """How one experiment's table will be refreshed.
+
+    Attributes:
+        experiment: The experiment.
+        state: What the last refresh saw; None before the first.
+        existing: The table's schema; None if there is no table.
+        merge: True to MERGE the runs that changed; False to rewrite the table.
+        error: Why the plan could not be made (reported as the experiment's failure).
+    """
+
+    experiment: Experiment
+    state: RefreshState | None
+    existing: StructType | None
+    merge: bool
+    error: Exception | None = None
+
+    @property
+    def rebuild_pending(self) -> RefreshState | None:
+        """The state to store before a full refresh replaces an incremental one, or None.
+
+        A full refresh may see what an incremental one cannot; until the state that
+        follows it is written, the next run must be a full one too.
+        """
+        if self.merge or self.state is None or self.state.watermark_ms is None:
+            return None
+        return self.state.pending()
+
+
+@dataclass(frozen=True)
+class RefreshOptions:
+    """The settings that decide between a full refresh and a MERGE."""
+
+    full_refresh: bool = False
+    format: str = "delta"
+    with_history: bool = False
+
+
+def can_merge(
+    options: RefreshOptions,
+    existing: StructType | None,
+    state: RefreshState | None,
+    side_tables_exist: bool,
+) -> bool:
+    """True when an experiment can be refreshed incrementally (MERGE of what changed).
+
+    Example:
+        >>> can_merge(RefreshOptions(full_refresh=True), schema, state, True)
+        False
+    """
+    if options.full_refresh or options.format != "delta" or existing is None or state is None:
+        return False
+    if state.watermark_ms is None or (options.with_history and not state.with_history):
+        return False
+    return side_tables_exist
+
+
+def plan_experiments(
+    experiments: Sequence[Experiment],
+    states: Mapping[str, RefreshState],
+    options: RefreshOptions,
+    existing_schema: Callable[[str], StructType | None],
+    table_exists: Callable[[str], bool],
+) -> list[ExperimentPlan]:
+    """One `ExperimentPlan` per experiment, in order; a failure is kept in its plan."""
+    side = [RUNS_TABLE] + ([HISTORY_TABLE] if options.with_history else [])
+    plans = []
+    for experiment in experiments:
+        state = states.get(experiment.experiment_id)
+        try:
+            existing = existing_schema(table_name(experiment.experiment_id))
+            merge = can_merge(options, existing, state, all(table_exists(t) for t in side))
+            plans.append(ExperimentPlan(experiment, state, existing, merge))
+        except Exception as e:  # reported as this experiment's failure
+            plans.append(ExperimentPlan(experiment, state, None, False, e))
+    return plans
+
+
+def resolve_experiments(
+    source: RunSource, experiment_ids: Sequence[str] | None
+) -> list[Experiment]:
+    """The experiments to load: the given ids (all checked first), else every active one.
+
+    Raises:
+        ExperimentNotFoundError: Some ids do not exist; the message lists all of them.
+    """
+    if experiment_ids is None:
+        return list(source.iter_experiments())
+    experiments, missing = [], []
+    for experiment_id in experiment_ids:
+        try:
+            experiments.append(source.get_experiment(experiment_id))
+        except ExperimentNotFoundError:
+            missing.append(experiment_id)
+    if missing:
+        raise ExperimentNotFoundError(
+            f"experiment id(s) {', '.join(missing)} do not exist at {source.tracking_uri}; "
+            "nothing was written"
+        )
+    return experiments
+
+
+def names_by_key(existing: StructType | None) -> dict[ColumnKey, str]:
+    """(kind, key) -> column name of an existing table."""
+    if existing is None:
+        return {}
+    return {key: column for column, key in column_keys(existing).items()}
+
+
+def merged_param_types(
+    pull: Pull, existing: StructType | None, names: dict[ColumnKey, str]
+) -> tuple[dict[str, ColumnType], str | None]:
+    """Types of the params of ``pull.runs`` once merged into ``existing``.
+
+    Returns:
+        key -> type for the params the table has, and why the runs cannot be merged
+        (a type that only a full refresh can decide), or None.
+    """
+    if existing is None:
+        return {}, "no table"
+    types = {field.name: SPARK_TO_COLUMN.get(field.dataType.simpleString()) for field in existing}
+    keys = {key for run in pull.runs for key in run.params}
+    merged: dict[str, ColumnType] = {}
+    for key in sorted(keys):
+        column = names.get((PARAM, key))
+        if column is None:
+            continue
+        current = types.get(column)
+        widened = widened_type(current, [r.params.get(key) for r in pull.runs]) if current else None
+        if widened is None:
+            return {}, f"param {key!r} changes type"
+        merged[key] = widened
+    return merged, None
+
+
+SPARK_TO_COLUMN: dict[str, ColumnType] = {
+    "string": "string",
+    "int": "int",
+    "bigint": "bigint",
+    "double": "double",
+    "boolean": "boolean",
+}

@@ -1,0 +1,96 @@
+"""Pull one experiment (all of it, or what changed) and flatten it for its table."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mlflow_fun.extract.incremental import Pull, RefreshState, pull_all, pull_changes
+from mlflow_fun.extract.source import RunSource
+from mlflow_fun.load.plan import merged_param_types, names_by_key
+from mlflow_fun.model import MetricPoint, RunRecord
+from mlflow_fun.transform.flatten import FlatRuns, flatten_runs, keep_column_order
+
+if TYPE_CHECKING:
+    from pyspark.sql.types import StructType
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One experiment pulled and flattened, ready to be written.
+
+    Attributes:
+        pull: The runs pulled.
+        flat: ``pull.runs`` flattened with the table's names and types.
+        existing: The table's schema before this refresh; None if there is no table.
+        history: Metric values of ``pull.runs`` (with history only).
+        fallback: Why an incremental pull cannot be merged (a full refresh is needed).
+        seconds: Time spent pulling and flattening.
+    """
+
+    pull: Pull
+    flat: FlatRuns
+    existing: StructType | None
+    history: tuple[MetricPoint, ...] | None
+    fallback: str | None
+    seconds: float
+
+
+def prepare_experiment(
+    source: RunSource,
+    experiment_id: str,
+    existing: StructType | None,
+    state: RefreshState | None,
+    *,
+    margin_ms: int,
+    with_history: bool,
+    active_runs: Callable[[], list[RunRecord]] | None = None,
+    on_pulled: Callable[[], None] = lambda: None,
+) -> Prepared:
+    """Pull (incrementally when ``state`` is given) and flatten one experiment.
+
+    A full pull keeps the column names of ``existing`` (and their order); an incremental
+    one keeps every name taken and the param types the table can hold, or says in
+    `Prepared.fallback` why only a full refresh can decide.
+
+    Args:
+        source: Where the runs come from.
+        experiment_id: The experiment.
+        existing: The table's schema; None if there is no table.
+        state: The last refresh's state; None for a full pull.
+        margin_ms: How far before the watermark an incremental pull looks.
+        with_history: Also pull the metric history (not when falling back).
+        active_runs: Pulls the active runs of a full pull (`TwoEndedPull.run`).
+        on_pulled: Called once a full pull's runs are in (or it failed).
+    """
+    started = time.monotonic()
+    previous = names_by_key(existing)
+    fallback = None
+    if state is None:
+        try:
+            pull = pull_all(source, experiment_id, margin_ms, active_runs)
+        finally:
+            on_pulled()
+        flat = flatten_runs(pull.runs, previous)
+        if existing is not None:
+            flat = keep_column_order(flat, existing.fieldNames())
+    else:
+        pull = pull_changes(source, experiment_id, state, margin_ms)
+        param_types, fallback = merged_param_types(pull, existing, previous)
+        flat = flatten_runs(pull.runs, previous, reserve_previous=True, param_types=param_types)
+    history = None
+    if with_history and fallback is None:
+        history = tuple(source.iter_metric_history(pull.runs))
+    logger.info(
+        "pulled experiment_id=%s mode=%s runs=%d seconds=%.2f",
+        experiment_id,
+        pull.mode,
+        len(pull.runs),
+        time.monotonic() - started,
+    )
+    return Prepared(pull, flat, existing, history, fallback, time.monotonic() - started)

@@ -1,0 +1,339 @@
+"""Views for analysts over ``<database>.runs``: ``best_runs`` and ``metrics_long``.
+
+Both are plain SQL views, so BI tools and SQL clients see them like tables. They read the
+``runs`` table (every run of every loaded experiment, metrics as a MAP), so their text
+does not grow with the number of experiments or metrics: a metastore with tens of
+thousands of experiments stores the same two short statements (a ``UNION`` of every
+``exp_<id>`` once outgrew the embedded Derby metastore's 32,700-character column).
+
+``<database>.metrics_long``
+    One row per run and logged metric: ``experiment_id, run_id, run_name, metric, value``.
+    ``metric`` is the original MLflow key (``train/loss``), not the column name; ``value``
+    is the run's latest value. A run that did not log a metric has no row for it; a NaN
+    that was logged is kept (it is the run's value).
+
+``<database>.best_runs``
+    The best run per experiment for each metric whose direction is known: ``experiment_id,
+    metric, direction, run_id, run_name, value, start_time``. ``direction`` is ``min``
+    (lower is better) or ``max``. The rules are the project's: NULL and NaN are skipped,
+    ties go to the earliest ``start_time``, then the smallest ``run_id``.
+
+``<database>.metric_directions``
+    The direction rules ``best_runs`` applies: ``name, direction``. They come from
+    `DEFAULT_DIRECTIONS` (rmse, mae, mse, loss, error: ``min``; r2, accuracy, auc, f1,
+    precision, recall, score: ``max``), then a YAML file (see `resolve_directions`), then
+    the ``directions`` argument. A key matches a rule by its whole normalized name
+    (`normalize_metric_name`) or by its longest trailing run of words, so ``val/rmse``,
+    ``training_log_loss`` and ``training_r2_score`` get a direction. A metric that no rule
+    matches is left out of ``best_runs`` (there is no safe guess) and stays in
+    ``metrics_long``; add it to ``conf/metric_directions.yaml`` to rank it.
+
+The views are recreated by every job run (cheap: two metastore calls); the rules table is
+rewritten only when the rules change.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import yaml
+
+from mlflow_fun.errors import ConfigError
+from mlflow_fun.load.side_tables import runs_schema
+from mlflow_fun.load.writer import ensure_table
+from mlflow_fun.transform.naming import RUNS_TABLE, qualified_table, validate_identifier
+
+# pyspark: the optional [spark] extra, imported inside the functions that use it.
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+logger = logging.getLogger(__name__)
+
+
+BEST_RUNS_VIEW = "best_runs"
+METRICS_LONG_VIEW = "metrics_long"
+DIRECTIONS_TABLE = "metric_directions"
+DIRECTIONS_FILE = os.path.join("conf", "metric_directions.yaml")
+DIRECTIONS_FILE_ENV = "MLFLOW_FUN_METRIC_DIRECTIONS"
+
+DEFAULT_DIRECTIONS: dict[str, str] = {
+    "rmse": "min",
+    "mae": "min",
+    "mse": "min",
+    "loss": "min",
+    "error": "min",
+    "r2": "max",
+    "accuracy": "max",
+    "auc": "max",
+    "f1": "max",
+    "precision": "max",
+    "recall": "max",
+    # sklearn's autologged ``training_score`` is accuracy or R^2: higher is better.
+    "score": "max",
+}
+
+_DIRECTION_WORDS = {
+    "min": "min",
+    "lower": "min",
+    "asc": "min",
+    "max": "max",
+    "higher": "max",
+    "desc": "max",
+}
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def normalize_metric_name(name: str) -> str:
+    """Lower-case ``name`` and join its words with ``_``: the form directions are matched in.
+
+    Example:
+        >>> normalize_metric_name("Val/RMSE")
+        'val_rmse'
+    """
+    return "_".join(_WORD.findall(name.lower()))
+
+
+def normalize_direction(value: str, where: str = "direction") -> str:
+    """``min`` or ``max`` for ``min/lower/asc`` or ``max/higher/desc`` (any case).
+
+    Example:
+        >>> normalize_direction("Higher")
+        'max'
+
+    Raises:
+        ConfigError: Anything else; the message names ``where`` and the valid words.
+    """
+    direction = _DIRECTION_WORDS.get(str(value).strip().lower())
+    if direction is None:
+        raise ConfigError(
+            f"{where} {value!r} is not a direction: use min (or lower, asc) or max "
+            "(or higher, desc)"
+        )
+    return direction
+
+
+def merge_directions(*layers: Mapping[str, str] | None) -> dict[str, str]:
+    """Merge direction maps, later layers winning; keys and values normalized.
+
+    Example:
+        >>> merge_directions({"rmse": "min"}, {"Val/Acc": "higher"})
+        {'rmse': 'min', 'val_acc': 'max'}
+
+    Raises:
+        ConfigError: A key has no letters or digits, or a value is not a direction.
+    """
+    merged: dict[str, str] = {}
+    for layer in layers:
+        for key, value in (layer or {}).items():
+            name = normalize_metric_name(str(key))
+            if not name:
+                raise ConfigError(f"metric name {key!r} has no letters or digits")
+            merged[name] = normalize_direction(value, f"direction of metric {key!r}")
+    return merged
+
+
+def load_metric_directions(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Read a YAML mapping ``metric: min|max`` (see ``conf/metric_directions.yaml``).
+
+    Example:
+        >>> load_metric_directions("conf/metric_directions.yaml")["rmse"]
+        'min'
+
+    Raises:
+        ConfigError: The file is missing, not YAML, not a mapping, or has a bad direction.
+    """
+    where = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = yaml.safe_load(handle)
+    except OSError as e:
+        raise ConfigError(f"cannot read metric directions file {where!r}: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"metric directions file {where!r}{line} is not valid YAML") from e
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"metric directions file {where!r} must hold a mapping metric: min|max")
+    try:
+        return merge_directions({str(k): str(v) for k, v in raw.items()})
+    except ConfigError as e:
+        raise ConfigError(f"metric directions file {where!r}: {e}") from e
+
+
+def resolve_directions(
+    directions: Mapping[str, str] | None = None,
+    directions_file: str | os.PathLike[str] | None = None,
+) -> dict[str, str]:
+    """`DEFAULT_DIRECTIONS`, then the directions file, then ``directions``; normalized.
+
+    The file is ``directions_file`` if given, else the path in ``MLFLOW_FUN_METRIC_DIRECTIONS``
+    if set, else ``conf/metric_directions.yaml`` under the current directory if it exists.
+
+    Example:
+        >>> resolve_directions({"val_acc": "max"})["val_acc"]
+        'max'
+
+    Raises:
+        ConfigError: A named file cannot be read or holds a bad direction.
+    """
+    path: str | os.PathLike[str] | None = directions_file or os.environ.get(DIRECTIONS_FILE_ENV)
+    if path is None and os.path.isfile(DIRECTIONS_FILE):
+        path = DIRECTIONS_FILE
+    from_file = load_metric_directions(path) if path is not None else {}
+    if path is not None:
+        logger.info("metric directions file=%s entries=%d", os.fspath(path), len(from_file))
+    return merge_directions(DEFAULT_DIRECTIONS, from_file, directions)
+
+
+def directions_dataframe(spark: SparkSession, directions: Mapping[str, str]) -> DataFrame:
+    """The rows of ``<database>.metric_directions`` for normalized ``directions``, by name."""
+    from pyspark.sql import types as T
+
+    schema = T.StructType(
+        [T.StructField("name", T.StringType()), T.StructField("direction", T.StringType())]
+    )
+    return spark.createDataFrame(sorted(directions.items()), schema)
+
+
+def write_directions(spark: SparkSession, database: str, directions: Mapping[str, str]) -> bool:
+    """Store the direction rules in ``<database>.metric_directions``; no commit if unchanged.
+
+    Returns:
+        Whether the table was (re)written.
+    """
+    qualified = qualified_table(database, DIRECTIONS_TABLE)
+    if spark.catalog.tableExists(f"{database}.{DIRECTIONS_TABLE}"):
+        stored = {row["name"]: row["direction"] for row in spark.table(qualified).collect()}
+        if stored == dict(directions):
+            return False
+    (
+        directions_dataframe(spark, directions)
+        .write.format("delta")
+        .mode("overwrite")
+        .option("overwriteSchema", "true")
+        .saveAsTable(qualified)
+    )
+    return True
+
+
+def metrics_long_sql(database: str) -> str:
+    """The ``CREATE OR REPLACE VIEW`` statement of ``<database>.metrics_long``.
+
+    Its text is the same for any number of experiments and metrics.
+
+    Example:
+        >>> print(metrics_long_sql("db"))
+        CREATE OR REPLACE VIEW `db`.`metrics_long` (...) AS SELECT ... FROM `db`.`runs` ...
+    """
+    return (
+        f"CREATE OR REPLACE VIEW {qualified_table(database, METRICS_LONG_VIEW)} ("
+        "experiment_id COMMENT 'MLflow experiment id', "
+        "run_id COMMENT 'MLflow run id', "
+        "run_name COMMENT 'MLflow run name', "
+        "metric COMMENT 'MLflow metric key', "
+        "value COMMENT 'latest value of the metric in the run') "
+        "COMMENT 'Latest metrics of every run, one row per run and metric (mlflow-fun)' AS "
+        "SELECT experiment_id, run_id, run_name, metric, value "
+        f"FROM {_exploded(database)} WHERE value IS NOT NULL"
+    )
+
+
+def best_runs_sql(database: str) -> str:
+    """The ``CREATE OR REPLACE VIEW`` statement of ``<database>.best_runs``.
+
+    A metric takes part when a rule of ``<database>.metric_directions`` matches it: its
+    normalized key (`normalize_metric_name`) equals the rule's name or ends with ``_`` and
+    the name; the longest matching name wins. Its text is the same for any number of
+    experiments and metrics.
+
+    Example:
+        >>> print(best_runs_sql("db"))
+        CREATE OR REPLACE VIEW `db`.`best_runs` (...) AS SELECT ... FROM `db`.`runs` ...
+    """
+    rules = qualified_table(database, DIRECTIONS_TABLE)
+    runs = qualified_table(database, RUNS_TABLE)
+    # The metric keys in use, each with the direction of its longest matching rule.
+    directed = (
+        "SELECT metric, direction FROM ("
+        "SELECT k.metric, r.direction, row_number() OVER (PARTITION BY k.metric "
+        "ORDER BY length(r.name) DESC) AS rule_rank FROM ("
+        "SELECT DISTINCT metric, "
+        f"array_join(regexp_extract_all(lower(metric), '{_WORD.pattern}', 0), '_') AS words "
+        f"FROM {runs} LATERAL VIEW explode(map_keys(metrics)) k AS metric) AS k "
+        f"JOIN {rules} AS r ON k.words = r.name OR endswith(k.words, concat('_', r.name))"
+        ") AS matched WHERE rule_rank = 1"
+    )
+    return (
+        f"CREATE OR REPLACE VIEW {qualified_table(database, BEST_RUNS_VIEW)} ("
+        "experiment_id COMMENT 'MLflow experiment id', "
+        "metric COMMENT 'MLflow metric key', "
+        "direction COMMENT 'min: lower is better, max: higher is better', "
+        "run_id COMMENT 'the best run', "
+        "run_name COMMENT 'its name', "
+        "value COMMENT 'its latest value of the metric', "
+        "start_time COMMENT 'its start time') "
+        "COMMENT 'Best run per experiment and metric; NULL and NaN skipped, ties to the "
+        "earliest start_time, then the smallest run_id (mlflow-fun)' AS "
+        "SELECT experiment_id, metric, direction, run_id, run_name, value, start_time FROM ("
+        "SELECT l.*, d.direction, row_number() OVER (PARTITION BY l.experiment_id, l.metric "
+        "ORDER BY CASE WHEN d.direction = 'min' THEN l.value ELSE -l.value END ASC, "
+        "l.start_time ASC NULLS LAST, l.run_id ASC) AS run_rank "
+        f"FROM (SELECT * FROM {_exploded(database)} "
+        "WHERE value IS NOT NULL AND NOT isnan(value)) AS l "
+        f"JOIN ({directed}) AS d ON l.metric = d.metric) AS ranked WHERE run_rank = 1"
+    )
+
+
+def create_analyst_views(
+    spark: SparkSession,
+    database: str,
+    directions: Mapping[str, str] | None = None,
+    *,
+    directions_file: str | os.PathLike[str] | None = None,
+) -> None:
+    """(Re)create ``<database>.best_runs`` and ``<database>.metrics_long`` over ``runs``.
+
+    Writes the direction rules to ``<database>.metric_directions`` when they changed, and
+    an empty ``<database>.runs`` when there is none yet.
+
+    Example:
+        >>> create_analyst_views(spark, "mlflow_metrics", {"val_acc": "max"})
+        >>> spark.sql("select * from mlflow_metrics.best_runs where metric = 'rmse'").show()
+
+    Args:
+        spark: The session whose catalog holds the database.
+        database: The database of the job's tables.
+        directions: ``metric: min|max`` overrides, applied last (see the module docstring).
+        directions_file: A YAML file of directions; see `resolve_directions`.
+
+    Raises:
+        InvalidIdentifierError: ``database`` is not a valid name.
+        ConfigError: A direction is not ``min``/``max`` or the directions file is bad.
+    """
+    validate_identifier(database, "database")
+    resolved = resolve_directions(directions, directions_file)
+    ensure_table(spark, database, RUNS_TABLE, runs_schema())
+    rewritten = write_directions(spark, database, resolved)
+    spark.sql(metrics_long_sql(database))
+    spark.sql(best_runs_sql(database))
+    logger.info(
+        "analyst views created database=%s direction_rules=%d rules_rewritten=%s",
+        database,
+        len(resolved),
+        rewritten,
+    )
+
+
+def _exploded(database: str) -> str:
+    """``runs`` with one row per run and metric key: ``metric``, ``value`` beside run info."""
+    return (
+        "(SELECT experiment_id, run_id, run_name, start_time, metric, value "
+        f"FROM {qualified_table(database, RUNS_TABLE)} "
+        "LATERAL VIEW explode(metrics) m AS metric, value) AS runs_metrics"
+    )

@@ -1,0 +1,367 @@
+"""Every write to a table: the experiment tables (Delta or Parquet), merges, upserts, the
+side tables' rows, the states and the status rows. The job's other modules decide what to
+write; this one is where it is written.
+
+Writes are atomic. A full refresh replaces a Delta table by one ``overwrite`` commit
+(with ``overwriteSchema``: new keys add columns, a param whose type changes is widened;
+the columns the table had keep their place), a MERGE is one commit too: a reader sees
+the old version or the new one, and a job killed mid-write leaves the old version. A
+Parquet table (always refreshed in full) is written to a fresh folder first, then the
+metastore entry is pointed at it; its old folder is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from mlflow_fun.extract.incremental import FULL, RefreshState
+from mlflow_fun.load.results import status_schema
+from mlflow_fun.load.side_tables import (
+    experiments_dataframe,
+    history_keys,
+    history_schema,
+    history_table,
+    runs_schema,
+    runs_table,
+    state_schema,
+)
+from mlflow_fun.model import Experiment, MetricPoint, RunRecord
+from mlflow_fun.transform.frames import arrow_frame
+from mlflow_fun.transform.naming import (
+    EXPERIMENTS_TABLE,
+    HISTORY_TABLE,
+    RUNS_TABLE,
+    STATE_TABLE,
+    STATUS_TABLE,
+    qualified_table,
+    quote_identifier,
+    sql_literal,
+)
+
+# delta, pyspark: the optional [spark] extras, imported inside the functions that use them.
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
+
+
+class TableWriter:
+    """Writes the tables of one database: create it, replace or MERGE a table, append status.
+
+    Example:
+        >>> writer = TableWriter(spark, "mlflow_metrics", data_dir="/srv/mlflow-fun")
+        >>> writer.create_database()
+        >>> writer.replace("exp_1", runs_df)
+
+    Args:
+        spark: The session (its catalog is the metastore written to).
+        database: The database, already validated.
+        data_dir: Where a new database keeps its tables (``<data_dir>/warehouse``);
+            None for Spark's warehouse.
+        format: ``delta`` or ``parquet`` for the experiment tables (the others are Delta).
+    """
+
+    def __init__(
+        self, spark: SparkSession, database: str, data_dir: str | None, format: str
+    ) -> None:
+        self.spark = spark
+        self.database = database
+        self.data_dir = data_dir
+        self.format = format
+
+    def create_database(self) -> None:
+        """Create the database unless it exists (under ``data_dir`` when given)."""
+        database = quote_identifier(self.database)
+        if self.data_dir is None:
+            self.spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
+            return
+        location = os.path.join(os.path.abspath(self.data_dir), "warehouse", f"{self.database}.db")
+        self.spark.sql(f"CREATE DATABASE IF NOT EXISTS {database} LOCATION {sql_literal(location)}")
+
+    def table_exists(self, name: str) -> bool:
+        """True if ``<database>.<name>`` exists."""
+        return bool(self.spark.catalog.tableExists(f"{self.database}.{name}"))
+
+    def existing_schema(self, name: str) -> StructType | None:
+        """The schema of ``<database>.<name>``, or None if there is no such table."""
+        if not self.table_exists(name):
+            return None
+        schema: StructType = self.spark.table(qualified_table(self.database, name)).schema
+        return schema
+
+    def replace(self, name: str, df: DataFrame) -> None:
+        """Replace the table by ``df`` in one commit (Delta) or one metastore swap (Parquet)."""
+        qualified = qualified_table(self.database, name)
+        if self.format == "delta":
+            (
+                df.write.format("delta")
+                .mode("overwrite")
+                .option("overwriteSchema", "true")
+                .saveAsTable(qualified)
+            )
+            return
+        self._replace_parquet(name, qualified, df)
+
+    def merge(self, name: str, df: DataFrame, existing: StructType) -> tuple[int, int]:
+        """MERGE ``df`` into the table by ``run_id`` (new columns are added at the end).
+
+        Returns:
+            Rows and columns of the table afterwards.
+        """
+        aligned = _aligned(df, existing)
+        upsert(self.spark, self.database, name, aligned, ["run_id"], schema_evolution=True)
+        return self.shape(name)
+
+    def shape(self, name: str) -> tuple[int, int]:
+        """Rows and columns of the table."""
+        table = self.spark.table(qualified_table(self.database, name))
+        return table.count(), len(table.columns)
+
+    def write_states(self, states: Sequence[RefreshState]) -> None:
+        """Store the states of some experiments (one commit)."""
+        write_states(self.spark, self.database, states)
+
+    def write_side_rows(self, batch: SideBatch) -> None:
+        """Write the batch's rows of ``runs`` and ``metric_history``, then its states.
+
+        One commit per table and kind of refresh; the states come last, so a failure
+        before them makes the next run pull these experiments' changes again.
+        """
+        db, spark = self.database, self.spark
+        if batch.full_runs:
+            union = arrow_frame(spark, batch.full_runs, runs_schema())
+            replace_experiments(spark, db, RUNS_TABLE, batch.full, union)
+        if batch.merged_runs:
+            union = arrow_frame(spark, batch.merged_runs, runs_schema())
+            upsert(spark, db, RUNS_TABLE, union, ["run_id"])
+        if batch.full_history:
+            union = arrow_frame(spark, batch.full_history, history_schema())
+            replace_experiments(spark, db, HISTORY_TABLE, batch.full, union)
+        if batch.merged_history:
+            union = arrow_frame(spark, batch.merged_history, history_schema())
+            insert_new(spark, db, HISTORY_TABLE, union, history_keys())
+        write_states(spark, db, batch.states)
+
+    def append_status(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Append status rows (`mlflow_fun.load.results.status_row`) in one commit."""
+        if not rows:
+            return
+        df = self.spark.createDataFrame(list(rows), status_schema())
+        df.write.format(self.format).mode("append").option("mergeSchema", "true").saveAsTable(
+            qualified_table(self.database, STATUS_TABLE)
+        )
+
+    def _replace_parquet(self, name: str, qualified: str, df: DataFrame) -> None:
+        base = self._database_location()
+        path = f"{base.rstrip('/')}/{name}/v_{int(time.time() * 1000)}_{uuid.uuid4().hex[:8]}"
+        df.write.parquet(path)
+        old_location = None
+        if self.table_exists(name):
+            old_location = self._table_location(qualified)
+            self.spark.sql(f"DROP TABLE {qualified}")
+        self.spark.catalog.createTable(
+            f"{self.database}.{name}", path=path, source="parquet", schema=df.schema
+        )
+        if old_location and old_location != path:
+            parsed = urlparse(old_location)
+            if parsed.scheme in ("", "file"):
+                shutil.rmtree(parsed.path, ignore_errors=True)
+
+    def _database_location(self) -> str:
+        rows = self.spark.sql(f"DESCRIBE DATABASE {quote_identifier(self.database)}").collect()
+        info = {row[0]: row[1] for row in rows}
+        return str(info.get("Location") or info.get("Database Location"))
+
+    def _table_location(self, qualified: str) -> str | None:
+        rows = self.spark.sql(f"DESCRIBE FORMATTED {qualified}").collect()
+        for row in rows:
+            if row[0] == "Location":
+                return str(row[1])
+        return None
+
+
+@dataclass
+class SideBatch:
+    """Rows for ``runs`` and ``metric_history`` and the states of written experiments,
+    kept until they are written together (`TableWriter.write_side_rows`)."""
+
+    full: list[str] = field(default_factory=list)
+    full_runs: list[pa.Table] = field(default_factory=list)
+    full_history: list[pa.Table] = field(default_factory=list)
+    merged_runs: list[pa.Table] = field(default_factory=list)
+    merged_history: list[pa.Table] = field(default_factory=list)
+    states: list[RefreshState] = field(default_factory=list)
+    experiment_ids: list[str] = field(default_factory=list)
+    rows: int = 0
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to write."""
+        return not self.states
+
+    def clear(self) -> None:
+        """Forget every row and state (once written, or once their write failed)."""
+        fresh = SideBatch()
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(fresh, name))
+
+    def add(
+        self,
+        experiment_id: str,
+        mode: str,
+        runs: Sequence[RunRecord],
+        history: Sequence[MetricPoint] | None,
+        state: RefreshState,
+    ) -> None:
+        """Take the rows (as Arrow tables) and the next state of one written experiment."""
+        if runs or mode == FULL:
+            table = runs_table(runs)
+            (self.full_runs if mode == FULL else self.merged_runs).append(table)
+        if history is not None and (history or mode == FULL):
+            table = history_table(experiment_id, history)
+            (self.full_history if mode == FULL else self.merged_history).append(table)
+        if mode == FULL:
+            self.full.append(experiment_id)
+        self.states.append(state)
+        self.experiment_ids.append(experiment_id)
+        self.rows += len(runs)
+
+
+def upsert_experiments(
+    spark: SparkSession, database: str, experiments: Sequence[Experiment]
+) -> None:
+    """MERGE ``experiments`` into ``<database>.experiments``; no commit when nothing changed."""
+    from pyspark.sql import functions as F
+
+    if not experiments:
+        return
+    df = experiments_dataframe(spark, experiments)
+    if spark.catalog.tableExists(f"{database}.{EXPERIMENTS_TABLE}"):
+        columns = [F.to_json(c).alias(c) if c == "tags" else F.col(c) for c in df.columns]
+        stored = spark.table(qualified_table(database, EXPERIMENTS_TABLE)).select(*columns)
+        if df.select(*columns).exceptAll(stored).isEmpty():
+            return
+    upsert(spark, database, EXPERIMENTS_TABLE, df, ["experiment_id"])
+
+
+def write_states(spark: SparkSession, database: str, states: Sequence[RefreshState]) -> None:
+    """Store the states of some experiments (one commit)."""
+
+    if not states:
+        return
+    now = dt.datetime.now(dt.timezone.utc)
+    rows = [
+        (
+            state.experiment_id,
+            state.watermark_ms,
+            sorted(state.open_run_ids),
+            sorted(state.deleted_run_ids),
+            state.with_history,
+            dict(state.fingerprints),
+            now,
+        )
+        for state in states
+    ]
+    df = spark.createDataFrame(rows, state_schema())
+    upsert(spark, database, STATE_TABLE, df, ["experiment_id"])
+
+
+def upsert(
+    spark: SparkSession,
+    database: str,
+    table: str,
+    df: DataFrame,
+    keys: Sequence[str],
+    *,
+    schema_evolution: bool = False,
+) -> None:
+    """MERGE ``df`` into ``table`` by ``keys``: update matches, insert the rest.
+
+    Creates the table from ``df`` when it does not exist.
+    """
+    from delta.tables import DeltaTable
+
+    if not spark.catalog.tableExists(f"{database}.{table}"):
+        df.write.format("delta").saveAsTable(qualified_table(database, table))
+        return
+    condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+    merge = (
+        DeltaTable.forName(spark, qualified_table(database, table))
+        .alias("t")
+        .merge(df.alias("s"), condition)
+        .whenMatchedUpdateAll()
+        .whenNotMatchedInsertAll()
+    )
+    if schema_evolution:
+        merge = merge.withSchemaEvolution()
+    merge.execute()
+
+
+def insert_new(
+    spark: SparkSession, database: str, table: str, df: DataFrame, keys: Sequence[str]
+) -> None:
+    """Insert the rows of ``df`` that ``table`` does not hold yet (by ``keys``, NULL-safe)."""
+    from delta.tables import DeltaTable
+
+    if not spark.catalog.tableExists(f"{database}.{table}"):
+        df.write.format("delta").saveAsTable(qualified_table(database, table))
+        return
+    condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    (
+        DeltaTable.forName(spark, qualified_table(database, table))
+        .alias("t")
+        .merge(df.alias("s"), condition)
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+
+
+def ensure_table(spark: SparkSession, database: str, table: str, schema: StructType) -> None:
+    """Create ``table`` as an empty Delta table of ``schema`` unless it exists."""
+    if not spark.catalog.tableExists(f"{database}.{table}"):
+        spark.createDataFrame([], schema).write.format("delta").saveAsTable(
+            qualified_table(database, table)
+        )
+
+
+def replace_experiments(
+    spark: SparkSession, database: str, table: str, experiment_ids: Sequence[str], df: DataFrame
+) -> None:
+    """Replace every row of these experiments in ``table`` with ``df`` (one commit)."""
+    qualified = qualified_table(database, table)
+    if not spark.catalog.tableExists(f"{database}.{table}"):
+        df.write.format("delta").saveAsTable(qualified)
+        return
+    literals = ", ".join(sql_literal(i) for i in experiment_ids)
+    (
+        df.write.format("delta")
+        .mode("overwrite")
+        .option("replaceWhere", f"experiment_id IN ({literals})")
+        .saveAsTable(qualified)
+    )
+
+
+def _aligned(df: Any, existing: StructType | None) -> Any:
+    """``df`` with the columns of ``existing`` first (NULL where ``df`` lacks one), in the
+    table's order, then its new columns: a MERGE then sets what a run no longer has."""
+    from pyspark.sql import functions as F
+
+    if existing is None:
+        return df
+    present = set(df.columns)
+    columns = [
+        F.col(field.name)
+        if field.name in present
+        else F.lit(None).cast(field.dataType).alias(field.name, metadata=field.metadata)
+        for field in existing.fields
+    ]
+    known = {field.name for field in existing.fields}
+    return df.select(*columns, *(F.col(name) for name in df.columns if name not in known))

@@ -1,0 +1,187 @@
+"""Answer one best-run query from any source, with the same answer on the same data.
+
+Sources:
+
+- ``rest``: the tracking server's REST API; ``api``: MLflow's Python client; ``sql``:
+  MLflow's back-end database. One metric, no condition, one run: the server (or the
+  database) sorts and sends one run. Anything more: runs are pulled (status and metric
+  conditions that MLflow's filter can express are sent along to shrink the pull), typed,
+  and the whole query runs on pandas.
+- ``pandas``: `PandasDataframeBuilder`; ``spark``: `FastDataframeBuilder`; ``table``: the
+  job's tables. The query runs on the DataFrame.
+
+Example:
+    >>> query = BestQuery(order_by=parse_order_by("rmse"), where="_p_alpha < 0.5", top=3)
+    >>> answer_query("rest", ["1"], query, tracking_uri="http://127.0.0.1:5000")
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from functools import reduce
+from typing import TYPE_CHECKING, Any
+
+from mlflow_fun.errors import ConfigError
+from mlflow_fun.extract.mlflow_client import MlflowClientSource
+from mlflow_fun.extract.open import open_source, resolve_tracking_uri
+from mlflow_fun.query.builders import FastDataframeBuilder
+from mlflow_fun.query.engine import best_runs, pareto_front
+from mlflow_fun.query.model import SOURCES, BestQuery, OrderKey, RankedRun
+from mlflow_fun.query.server import best_run_by_server, server_filter
+from mlflow_fun.query.spark_tables import read_experiment_table
+from mlflow_fun.query.tables import read_experiment_frame
+from mlflow_fun.transform.flatten import flatten_runs
+from mlflow_fun.transform.frames import to_pandas
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from mlflow_fun.extract.source import RunSource
+
+logger = logging.getLogger(__name__)
+
+
+def run_query(frame: Any, query: BestQuery) -> list[RankedRun]:
+    """Answer ``query`` on a Spark or pandas run table."""
+    if query.pareto:
+        return pareto_front(frame, query.pareto, query.where)
+    return best_runs(frame, query.order_by, query.where, query.top)
+
+
+def open_named_source(
+    source: str, *, tracking_uri: str | None = None, connection: str | None = None
+) -> RunSource:
+    """The `RunSource` behind ``rest``, ``api``, ``sql`` (and ``pandas``/``spark``)."""
+    if source == "sql":
+        if not connection:
+            raise ConfigError("--source sql needs --connection (an SQLAlchemy URL)")
+        # SQLAlchemy and the database drivers: only for --source sql.
+        from mlflow_fun.extract.database.source import DatabaseSource
+
+        return DatabaseSource(connection)
+    if source == "api":
+        return MlflowClientSource(resolve_tracking_uri(tracking_uri))
+    return open_source(tracking_uri)
+
+
+def best_single_metric(
+    source: str,
+    experiment_id: str,
+    key: OrderKey,
+    *,
+    tracking_uri: str | None = None,
+    connection: str | None = None,
+) -> RankedRun:
+    """The best run of one experiment by one metric, sorted by the server or the database.
+
+    ``source`` is ``rest``, ``api`` or ``sql``: one call, one run sent back.
+
+    Raises:
+        ConfigError: ``sql`` without ``connection``.
+        ExperimentNotFoundError, MetricNotFoundError, TrackingServerError, DatabaseError.
+    """
+    if source == "sql":
+        if not connection:
+            raise ConfigError("--source sql needs --connection (an SQLAlchemy URL)")
+        # SQLAlchemy and the database drivers: only for --source sql.
+        from mlflow_fun.query.sql import get_best_run as sql_best_run
+
+        run_id, value = sql_best_run(connection, experiment_id, key.name, key.ascending)
+    else:
+        run_source = open_named_source(source, tracking_uri=tracking_uri)
+        run_id, value = best_run_by_server(run_source, experiment_id, key.name, key.ascending)
+    return RankedRun(run_id, experiment_id, {key.name: value})
+
+
+def answer_query(
+    source: str,
+    experiment_ids: Sequence[str],
+    query: BestQuery,
+    *,
+    tracking_uri: str | None = None,
+    connection: str | None = None,
+    spark: SparkSession | None = None,
+    database: str = "mlflow_metrics",
+    data_dir: str | None = None,
+) -> list[RankedRun]:
+    """Answer ``query`` over ``experiment_ids`` from ``source`` (one of `SOURCES`).
+
+    ``table`` without ``spark`` reads the Delta tables under ``data_dir`` with delta-rs
+    and answers on pandas (`delta_tables`): no JVM.
+
+    Raises:
+        TableNotLocalError: ``table`` without ``spark``, and a table is not under ``data_dir``.
+        ConfigError: Unknown source, or a setting the source needs is missing.
+        ExperimentNotFoundError, MetricNotFoundError, QueryError, TrackingServerError.
+    """
+    if source not in SOURCES:
+        raise ConfigError(f"source {source!r} is not one of: {', '.join(SOURCES)}")
+    if source == "table" and spark is None and data_dir is not None:
+        frames = [read_experiment_frame(data_dir, database, e) for e in experiment_ids]
+        return run_query(_concat(frames), query)
+    if source in ("spark", "table"):
+        if spark is None:
+            raise ConfigError(f"--source {source} needs a SparkSession")
+        return run_query(_spark_frame(source, experiment_ids, spark, tracking_uri, database), query)
+    run_source = open_named_source(source, tracking_uri=tracking_uri, connection=connection)
+    for experiment_id in experiment_ids:
+        run_source.get_experiment(experiment_id)
+    return run_query(_pandas_frame(run_source, experiment_ids, query, source), query)
+
+
+def _pandas_frame(
+    run_source: RunSource, experiment_ids: Sequence[str], query: BestQuery, source: str
+) -> Any:
+    filters = server_filter(query.where) if source in ("rest", "api") else ""
+
+    def pull(filter_string: str) -> Any:
+        return flatten_runs(
+            run
+            for experiment_id in experiment_ids
+            for run in run_source.iter_runs(experiment_id, filter_string=filter_string)
+        )
+
+    flat = pull(filters)
+    if filters and not _filter_columns_match(flat, query.where):
+        logger.info("pushed-down filter named a renamed column; pulling again without it")
+        flat = pull("")
+    return to_pandas(flat)
+
+
+def _spark_frame(
+    source: str,
+    experiment_ids: Sequence[str],
+    spark: SparkSession,
+    tracking_uri: str | None,
+    database: str,
+) -> Any:
+    if source == "table":
+        frames = [read_experiment_table(spark, database, e) for e in experiment_ids]
+    else:
+        builder = FastDataframeBuilder(spark, tracking_uri)
+        frames = [builder.build_dataframe(e) for e in experiment_ids]
+    return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
+
+
+def _concat(frames: Sequence[Any]) -> Any:
+    """One pandas run table of several experiments' (columns missing in one are NULL)."""
+    import pandas as pd
+
+    if len(frames) == 1:
+        return frames[0]
+    df = pd.concat(frames, ignore_index=True)
+    df.attrs["mlflow_keys"] = {k: v for f in frames for k, v in f.attrs["mlflow_keys"].items()}
+    return df
+
+
+def _filter_columns_match(flat: Any, where: str | None) -> bool:
+    """True when every ``_m_<key>`` the pushed filter used is the column of metric <key>.
+
+    Not so when a case collision renamed the column, or when no pulled run has the key
+    (then the column the condition names may exist under another key, or not at all).
+    """
+    names = flat.names_by_key()
+    keys = re.findall(r"metrics\.`([^`]+)`", server_filter(where))
+    return all(names.get(("metric", key)) == f"_m_{key}" for key in keys)

@@ -1,0 +1,114 @@
+"""Read-side helpers over the tables the job writes: best run, experiment lookup."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from mlflow_fun.errors import ConfigError, ExperimentNotFoundError
+from mlflow_fun.query.engine import best_run_of
+from mlflow_fun.query.model import no_value_error
+from mlflow_fun.session import build_spark_session
+from mlflow_fun.transform.flatten import Column, resolve_metric
+from mlflow_fun.transform.frames import column_keys
+from mlflow_fun.transform.naming import (
+    STATUS_TABLE,
+    qualified_table,
+    table_name,
+    validate_identifier,
+)
+
+# pyspark: the optional [spark] extra, imported inside the functions that use it.
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+
+def table_session(data_dir: str | None, database: str) -> SparkSession:
+    """The Spark session that sees the job's tables: the active one, or the embedded default.
+
+    Raises:
+        InvalidIdentifierError: ``database`` is not a valid name.
+        ConfigError: ``data_dir`` does not exist.
+    """
+    from pyspark.sql import SparkSession  # pyspark: only where Spark is asked for
+
+    validate_identifier(database, "database")
+    if data_dir is not None and not os.path.isdir(data_dir):
+        raise ConfigError(
+            f"data_dir {data_dir!r} does not exist; run `mlflow-fun build --data_dir "
+            f"{data_dir}` first"
+        )
+    return SparkSession.getActiveSession() or build_spark_session(
+        data_dir=data_dir, app_name="mlflow-fun-sql"
+    )
+
+
+def read_experiment_table(spark: SparkSession, database: str, experiment_id: str) -> DataFrame:
+    """``<database>.exp_<experiment_id>`` as a DataFrame.
+
+    Raises:
+        ExperimentNotFoundError: The table does not exist (the job has not loaded it).
+    """
+    name = table_name(experiment_id)
+    if not spark.catalog.tableExists(f"{validate_identifier(database, 'database')}.{name}"):
+        raise ExperimentNotFoundError(
+            f"table {database}.{name} does not exist; run `mlflow-fun build "
+            f"--experiment_ids {experiment_id}` first"
+        )
+    return spark.table(qualified_table(database, name))
+
+
+def experiment_id_by_name(spark: SparkSession, database: str, name: str) -> str:
+    """The id of the experiment called ``name``, from the latest successful job run.
+
+    Raises:
+        ExperimentNotFoundError: No table of the database was loaded from such an experiment.
+    """
+    from pyspark.sql import functions as F
+
+    if not spark.catalog.tableExists(f"{validate_identifier(database, 'database')}.{STATUS_TABLE}"):
+        raise ExperimentNotFoundError(f"database {database!r} has no tables built by mlflow-fun")
+    rows = (
+        spark.table(qualified_table(database, STATUS_TABLE))
+        .where((F.col("experiment_name") == F.lit(name)) & (F.col("status") == F.lit("ok")))
+        .orderBy(F.col("refreshed_at").desc())
+        .select("experiment_id")
+        .limit(1)
+        .collect()
+    )
+    if not rows:
+        raise ExperimentNotFoundError(
+            f"no table in {database!r} was built from an experiment named {name!r}"
+        )
+    return str(rows[0]["experiment_id"])
+
+
+def best_run_from_table(
+    spark: SparkSession, database: str, experiment_id: str, metric: str, ascending: bool = True
+) -> tuple[str, float]:
+    """Best run read from ``<database>.exp_<experiment_id>``; rules as the builders.
+
+    Example:
+        >>> best_run_from_table(spark, "mlflow_metrics", "1", "rmse")
+        ('5f0c…', 0.7223)
+
+    Raises:
+        ExperimentNotFoundError: The table does not exist.
+        MetricNotFoundError: No column holds the metric, or no run has a value.
+    """
+    df = read_experiment_table(spark, database, experiment_id)
+    columns = [
+        Column(name, kind, key, "double") for name, (kind, key) in column_keys(df.schema).items()
+    ]
+    column = resolve_metric(columns, metric, experiment_id)
+    best = best_run_of(df, column.name, ascending)
+    if best is None:
+        raise no_value_error(experiment_id, metric)
+    return best
+
+
+def loaded_experiment_ids(spark: SparkSession, database: str) -> list[str]:
+    """Ids of every experiment with a table ``exp_<id>`` in ``database``."""
+    validate_identifier(database, "database")
+    names = [t.name for t in spark.catalog.listTables(database)]
+    return sorted(n[4:] for n in names if n.startswith("exp_") and len(n) > 4)

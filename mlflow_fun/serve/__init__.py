@@ -1,0 +1,1 @@
+"""The SQL endpoint: Spark's Thrift JDBC/ODBC server over the job's tables."""

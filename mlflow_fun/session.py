@@ -1,0 +1,159 @@
+"""The one place that builds a SparkSession: Delta, Hive metastore, warehouse, UTC.
+
+With ``data_dir`` set, the session is the project's embedded default: tables under
+``<data_dir>/warehouse`` and an embedded Derby metastore in ``<data_dir>/metastore_db``
+(one process at a time). Without it, Spark's own settings apply (a cluster's metastore,
+``spark.sql.warehouse.dir`` from ``spark-defaults.conf`` or ``--conf``).
+
+Under ``spark-submit`` the Delta jar comes from ``--packages`` (the README shows the
+line); in a plain Python process it is resolved from Maven Central at session start.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+# pyspark: the optional [spark] extra, imported inside the functions that use it.
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+logger = logging.getLogger(__name__)
+
+
+# delta-spark 4.4.1 on PyPI has no 4.4.1 jar on Maven Central; 4.4.0 is the newest jar
+# built for Spark 4.2, and the Python package only calls into its JVM classes.
+DELTA_PACKAGE = "io.delta:delta-spark_4.2_2.13:4.4.0"
+
+LOG4J_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "log4j2.properties")
+
+BASE_CONF: dict[str, str] = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    # Arrow data from Python above 1 MiB becomes an RDD of Arrow batches, not a
+    # LocalRelation: a LocalRelation keeps every row in the driver heap and Spark hashes
+    # them whenever it plans the query (100k runs in 10 experiments: driver JVM RSS
+    # 1,450 -> 1,250 MiB).
+    "spark.sql.execution.arrow.localRelationThreshold": str(1024 * 1024),
+}
+
+# The driver JVM of a session started from Python (or by `make demo`): the job is a short
+# batch on a small heap, so C1 alone compiles enough (C2 took 15 s of CPU in a 70 s job,
+# CPU the tracking server needed) and the serial collector needs no concurrent threads
+# (the job on 100k runs in 10 experiments: driver JVM CPU 31 -> 17 s, RSS with the Arrow
+# setting above 1,500 -> 990 MiB). C1 alone gets a 48 MiB code cache, which a session that
+# ran other Spark work first filled (47 of 48 MiB): the sweeper and recompilation took 4 s
+# of CPU in the same job; 256 MiB leaves room (17.8 s of JVM CPU again). Under
+# spark-submit, pass them with --driver-java-options (docs/cluster.md).
+LOCAL_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:ReservedCodeCacheSize=256m"
+
+
+def ivy_home() -> str:
+    """Where the Delta jars are resolved to: ``MLFLOW_FUN_IVY_HOME`` or a user cache."""
+    return os.environ.get("MLFLOW_FUN_IVY_HOME") or os.path.expanduser("~/.cache/mlflow-fun/ivy")
+
+
+def delta_jar_conf() -> dict[str, str]:
+    """Spark settings that put the Delta jars on the classpath.
+
+    The first session resolves them from Maven Central into `ivy_home` (Ivy prints its
+    report once); later sessions pass the resolved files as ``spark.jars``, which is
+    quiet, faster and works offline.
+    """
+    jars_dir = os.path.join(ivy_home(), "jars")
+    group, artifact, version = DELTA_PACKAGE.split(":")
+    if os.path.exists(os.path.join(jars_dir, f"{group}_{artifact}-{version}.jar")):
+        jars = sorted(glob.glob(os.path.join(jars_dir, "*.jar")))
+        return {"spark.jars": ",".join(jars)}
+    return {"spark.jars.packages": DELTA_PACKAGE, "spark.jars.ivy": ivy_home()}
+
+
+def spark_submit_jar_args() -> list[str]:
+    """The ``spark-submit`` arguments that add Delta, as `delta_jar_conf` does."""
+    conf = delta_jar_conf()
+    if "spark.jars" in conf:
+        return ["--jars", conf["spark.jars"]]
+    return ["--packages", DELTA_PACKAGE, "--conf", f"spark.jars.ivy={conf['spark.jars.ivy']}"]
+
+
+def embedded_conf(data_dir: str) -> dict[str, str]:
+    """Settings for the embedded default: warehouse and Derby metastore under ``data_dir``."""
+    home = os.path.abspath(data_dir)
+    return {
+        "spark.sql.warehouse.dir": os.path.join(home, "warehouse"),
+        "spark.hadoop.javax.jdo.option.ConnectionURL": (
+            f"jdbc:derby:;databaseName={os.path.join(home, 'metastore_db')};create=true"
+        ),
+    }
+
+
+def build_spark_session(
+    *,
+    data_dir: str | None = None,
+    app_name: str = "mlflow-fun",
+    master: str | None = None,
+    conf: Mapping[str, str] | None = None,
+) -> SparkSession:
+    """Return a SparkSession with Delta and Hive support (an existing one is reused).
+
+    Example:
+        >>> spark = build_spark_session(data_dir="/tmp/mlflow_fun", master="local[2]")
+        >>> spark.sql("show databases").show()
+
+    Args:
+        data_dir: Home of the embedded default (warehouse and Derby metastore). None to
+            use Spark's own settings.
+        app_name: Spark application name.
+        master: Spark master; None lets ``spark-submit`` or ``local[*]`` decide.
+        conf: More Spark settings; they override the defaults here.
+    """
+    from pyspark.sql import SparkSession
+
+    settings: dict[str, str] = dict(BASE_CONF)
+    if data_dir is not None:
+        os.makedirs(data_dir, exist_ok=True)
+        settings.update(embedded_conf(data_dir))
+    settings.update(conf or {})
+    if not _running_under_spark_submit():
+        settings.setdefault(
+            "spark.driver.extraJavaOptions",
+            f"-Dlog4j2.configurationFile={LOG4J_CONFIG} {LOCAL_JVM_OPTIONS}",
+        )
+        # Local Python workers run this interpreter (with this project's packages), not
+        # whatever `python3` is first on PATH.
+        settings.setdefault("spark.pyspark.python", sys.executable)
+        # Delta rebuilds a table's snapshot in 50 tasks by default: on one machine that
+        # fixed cost dominated every table write (make bench: 11-13 s against 2.5-3.4 s).
+        settings.setdefault("spark.databricks.delta.snapshotPartitions", "2")
+        settings.setdefault("spark.sql.shuffle.partitions", "8")
+        for key, value in delta_jar_conf().items():
+            settings[key] = f"{settings[key]},{value}" if settings.get(key) else value
+    builder = SparkSession.builder.appName(app_name).enableHiveSupport()
+    if master:
+        builder = builder.master(master)
+    elif not _running_under_spark_submit():
+        builder = builder.master("local[*]")
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    if data_dir is not None:
+        # Derby writes derby.log under derby.system.home; the metastore starts lazily, so
+        # setting it now (also under spark-submit, where the JVM already runs) is in time.
+        jvm = spark.sparkContext._jvm
+        assert jvm is not None
+        jvm.java.lang.System.setProperty("derby.system.home", os.path.abspath(data_dir))
+    spark.sparkContext.setLogLevel(os.environ.get("MLFLOW_FUN_SPARK_LOG_LEVEL", "ERROR"))
+    return spark
+
+
+def _running_under_spark_submit() -> bool:
+    from pyspark import SparkContext
+
+    return SparkContext._active_spark_context is not None or "PYSPARK_GATEWAY_PORT" in os.environ

@@ -1,0 +1,1 @@
+"""Transform: pure functions from runs to typed rows, column names, types and frames."""

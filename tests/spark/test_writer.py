@@ -1,0 +1,113 @@
+"""`TableWriter`: replace and MERGE a table, Parquet swaps, side rows, status rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Any
+
+from chispa import assert_df_equality
+from pyspark.sql import types as T
+
+from mlflow_fun.extract.incremental import FULL, INCREMENTAL, RefreshState
+from mlflow_fun.load.results import ExperimentResult, status_row
+from mlflow_fun.load.side_tables import read_states
+from mlflow_fun.load.writer import SideBatch, TableWriter
+from tests.spark.conftest import make_run
+
+SCHEMA = T.StructType(
+    [T.StructField("run_id", T.StringType()), T.StructField("_m_rmse", T.DoubleType())]
+)
+WIDER = T.StructType([*SCHEMA.fields, T.StructField("_p_beta", T.IntegerType())])
+
+
+def test_replace_then_merge_updates_inserts_and_adds_columns(
+    spark: Any, data_dir: Path, database: str
+) -> None:
+    writer = TableWriter(spark, database, str(data_dir), "delta")
+    writer.create_database()
+    writer.replace("exp_1", spark.createDataFrame([("r1", 0.5), ("r2", 0.7)], SCHEMA))
+    existing = writer.existing_schema("exp_1")
+    assert existing is not None and existing.fieldNames() == ["run_id", "_m_rmse"]
+    changed = spark.createDataFrame([("r2", 0.6, 3), ("r3", 0.9, 4)], WIDER)
+
+    assert writer.merge("exp_1", changed, existing) == (3, 3)
+
+    expected = spark.createDataFrame([("r1", 0.5, None), ("r2", 0.6, 3), ("r3", 0.9, 4)], WIDER)
+    table = spark.table(f"{database}.exp_1").orderBy("run_id")
+    assert_df_equality(table, expected, ignore_nullable=True)
+    location = spark.sql(f"DESCRIBE DATABASE {database}").collect()
+    assert any(str(data_dir / "warehouse") in str(row[1]) for row in location)
+    assert writer.existing_schema("exp_9") is None
+
+
+def test_a_parquet_table_moves_to_a_fresh_folder_and_the_old_one_goes(
+    spark: Any, data_dir: Path, database: str
+) -> None:
+    writer = TableWriter(spark, database, str(data_dir), "parquet")
+    writer.create_database()
+    writer.replace("exp_2", spark.createDataFrame([("r1", 0.5)], SCHEMA))
+    first = _location(spark, f"{database}.exp_2")
+    writer.replace("exp_2", spark.createDataFrame([("r1", 0.4), ("r2", 0.3)], SCHEMA))
+    second = _location(spark, f"{database}.exp_2")
+
+    assert first != second and not os.path.exists(first) and os.path.isdir(second)
+    assert sorted(tuple(r) for r in spark.table(f"{database}.exp_2").collect()) == [
+        ("r1", 0.4),
+        ("r2", 0.3),
+    ]
+
+
+def test_side_rows_replace_an_experiment_then_merge_its_changes(
+    spark: Any, data_dir: Path, database: str
+) -> None:
+    writer = TableWriter(spark, database, str(data_dir), "delta")
+    writer.create_database()
+    batch = SideBatch()
+    first = [make_run("a", "1", 1_000, {"rmse": 0.5}), make_run("b", "1", 2_000, {"rmse": 0.4})]
+    batch.add("1", FULL, first, None, RefreshState("1", 2_010))
+    batch.add("2", FULL, [make_run("c", "2", 500, {"acc": 0.9})], None, RefreshState("2", 510))
+    writer.write_side_rows(batch)
+    batch.clear()
+    assert batch.empty and batch.rows == 0
+
+    batch.add("1", INCREMENTAL, [make_run("b", "1", 2_000, {"rmse": 0.3})], None,
+              RefreshState("1", 3_000))  # fmt: skip
+    writer.write_side_rows(batch)
+
+    runs = spark.table(f"{database}.runs")
+    metrics = sorted((r.experiment_id, r.run_id, dict(r.metrics)) for r in runs.collect())
+    assert metrics == [
+        ("1", "a", {"rmse": 0.5}),
+        ("1", "b", {"rmse": 0.3}),
+        ("2", "c", {"acc": 0.9}),
+    ]
+    states = read_states(spark, database)
+    assert {k: s.watermark_ms for k, s in states.items()} == {"1": 3_000, "2": 510}
+
+
+def test_status_rows_are_appended_without_credentials(
+    spark: Any, data_dir: Path, database: str
+) -> None:
+    writer = TableWriter(spark, database, str(data_dir), "delta")
+    writer.create_database()
+    at = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    ok = ExperimentResult("1", "one", "exp_1", 2, 5, at, 1.5, "ok")
+    failed = ExperimentResult("2", "two", "exp_2", 0, 0, at, 0.5, "failed", "boom")
+    uri = "http://user:secret@127.0.0.1:5000"
+    writer.append_status([status_row(ok, uri), status_row(failed, uri)])
+    writer.append_status([])
+
+    rows = spark.table(f"{database}.mlflow_status").orderBy("experiment_id").collect()
+    assert [(r.experiment_id, r.status, r.error, r.run_count) for r in rows] == [
+        ("1", "ok", None, 2),
+        ("2", "failed", "boom", 0),
+    ]
+    assert {r.tracking_uri for r in rows} == {"http://127.0.0.1:5000"}
+
+
+def _location(spark: Any, table: str) -> str:
+    rows = spark.sql(f"DESCRIBE FORMATTED {table}").collect()
+    location = next(str(r[1]) for r in rows if r[0] == "Location")
+    return location.removeprefix("file:")
