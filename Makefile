@@ -21,9 +21,11 @@ lint: install
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-# Everything: lint, then every tier (tests/unit, tests/spark, tests/integration).
+# Everything: lint, then every tier (tests/unit, tests/spark, tests/integration), in two
+# processes (a test file stays in one, with its module fixtures; the longest files first,
+# in the order tests/conftest.py gives).
 test: lint
-	$(VENV)/bin/pytest tests --durations=12
+	$(VENV)/bin/pytest tests -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 # The inner loop: lint, then the unit and spark tiers (no MLflow server, a few minutes).
 test-fast: lint

@@ -37,6 +37,8 @@ setup(
         "sql": ["psycopg2-binary>=2.9", "PyMySQL>=1.1"],
         "test": [
             "pytest>=8",
+            # Two test processes: the integration tier waits on servers and JVMs.
+            "pytest-xdist>=3.5",
             "psycopg2-binary>=2.9",
             "PyMySQL>=1.1",
             "chispa>=0.10",

@@ -125,6 +125,35 @@ def parse_experiment_ids(text: str) -> tuple[str, ...]:
     return ids
 
 
+def read_yaml_mapping(path: str | os.PathLike[str], what: str, holding: str) -> dict[Any, Any]:
+    """The mapping in a YAML file; an empty file is an empty mapping.
+
+    Example:
+        >>> read_yaml_mapping("conf/local.yaml", "config file", "of settings")["database"]
+        'mlflow_metrics'
+
+    Raises:
+        ConfigError: The file cannot be read, is not valid YAML (the message names the
+            line), or does not hold a mapping; the message starts with ``what``.
+    """
+    where = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = yaml.safe_load(handle)
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} {where!r}: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{what} {where!r}{line}: {problem}") from e
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{what} {where!r} must hold a mapping {holding}")
+    return raw
+
+
 def load_config(path: str | os.PathLike[str]) -> JobConfig:
     """Read a YAML config file into a `JobConfig`.
 
@@ -132,20 +161,7 @@ def load_config(path: str | os.PathLike[str]) -> JobConfig:
         ConfigError: The file is missing, is not valid YAML (the message names the line),
             has an unknown key (the message lists the known ones), or a bad value.
     """
-    try:
-        with open(path, encoding="utf-8") as handle:
-            raw = yaml.safe_load(handle)
-    except OSError as e:
-        raise ConfigError(f"cannot read config file {os.fspath(path)!r}: {e.strerror}") from e
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"config file {os.fspath(path)!r}{where}: {problem}") from e
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config file {os.fspath(path)!r} must hold a mapping of settings")
+    raw = read_yaml_mapping(path, "config file", "of settings")
     known = {f.name for f in fields(JobConfig)}
     unknown = sorted(set(raw) - known)
     if unknown:

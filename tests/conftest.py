@@ -22,13 +22,41 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 TIERS = ("unit", "spark", "integration")
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Resolve the Delta jars once, before pytest-xdist's workers start their Sparks.
+
+    Two JVMs resolving into one Ivy cache at once can leave it half-written; after this,
+    every session takes the resolved files (`mlflow_fun.session.delta_jar_conf`).
+    """
+    if hasattr(session.config, "workerinput"):
+        return  # a worker: the controller has resolved them
+    from mlflow_fun.serve.endpoint import delta_driver_classpath
+
+    delta_driver_classpath()
+
+
+# The longest files, started first: `make test`'s two processes then end together
+# instead of one waiting for the other's last long file (--dist loadfile hands out files
+# in collection order).
+LONGEST_FIRST = (
+    "test_views_scale_postgres.py",
+    "test_crash.py",
+    "test_serve.py",
+    "test_views_scale_derby.py",
+    "test_incremental.py",
+    "test_job.py",
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test with its tier: the folder it is in (tests/unit, tests/spark, ...)."""
+    """Mark every test with its tier (its folder); put the longest files first."""
     for item in items:
         tier = item.path.parent.name
         if tier not in TIERS:
             raise pytest.UsageError(f"{item.nodeid}: a test belongs in tests/{{{','.join(TIERS)}}}")
         item.add_marker(getattr(pytest.mark, tier))
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order kept
 
 
 @pytest.fixture(scope="session")

@@ -160,12 +160,13 @@ class TableBuilder:
         """
         started = time.monotonic()
         self.writer.create_database()
+        present = self.writer.table_names()  # one metastore call, not one per experiment
         plans = plan_experiments(
             experiments,
             read_states(self.spark, self.database),
             self.options,
-            self.writer.existing_schema,
-            self.writer.table_exists,
+            lambda name: self.writer.existing_schema(name) if name in present else None,
+            present.__contains__,
         )
         self.writer.write_states([p.rebuild_pending for p in plans if p.rebuild_pending])
         results: list[ExperimentResult] = []

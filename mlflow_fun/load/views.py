@@ -40,8 +40,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-import yaml
-
+from mlflow_fun.config import read_yaml_mapping
 from mlflow_fun.errors import ConfigError
 from mlflow_fun.load.side_tables import runs_schema
 from mlflow_fun.load.writer import ensure_table
@@ -147,19 +146,7 @@ def load_metric_directions(path: str | os.PathLike[str]) -> dict[str, str]:
         ConfigError: The file is missing, not YAML, not a mapping, or has a bad direction.
     """
     where = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            raw = yaml.safe_load(handle)
-    except OSError as e:
-        raise ConfigError(f"cannot read metric directions file {where!r}: {e.strerror}") from e
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"metric directions file {where!r}{line} is not valid YAML") from e
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"metric directions file {where!r} must hold a mapping metric: min|max")
+    raw = read_yaml_mapping(path, "metric directions file", "metric: min|max")
     try:
         return merge_directions({str(k): str(v) for k, v in raw.items()})
     except ConfigError as e:

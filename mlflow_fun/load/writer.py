@@ -90,6 +90,13 @@ class TableWriter:
         """True if ``<database>.<name>`` exists."""
         return bool(self.spark.catalog.tableExists(f"{self.database}.{name}"))
 
+    def table_names(self) -> frozenset[str]:
+        """The tables of the database, in one metastore call (none before it exists)."""
+        if not self.spark.catalog.databaseExists(self.database):
+            return frozenset()
+        rows = self.spark.sql(f"SHOW TABLES IN {quote_identifier(self.database)}").collect()
+        return frozenset(row["tableName"] for row in rows if not row["isTemporary"])
+
     def existing_schema(self, name: str) -> StructType | None:
         """The schema of ``<database>.<name>``, or None if there is no such table."""
         if not self.table_exists(name):

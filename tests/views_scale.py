@@ -1,4 +1,6 @@
-"""The analyst views over many experiments, in the embedded Derby and a PostgreSQL metastore.
+"""What the view-scale tests share: the store, the job run, the checks.
+
+The analyst views over many experiments, in the embedded Derby and a PostgreSQL metastore.
 
 A view that was a UNION of every ``exp_<id>`` table outgrew Derby's 32,700-character
 view column at 200 experiments and failed the job. The views now read ``runs``: the job
@@ -19,21 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy.engine import make_url
 
 from mlflow_fun.load.views import DEFAULT_DIRECTIONS
-from tests.db_servers import postgres_server
 from tests.seed import load_seed_store
 
-REPO = Path(__file__).resolve().parent.parent.parent
+REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS = int(os.environ.get("MLFLOW_FUN_SCALE_EXPERIMENTS", "250"))
 RUNS_PER_EXPERIMENT = 4
 # The text of the views over one experiment, which must not grow with more.
 VIEW_TEXT_LIMIT = 4_000
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def seeded_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """MLflow's sqlite store with EXPERIMENTS experiments of RUNS_PER_EXPERIMENT runs."""
     root = tmp_path_factory.mktemp("scale_store")
     seeded = load_seed_store().seed_store(
@@ -43,7 +42,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return Path(seeded.db_path)
 
 
-def _expected(db_path: Path) -> tuple[dict[str, int], list[list[Any]]]:
+def expected_views(db_path: Path) -> tuple[dict[str, int], list[list[Any]]]:
     """metrics_long rows per metric and best_runs rows, from MLflow's tables, in Python."""
     with sqlite3.connect(db_path) as db:
         rows = db.execute(
@@ -68,7 +67,7 @@ def _expected(db_path: Path) -> tuple[dict[str, int], list[list[Any]]]:
     )
 
 
-def _build_and_read(store: Path, data_dir: Path, *args: str, env: dict[str, str] | None = None):
+def build_and_read(store: Path, data_dir: Path, *args: str, env: dict[str, str] | None = None):
     command = [
         sys.executable, "-m", "tests.views_check", "--data_dir", str(data_dir),
         "--source", "db", "--connection", f"sqlite:///{store}", *args,
@@ -80,28 +79,10 @@ def _build_and_read(store: Path, data_dir: Path, *args: str, env: dict[str, str]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _check(answer: dict[str, Any], store: Path) -> None:
-    counts, best = _expected(store)
+def check(answer: dict[str, Any], store: Path) -> None:
+    counts, best = expected_views(store)
     assert answer["metrics_long"] == counts
     assert sum(counts.values()) == EXPERIMENTS * RUNS_PER_EXPERIMENT * 5
     assert len(best) == EXPERIMENTS * 5  # five metrics, each with a direction
     assert sorted(answer["best"]) == best
     assert max(answer["text_lengths"].values()) < VIEW_TEXT_LIMIT, answer["text_lengths"]
-
-
-def test_views_over_many_experiments_in_derby(store: Path, tmp_path: Path) -> None:
-    _check(_build_and_read(store, tmp_path / "data"), store)
-
-
-def test_views_over_many_experiments_in_postgres(store: Path, tmp_path: Path) -> None:
-    with postgres_server() as url:
-        parsed = make_url(url)
-        env = dict(
-            os.environ,
-            MLFLOW_FUN_METASTORE_URL=f"jdbc:postgresql://127.0.0.1:{parsed.port}/{parsed.database}",
-            MLFLOW_FUN_METASTORE_USER=str(parsed.username),
-            MLFLOW_FUN_METASTORE_PASSWORD=str(parsed.password),
-        )
-        conf = str(REPO / "conf" / "metastore-postgres.yaml")
-        answer = _build_and_read(store, tmp_path / "data", "--conf", conf, env=env)
-    _check(answer, store)
