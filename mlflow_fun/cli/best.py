@@ -16,6 +16,7 @@ from mlflow_fun.cli.options import (
 from mlflow_fun.cli.output import print_rows
 from mlflow_fun.config import DEFAULT_DATABASE, parse_experiment_ids
 from mlflow_fun.errors import MetricNotFoundError
+from mlflow_fun.query.condition import check_syntax
 from mlflow_fun.query.model import SOURCES, BestQuery, OrderKey, parse_order_by
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,8 @@ def add_best_arguments(best: argparse.ArgumentParser) -> None:
     best.add_argument(
         "--where",
         help='a condition on columns, e.g. "_p_alpha < 0.5 and (_m_r2 > 0.1 or '
-        "status = 'FAILED')\"",
+        "status = 'FAILED')\"; MLflow's words work too: \"metrics.rmse < 0.8 and "
+        "params.alpha = '0.5'\"",
     )
     best.add_argument("--top", type=int, default=1, help="how many runs (default: 1)")
     best.add_argument(
@@ -80,6 +82,8 @@ def add_best_arguments(best: argparse.ArgumentParser) -> None:
 
 def run_best(args: argparse.Namespace) -> int:
     """Answer the question the flags ask and print it."""
+    if args.where:
+        check_syntax(args.where)  # a typo is one line, before any pull or Spark start-up
     if args.metric is not None:
         key = OrderKey(args.metric, args.order == "asc")
         query = BestQuery(order_by=(key,), where=args.where, top=args.top)

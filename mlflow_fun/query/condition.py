@@ -5,6 +5,12 @@ columns of a run table: comparisons, ``AND``/``OR``/``NOT``, ``IN``, ``BETWEEN``
 ``IS [NOT] NULL``, ``LIKE``, ``+ - * /`` and parentheses. Types are checked before
 anything runs: a STRING param compared with a number is an error, not a silent cast.
 
+MLflow's search words name the same columns: ``metrics.rmse``, ``params.alpha``,
+``tags.team``, ``attributes.status`` (also ``metric.``, ``param.``, ``tag.``,
+``attribute.``), with odd keys quoted as MLflow quotes them (``metrics.`val loss```,
+``metrics."val loss"``). MLflow compares params as text; here a typed param compares with
+a quoted value read as its type, so ``params.alpha = '0.5'`` is ``_p_alpha = 0.5``.
+
 Semantics are SQL's on both engines: NULL is unknown (three-valued logic), a NaN metric
 counts as NULL, division by zero gives NULL, ``LIKE`` is case-sensitive, a timestamp
 compares with a string literal read as UTC (``start_time > '2024-01-01'``).
@@ -19,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlflow_fun.errors import QueryError
-from mlflow_fun.transform.naming import quote_identifier
+from mlflow_fun.transform.naming import INFO, METRIC, PARAM, TAG, quote_identifier
 
 # pyspark: the optional [spark] extra, imported inside the functions that use it.
 if TYPE_CHECKING:
@@ -28,6 +34,35 @@ if TYPE_CHECKING:
 
 
 NUMBER, STRING, BOOLEAN, TIMESTAMP = "number", "string", "boolean", "timestamp"
+# MLflow's prefixes (mlflow/utils/search_utils.py) and the kind of column each names.
+MLFLOW_PREFIXES = {
+    "metrics": METRIC,
+    "metric": METRIC,
+    "params": PARAM,
+    "param": PARAM,
+    "parameters": PARAM,
+    "parameter": PARAM,
+    "tags": TAG,
+    "tag": TAG,
+    "attributes": INFO,
+    "attribute": INFO,
+    "attr": INFO,
+    "run": INFO,
+}
+# MLflow's run attributes and the column that holds each.
+ATTRIBUTES = {
+    "run_id": "run_id",
+    "run_uuid": "run_uuid",
+    "run_name": "run_name",
+    "experiment_id": "experiment_id",
+    "user_id": "user_id",
+    "status": "status",
+    "start_time": "start_time",
+    "created": "start_time",
+    "end_time": "end_time",
+    "artifact_uri": "artifact_uri",
+    "lifecycle_stage": "lifecycle_stage",
+}
 _COMPARISONS = {"EQ": "=", "NEQ": "!=", "GT": ">", "GTE": ">=", "LT": "<", "LTE": "<="}
 _ARITHMETIC = {"Add": "+", "Sub": "-", "Mul": "*", "Div": "/"}
 
@@ -43,6 +78,7 @@ class Node:
         args: Child nodes.
         value: Column name, literal value, or operator symbol.
         items: Literal values of ``IN``.
+        kind: For a column named in MLflow's words, the kind it was named as (``param``).
     """
 
     op: str
@@ -50,12 +86,18 @@ class Node:
     args: tuple[Node, ...] = ()
     value: Any = None
     items: tuple[Any, ...] = ()
+    kind: str = ""
 
 
-def parse_condition(text: str, columns: Mapping[str, str]) -> Node:
+def parse_condition(
+    text: str,
+    columns: Mapping[str, str],
+    keys: Mapping[str, tuple[str, str]] | None = None,
+) -> Node:
     """Parse and check ``text`` against ``columns`` (column name -> family).
 
-    Column names match without regard to case, as in Spark.
+    Column names match without regard to case, as in Spark. ``keys`` (column name ->
+    (kind, MLflow key)) lets MLflow's words name the columns: ``metrics.rmse``.
 
     Example:
         >>> parse_condition("_p_alpha < 0.5 or status = 'FINISHED'",
@@ -65,6 +107,21 @@ def parse_condition(text: str, columns: Mapping[str, str]) -> Node:
     Raises:
         QueryError: The text does not parse, names an unknown column, uses something
             unsupported, or mixes types.
+    """
+    tree = check_syntax(text)
+    by_lower = {name.lower(): (name, family) for name, family in columns.items()}
+    by_key = {key: name for name, key in (keys or {}).items()}
+    node = _Builder(text, by_lower, by_key).build(tree)
+    if node.family != BOOLEAN:
+        raise QueryError(f"--where {text!r} is not a condition (it is a {node.family})")
+    return node
+
+
+def check_syntax(text: str) -> Any:
+    """The parsed condition (sqlglot's tree): checks the syntax alone, before any data.
+
+    Raises:
+        QueryError: The text does not parse; the message quotes the parser.
     """
     import sqlglot
     from sqlglot import exp
@@ -76,17 +133,41 @@ def parse_condition(text: str, columns: Mapping[str, str]) -> Node:
         raise QueryError(f"--where {text!r} does not parse: {detail}") from e
     if not isinstance(tree, exp.Expression):
         raise QueryError(f"--where {text!r} does not parse")
-    by_lower = {name.lower(): (name, family) for name, family in columns.items()}
-    node = _Builder(text, by_lower).build(tree)
-    if node.family != BOOLEAN:
-        raise QueryError(f"--where {text!r} is not a condition (it is a {node.family})")
-    return node
+    for column in tree.find_all(exp.Column):
+        if column.table and column.table.lower() not in MLFLOW_PREFIXES:
+            raise QueryError(
+                f"--where {text!r}: unknown prefix in {column.sql(dialect='spark')}; "
+                "MLflow's are metrics., params., tags. and attributes."
+            )
+    return tree
+
+
+def mlflow_reference(name: str) -> tuple[str, str] | None:
+    """``(kind, key)`` of a name in MLflow's words (``metrics.`val loss```), else None.
+
+    Example:
+        >>> mlflow_reference('metrics."val loss"')
+        ('metric', 'val loss')
+    """
+    prefix, dot, key = name.strip().partition(".")
+    kind = MLFLOW_PREFIXES.get(prefix.lower()) if dot else None
+    if kind is None or not key:
+        return None
+    if len(key) >= 2 and key[0] == key[-1] and key[0] in '`"':
+        key = key[1:-1]
+    return kind, key
 
 
 class _Builder:
-    def __init__(self, text: str, columns: Mapping[str, tuple[str, str]]) -> None:
+    def __init__(
+        self,
+        text: str,
+        columns: Mapping[str, tuple[str, str]],
+        keys: Mapping[tuple[str, str], str],
+    ) -> None:
         self.text = text
         self.columns = columns
+        self.keys = keys
 
     def fail(self, message: str) -> QueryError:
         return QueryError(f"--where {self.text!r}: {message}")
@@ -99,7 +180,7 @@ class _Builder:
             return self.build(tree.this)
         if isinstance(tree, exp.Column):
             if tree.table:
-                raise self.fail(f"qualified names are not supported: {tree.sql()}")
+                return self._mlflow_column(MLFLOW_PREFIXES[tree.table.lower()], tree.name)
             found = self.columns.get(tree.name.lower())
             if found is None:
                 raise self.fail(f"unknown column {tree.name!r}; {self._suggest(tree.name)}")
@@ -163,12 +244,29 @@ class _Builder:
             return Node("like", BOOLEAN, (subject,), value=pattern.value)
         raise self.fail(f"{tree.sql(dialect='spark')!r} is not supported here")
 
+    def _mlflow_column(self, kind: str, key: str) -> Node:
+        """The column MLflow's ``<prefix>.<key>`` names."""
+        if kind == INFO:
+            found = self.columns.get(ATTRIBUTES.get(key.lower(), ""))
+            if found is None:
+                known = ", ".join(sorted(ATTRIBUTES))
+                raise self.fail(f"unknown attribute {key!r}; MLflow's attributes: {known}")
+            return Node("col", found[1], value=found[0])
+        column = self.keys.get((kind, key))
+        if column is None:
+            known = ", ".join(sorted(k for c, k in self.keys if c == kind)) or "none"
+            raise self.fail(f"no run has the {kind} {key!r}; the {kind}s: {known}")
+        return Node("col", self.columns[column.lower()][1], value=column, kind=kind)
+
     def _need(self, node: Node, family: str, where: str) -> None:
         if node.family != family:
             raise self.fail(f"{where} needs a {family}, got {_describe(node)}")
 
     def _comparable(self, left: Node, right: Node) -> tuple[Node, Node]:
         for a, b in ((left, right), (right, left)):
+            if a.kind == PARAM and a.family != STRING and b.op == "lit" and b.family == STRING:
+                typed = Node("lit", a.family, value=self._param_value(a, b.value))
+                return (a, typed) if a is left else (typed, a)
             if a.family == TIMESTAMP and b.op == "lit" and b.family == STRING:
                 try:
                     when = dt.datetime.fromisoformat(b.value)
@@ -184,6 +282,19 @@ class _Builder:
                 hint = "; a STRING column compares with a quoted value"
             raise self.fail(f"cannot compare {_describe(left)} with {_describe(right)}{hint}")
         return left, right
+
+    def _param_value(self, column: Node, text: str) -> Any:
+        """A quoted value compared with a typed param (MLflow's words), read as its type."""
+        if column.family == BOOLEAN and text.strip().lower() in ("true", "false"):
+            return text.strip().lower() == "true"
+        if column.family == NUMBER:
+            try:
+                number = float(text)
+            except ValueError:
+                pass
+            else:
+                return int(number) if number.is_integer() else number
+        raise self.fail(f"{column.value} holds {column.family}s; {text!r} is not one")
 
     def _suggest(self, name: str) -> str:
         import difflib

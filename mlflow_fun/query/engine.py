@@ -23,17 +23,19 @@ from typing import TYPE_CHECKING, Any
 
 from mlflow_fun.errors import ConfigError, MetricNotFoundError
 from mlflow_fun.query.condition import (
+    ATTRIBUTES,
     BOOLEAN,
     NUMBER,
     STRING,
     TIMESTAMP,
+    mlflow_reference,
     parse_condition,
     to_pandas_mask,
     to_spark,
 )
 from mlflow_fun.query.model import OrderKey, RankedRun, parse_order_by
 from mlflow_fun.transform.frames import column_keys
-from mlflow_fun.transform.naming import quote_identifier
+from mlflow_fun.transform.naming import INFO, quote_identifier
 
 # pyspark: the optional [spark] extra, imported inside the functions that use it.
 if TYPE_CHECKING:
@@ -150,6 +152,13 @@ class _Table(abc.ABC):
         for column in self.columns:
             if column == name:
                 return column
+        reference = mlflow_reference(name)
+        if reference is not None:
+            for column, kind_key in self.keys.items():
+                if kind_key == reference:
+                    return column
+            if reference[0] == INFO and ATTRIBUTES.get(reference[1].lower()) in self.columns:
+                return ATTRIBUTES[reference[1].lower()]
         for column, (kind, key) in self.keys.items():
             if kind == "metric" and key == name:
                 return column
@@ -190,7 +199,7 @@ class _PandasTable(_Table):
     ) -> list[tuple[Any, ...]]:
         df = self.df
         if where:
-            df = df[to_pandas_mask(parse_condition(where, self.columns), df)]
+            df = df[to_pandas_mask(parse_condition(where, self.columns, self.keys), df)]
         present = df[columns].apply(
             lambda s: s.astype("Float64") if self.columns[s.name] == NUMBER else s
         )
@@ -239,7 +248,7 @@ class _SparkTable(_Table):
             f.name for f in df.schema.fields if isinstance(f.dataType, (T.DoubleType, T.FloatType))
         )
         if where:
-            df = df.where(to_spark(parse_condition(where, self.columns), doubles))
+            df = df.where(to_spark(parse_condition(where, self.columns, self.keys), doubles))
         for column in columns:
             value = F.col(quote_identifier(column))
             present = value.isNotNull()

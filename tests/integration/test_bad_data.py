@@ -132,7 +132,7 @@ def test_injection_attempts_touch_nothing(
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 1 and len(err) == 1 and err[0].startswith("mlflow-fun: error: "), (argv, err)
     assert spark.table(f"bad_data.exp_{bad_data}").count() == before
-    assert spark.catalog.tableExists("mlflow_status", "bad_data")
+    assert spark.catalog.tableExists("bad_data.mlflow_status")
 
 
 def _all_bytes(folder: Path) -> bytes:

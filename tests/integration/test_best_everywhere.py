@@ -39,6 +39,15 @@ QUERIES = {
         ),
     ),
     "cross-experiment": (["best", "paged"], _order("rmse asc", top=4)),
+    # The same question in MLflow's words and in column names (compared below).
+    "mlflow words": (
+        ["paged"],
+        _order("metrics.rmse desc", where="metrics.rmse < 0.8 and params.alpha < '0.5'", top=3),
+    ),
+    "column names": (
+        ["paged"],
+        _order("_m_rmse desc", where="_m_rmse < 0.8 and _p_alpha < 0.5", top=3),
+    ),
 }
 
 
@@ -78,6 +87,15 @@ def test_every_source_gives_the_same_answer(
     assert reference, f"{name}: the query found no run"
     for source, answer in answers.items():
         assert answer == reference, f"{name}: {source} differs from pandas"
+
+
+def test_mlflow_words_answer_as_column_names(
+    spark: Any, seeded: Seeded, mlflow_server: LocalMlflowServer, tables: None
+) -> None:
+    for source in [*SOURCES, "delta"]:
+        words = _answer(source, seeded, mlflow_server, spark, "mlflow words")
+        columns = _answer(source, seeded, mlflow_server, spark, "column names")
+        assert words == columns and len(words) == 3, source
 
 
 def test_known_answers(

@@ -142,7 +142,7 @@ def test_faults_outlasting_the_retry_budget_fail_cleanly(
         err[-1]
         == f"mlflow-fun: error: 1 experiment(s) failed: {seeded.typed}; their tables are unchanged"
     )
-    assert not spark.catalog.tableExists(f"exp_{seeded.typed}", "faults_budget")
+    assert not spark.catalog.tableExists(f"faults_budget.exp_{seeded.typed}")
 
 
 def test_enough_faults_were_injected(capsys: pytest.CaptureFixture[str]) -> None:

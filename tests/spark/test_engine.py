@@ -43,3 +43,11 @@ def test_best_run_skips_nan_and_breaks_ties_by_start_time(
     assert [r.run_id for r in front] == ["b"]
     with pytest.raises(MetricNotFoundError, match="'mae' is neither a metric nor a column"):
         best_runs(df, "mae")
+
+
+@pytest.mark.parametrize("engine", ["spark", "pandas"])
+def test_mlflow_words_name_the_same_columns(frames: dict[str, Any], engine: str) -> None:
+    df = frames[engine]
+    words = best_runs(df, "metrics.rmse asc", where="params.alpha in ('0.1', '1.0')", top=4)
+    columns = best_runs(df, "_m_rmse asc", where="_p_alpha in (0.1, 1.0)", top=4)
+    assert [r.run_id for r in words] == [r.run_id for r in columns] == ["a", "d"]
