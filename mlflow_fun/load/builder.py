@@ -165,7 +165,7 @@ class TableBuilder:
             experiments,
             read_states(self.spark, self.database),
             self.options,
-            lambda name: self.writer.existing_schema(name) if name in present else None,
+            lambda name: self.writer.schema(name) if name in present else None,
             present.__contains__,
         )
         self.writer.write_states([p.rebuild_pending for p in plans if p.rebuild_pending])

@@ -99,8 +99,10 @@ class TableWriter:
 
     def existing_schema(self, name: str) -> StructType | None:
         """The schema of ``<database>.<name>``, or None if there is no such table."""
-        if not self.table_exists(name):
-            return None
+        return self.schema(name) if self.table_exists(name) else None
+
+    def schema(self, name: str) -> StructType:
+        """The schema of ``<database>.<name>``, a table known to exist."""
         schema: StructType = self.spark.table(qualified_table(self.database, name)).schema
         return schema
 

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlflow_fun.errors import QueryError
-from mlflow_fun.transform.naming import INFO, METRIC, PARAM, TAG, quote_identifier
+from mlflow_fun.query.mlflow_words import ATTRIBUTES, MLFLOW_PREFIXES
+from mlflow_fun.transform.naming import INFO, PARAM, quote_identifier
 
 # pyspark: the optional [spark] extra, imported inside the functions that use it.
 if TYPE_CHECKING:
@@ -34,35 +35,6 @@ if TYPE_CHECKING:
 
 
 NUMBER, STRING, BOOLEAN, TIMESTAMP = "number", "string", "boolean", "timestamp"
-# MLflow's prefixes (mlflow/utils/search_utils.py) and the kind of column each names.
-MLFLOW_PREFIXES = {
-    "metrics": METRIC,
-    "metric": METRIC,
-    "params": PARAM,
-    "param": PARAM,
-    "parameters": PARAM,
-    "parameter": PARAM,
-    "tags": TAG,
-    "tag": TAG,
-    "attributes": INFO,
-    "attribute": INFO,
-    "attr": INFO,
-    "run": INFO,
-}
-# MLflow's run attributes and the column that holds each.
-ATTRIBUTES = {
-    "run_id": "run_id",
-    "run_uuid": "run_uuid",
-    "run_name": "run_name",
-    "experiment_id": "experiment_id",
-    "user_id": "user_id",
-    "status": "status",
-    "start_time": "start_time",
-    "created": "start_time",
-    "end_time": "end_time",
-    "artifact_uri": "artifact_uri",
-    "lifecycle_stage": "lifecycle_stage",
-}
 _COMPARISONS = {"EQ": "=", "NEQ": "!=", "GT": ">", "GTE": ">=", "LT": "<", "LTE": "<="}
 _ARITHMETIC = {"Add": "+", "Sub": "-", "Mul": "*", "Div": "/"}
 
@@ -140,22 +112,6 @@ def check_syntax(text: str) -> Any:
                 "MLflow's are metrics., params., tags. and attributes."
             )
     return tree
-
-
-def mlflow_reference(name: str) -> tuple[str, str] | None:
-    """``(kind, key)`` of a name in MLflow's words (``metrics.`val loss```), else None.
-
-    Example:
-        >>> mlflow_reference('metrics."val loss"')
-        ('metric', 'val loss')
-    """
-    prefix, dot, key = name.strip().partition(".")
-    kind = MLFLOW_PREFIXES.get(prefix.lower()) if dot else None
-    if kind is None or not key:
-        return None
-    if len(key) >= 2 and key[0] == key[-1] and key[0] in '`"':
-        key = key[1:-1]
-    return kind, key
 
 
 class _Builder:

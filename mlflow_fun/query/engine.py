@@ -23,16 +23,15 @@ from typing import TYPE_CHECKING, Any
 
 from mlflow_fun.errors import ConfigError, MetricNotFoundError
 from mlflow_fun.query.condition import (
-    ATTRIBUTES,
     BOOLEAN,
     NUMBER,
     STRING,
     TIMESTAMP,
-    mlflow_reference,
     parse_condition,
     to_pandas_mask,
     to_spark,
 )
+from mlflow_fun.query.mlflow_words import ATTRIBUTES, mlflow_reference
 from mlflow_fun.query.model import OrderKey, RankedRun, parse_order_by
 from mlflow_fun.transform.frames import column_keys
 from mlflow_fun.transform.naming import INFO, quote_identifier

@@ -11,8 +11,8 @@ from mlflow_fun.cli.main import main
 from mlflow_fun.errors import QueryError
 from mlflow_fun.model import RunRecord
 from mlflow_fun.query import spark_tables
-from mlflow_fun.query.condition import mlflow_reference
 from mlflow_fun.query.engine import best_runs
+from mlflow_fun.query.mlflow_words import mlflow_reference
 from mlflow_fun.transform.flatten import flatten_runs
 from mlflow_fun.transform.frames import to_pandas
 
