@@ -11,6 +11,7 @@ line); in a plain Python process it is resolved from Maven Central at session st
 
 from __future__ import annotations
 
+import atexit
 import glob
 import logging
 import os
@@ -19,6 +20,14 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 # pyspark: the optional [spark] extra, imported inside the functions that use it.
+from mlflow_fun.jvm_archive import (
+    ArchivePlan,
+    check_mapped,
+    finish_archive,
+    java_executable,
+    plan_archive,
+)
+
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
@@ -121,11 +130,16 @@ def build_spark_session(
         os.makedirs(data_dir, exist_ok=True)
         settings.update(embedded_conf(data_dir))
     settings.update(conf or {})
+    archive: ArchivePlan | None = None
     if not _running_under_spark_submit():
-        settings.setdefault(
-            "spark.driver.extraJavaOptions",
-            f"-Dlog4j2.configurationFile={LOG4J_CONFIG} {LOCAL_JVM_OPTIONS}",
-        )
+        for key, value in delta_jar_conf().items():
+            settings[key] = f"{settings[key]},{value}" if settings.get(key) else value
+        if "spark.driver.extraJavaOptions" not in settings:
+            archive = plan_archive(_archive_key(settings))
+            settings["spark.driver.extraJavaOptions"] = " ".join(
+                [f"-Dlog4j2.configurationFile={LOG4J_CONFIG}", LOCAL_JVM_OPTIONS]
+                + ([archive.java_options] if archive else [])
+            )
         # Local Python workers run this interpreter (with this project's packages), not
         # whatever `python3` is first on PATH.
         settings.setdefault("spark.pyspark.python", sys.executable)
@@ -133,8 +147,6 @@ def build_spark_session(
         # fixed cost dominated every table write (make bench: 11-13 s against 2.5-3.4 s).
         settings.setdefault("spark.databricks.delta.snapshotPartitions", "2")
         settings.setdefault("spark.sql.shuffle.partitions", "8")
-        for key, value in delta_jar_conf().items():
-            settings[key] = f"{settings[key]},{value}" if settings.get(key) else value
     builder = SparkSession.builder.appName(app_name).enableHiveSupport()
     if master:
         builder = builder.master(master)
@@ -143,6 +155,8 @@ def build_spark_session(
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
+    if archive is not None:
+        _watch_archive(spark, archive)
     if data_dir is not None:
         # Derby writes derby.log under derby.system.home; the metastore starts lazily, so
         # setting it now (also under spark-submit, where the JVM already runs) is in time.
@@ -151,6 +165,35 @@ def build_spark_session(
         jvm.java.lang.System.setProperty("derby.system.home", os.path.abspath(data_dir))
     spark.sparkContext.setLogLevel(os.environ.get("MLFLOW_FUN_SPARK_LOG_LEVEL", "ERROR"))
     return spark
+
+
+def _archive_key(settings: Mapping[str, str]) -> list[str]:
+    """What the driver JVM's class archive depends on: java, Spark's and Delta's jars, flags."""
+    import pyspark
+
+    return [
+        java_executable(),
+        os.path.dirname(os.path.abspath(pyspark.__file__)),
+        pyspark.__version__,
+        settings.get("spark.jars", settings.get("spark.jars.packages", "")),
+        LOCAL_JVM_OPTIONS,
+    ]
+
+
+def _watch_archive(spark: SparkSession, archive: ArchivePlan) -> None:
+    """Check that the JVM maps the archive; or, if it writes one, keep it when the JVM exits."""
+    process = getattr(spark.sparkContext._gateway, "proc", None)
+    if process is None:
+        return
+    if archive.partial is None:
+        check_mapped(archive, process.pid)
+        return
+
+    def stop_then_keep_archive() -> None:
+        spark.stop()
+        finish_archive(archive, process)
+
+    atexit.register(stop_then_keep_archive)
 
 
 def _running_under_spark_submit() -> bool:
