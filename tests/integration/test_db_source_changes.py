@@ -7,7 +7,6 @@ with known start and end times; what the database yields must equal what REST yi
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -20,11 +19,6 @@ from mlflow.entities import Metric, Param, RunTag
 
 from mlflow_fun.errors import ConfigError, ExperimentNotFoundError
 from mlflow_fun.extract.database import queries
-from mlflow_fun.extract.database.schema import (
-    _revisions_from_alembic,
-    _revisions_from_text,
-    mlflow_schema_revisions,
-)
 from mlflow_fun.extract.database.source import DatabaseSource
 from mlflow_fun.extract.local_server import LocalMlflowServer
 from mlflow_fun.extract.open import open_source
@@ -245,21 +239,3 @@ def test_metric_history_reads_only_the_keys_of_the_records(changes: ChangeStore)
         assert list(database.iter_metric_history([])) == []
     assert sorted((p.key, p.value, p.step) for p in points) == [("loss", 1.0, 3), ("loss", 1.5, 5)]
     assert _points(points) == _points(changes.rest().iter_metric_history([only_loss]))
-
-
-def test_schema_revisions_read_from_text_equal_alembic(tmp_path: Path) -> None:
-    spec = importlib.util.find_spec("mlflow")
-    assert spec is not None and spec.submodule_search_locations
-    migrations = Path(next(iter(spec.submodule_search_locations))) / "store" / "db_migrations"
-    from_text = _revisions_from_text(migrations / "versions")
-    assert from_text is not None
-    assert from_text == _revisions_from_alembic(migrations)
-    assert mlflow_schema_revisions()[:2] == from_text
-    (tmp_path / "a.py").write_text('revision = "aaa"\ndown_revision = None\n')
-    (tmp_path / "b.py").write_text('revision: str = "bbb"\ndown_revision = "aaa"\n')
-    assert _revisions_from_text(tmp_path) == (
-        frozenset({"bbb"}),
-        frozenset({"aaa", "bbb"}),
-    )
-    (tmp_path / "c.py").write_text('revision = "ccc"\ndown_revision = ("aaa", "bbb")\n')
-    assert _revisions_from_text(tmp_path) is None  # a merge: alembic reads it

@@ -30,7 +30,7 @@ from mlflow_fun.errors import (
     MetricNotFoundError,
     SchemaMismatchError,
 )
-from mlflow_fun.extract.database.schema import mlflow_schema_revisions, safe_url
+from mlflow_fun.extract.database.schema import safe_url
 from mlflow_fun.extract.database.source import DatabaseSource
 from mlflow_fun.extract.local_server import LocalMlflowServer, free_port
 from mlflow_fun.extract.open import open_source
@@ -275,13 +275,10 @@ def _copy_sqlite(store: Store, target: Path) -> str:
     return f"sqlite:///{target}"
 
 
-def _set_revision(db_url: str, revision: str | None) -> None:
+def _alter(db_url: str, statement: str) -> None:
     connection = sqlite3.connect(db_url.removeprefix("sqlite:///"))
     with connection:
-        if revision is None:
-            connection.execute("drop table alembic_version")
-        else:
-            connection.execute("update alembic_version set version_num = ?", (revision,))
+        connection.execute(statement)
     connection.close()
 
 
@@ -294,19 +291,30 @@ def test_wrong_schemas_are_named(sqlite_store: Store, tmp_path: Path) -> None:
     with pytest.raises(SchemaMismatchError, match="missing runs, latest_metrics, params"):
         DatabaseSource(f"sqlite:///{empty}").get_experiment(eid)
 
-    heads, known, version = mlflow_schema_revisions()
-    older = sorted(known - heads)[0]
     copy = _copy_sqlite(sqlite_store, tmp_path / "copy.db")
+    _alter(copy, "alter table latest_metrics rename column is_nan to nan_flag")
+    with pytest.raises(SchemaMismatchError, match="missing latest_metrics.is_nan"):
+        get_best_run(copy, eid, "rmse")
+
+
+@pytest.mark.parametrize(
+    "revision_change",
+    [
+        "update alembic_version set version_num = '97727af70f4d'",  # MLflow 2.0's time
+        "update alembic_version set version_num = 'ffffffffffff'",  # a newer MLflow's
+        "drop table alembic_version",
+    ],
+)
+def test_any_revision_with_the_columns_read_is_read(
+    sqlite_store: Store, tmp_path: Path, revision_change: str
+) -> None:
+    eid = sqlite_store.seeded.best
+    copy = _copy_sqlite(sqlite_store, tmp_path / "copy.db")
+    _alter(copy, revision_change)
     assert get_best_run(copy, eid, "rmse") == (sqlite_store.seeded.best_runs["a"], 0.5)
-    _set_revision(copy, older)
-    with pytest.raises(SchemaMismatchError, match=f"older MLflow schema \\(revision {older}\\)"):
-        get_best_run(copy, eid, "rmse")
-    _set_revision(copy, "ffffffffffff")
-    with pytest.raises(SchemaMismatchError, match=f"unknown to the installed mlflow {version}"):
-        list(DatabaseSource(copy).iter_runs(eid))
-    _set_revision(copy, None)
-    with pytest.raises(SchemaMismatchError, match="no alembic_version table"):
-        get_best_run(copy, eid, "rmse")
+    assert len(list(DatabaseSource(copy).iter_runs(eid))) == len(
+        list(DatabaseSource(sqlite_store.db_url).iter_runs(eid))
+    )
 
 
 def test_unreachable_databases_are_named_without_password(
@@ -381,3 +389,20 @@ def test_main_sql_in_process_on_postgresql(
     ]
     password = sa.make_url(postgresql_store.db_url).password
     assert password and password not in captured.err
+
+
+def test_best_source_sql_reads_the_url_from_mlflow_fun_db_url(
+    sqlite_store: Store, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow_fun.cli.main import main as cli_main
+
+    argv = ["best", "--source", "sql", "--experiment-id", sqlite_store.seeded.best]
+    monkeypatch.delenv("MLFLOW_FUN_DB_URL", raising=False)
+    assert cli_main([*argv, "--metric", "rmse"]) == 1
+    assert capsys.readouterr().err == (
+        "mlflow-fun: error: --source sql needs --connection (an SQLAlchemy URL) or "
+        "MLFLOW_FUN_DB_URL\n"
+    )
+    monkeypatch.setenv("MLFLOW_FUN_DB_URL", sqlite_store.db_url)
+    assert cli_main([*argv, "--metric", "rmse"]) == 0
+    assert capsys.readouterr().out == f"('{sqlite_store.seeded.best_runs['a']}', 0.5)\n"

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import importlib.metadata
-import importlib.util
 import logging
 import os
 import re
@@ -238,65 +235,12 @@ def first_error_line(error: Exception, url: URL) -> str:
     return text
 
 
-@functools.lru_cache(maxsize=1)
-def mlflow_schema_revisions() -> tuple[frozenset[str], frozenset[str], str]:
-    """Alembic heads and all revisions of the installed MLflow, and its version.
-
-    Read from ``mlflow/store/db_migrations`` without importing ``mlflow``: from the
-    ``revision``/``down_revision`` lines of the migration files (milliseconds), or through
-    alembic's `ScriptDirectory` (which imports every migration, ~1.5 s) when a file has
-    another shape.
-
-    Example:
-        >>> heads, known, version = mlflow_schema_revisions()
-    """
-    spec = importlib.util.find_spec("mlflow")
-    if spec is None or not spec.submodule_search_locations:
-        raise SchemaMismatchError("mlflow is not installed: cannot tell which schema to expect")
-    migrations = Path(next(iter(spec.submodule_search_locations))) / "store" / "db_migrations"
-    graph = _revisions_from_text(migrations / "versions") or _revisions_from_alembic(migrations)
-    return graph[0], graph[1], importlib.metadata.version("mlflow")
-
-
-_REVISION_LINE = re.compile(r"^(revision|down_revision)\s*(?::[^=\n]*)?=\s*(.*?)\s*$", re.MULTILINE)
-
-
-_QUOTED_REVISION = re.compile(r"""["']([0-9A-Za-z_]+)["']""")
-
-
-def _revisions_from_text(versions: Path) -> tuple[frozenset[str], frozenset[str]] | None:
-    """(heads, every revision) of a linear or branching history of single parents, read
-    from the files' text; None when a file has no plain ``revision = "..."`` and
-    ``down_revision = "..."`` (or ``None``) line, e.g. a merge of two heads."""
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    for path in sorted(versions.glob("*.py")):
-        if path.name == "__init__.py":
-            continue
-        fields = dict(_REVISION_LINE.findall(path.read_text(encoding="utf-8")))
-        revision = _QUOTED_REVISION.fullmatch(fields.get("revision", ""))
-        down = fields.get("down_revision")
-        parent = _QUOTED_REVISION.fullmatch(down or "")
-        if revision is None or (down != "None" and parent is None):
-            return None
-        revisions.add(revision.group(1))
-        if parent is not None:
-            parents.add(parent.group(1))
-    if not revisions:
-        return None
-    return frozenset(revisions - parents), frozenset(revisions)
-
-
-def _revisions_from_alembic(migrations: Path) -> tuple[frozenset[str], frozenset[str]]:
-    from alembic.script import ScriptDirectory
-
-    script = ScriptDirectory(str(migrations))
-    heads = frozenset(script.get_heads())
-    return heads, frozenset(revision.revision for revision in script.walk_revisions())
-
-
 def check_schema(engine: Engine, tables: Sequence[sa.TableClause] = ALL_TABLES) -> None:
-    """Check that ``engine`` holds MLflow's tables at the revision the installed MLflow knows.
+    """Check that ``engine`` holds the MLflow tables and columns that mlflow-fun reads.
+
+    The tables and columns, not the alembic revision: what is read (experiments, runs,
+    latest_metrics, metrics, params, tags) has kept its shape from MLflow 2.0 to 3.x, so
+    a store of any of those versions is read as it is, without `mlflow db upgrade`.
 
     Example:
         >>> check_schema(engine, [RUNS, LATEST_METRICS, EXPERIMENTS])
@@ -306,8 +250,7 @@ def check_schema(engine: Engine, tables: Sequence[sa.TableClause] = ALL_TABLES) 
         tables: The tables (and their columns) that must be present.
 
     Raises:
-        SchemaMismatchError: A table or column is missing, or the ``alembic_version`` of
-            the database is older or newer than the installed MLflow's.
+        SchemaMismatchError: A table or column is missing; the message names them.
         DatabaseError: The database is unreachable.
     """
     url = safe_url(engine)
@@ -320,31 +263,10 @@ def check_schema(engine: Engine, tables: Sequence[sa.TableClause] = ALL_TABLES) 
                 continue
             columns = {c["name"] for c in inspector.get_columns(t.name)}
             missing += [f"{t.name}.{c.name}" for c in t.columns if c.name not in columns]
-        if missing:
-            raise SchemaMismatchError(
-                f"database {url} is not an MLflow tracking store of the expected schema: "
-                f"missing {', '.join(missing)}. Point at the database of `mlflow server "
-                "--backend-store-uri`, or create its schema with `mlflow db upgrade <url>`"
-            )
-        if "alembic_version" not in present:
-            raise SchemaMismatchError(
-                f"database {url} has MLflow's tables but no alembic_version table: it was not "
-                "created by MLflow's migrations; run `mlflow db upgrade <url>`"
-            )
-        found = {row[0] for row in conn.execute(sa.text("SELECT version_num FROM alembic_version"))}
-    heads, known, version = mlflow_schema_revisions()
-    if found == heads:
-        return
-    shown = ", ".join(sorted(found)) or "none"
-    expected = ", ".join(sorted(heads))
-    if found and found <= known:
+    if missing:
         raise SchemaMismatchError(
-            f"database {url} has an older MLflow schema (revision {shown}) than the installed "
-            f"mlflow {version} reads (revision {expected}): back it up and run "
-            "`mlflow db upgrade <url>`, or install the mlflow version that wrote it"
+            f"database {url} is not an MLflow tracking store that mlflow-fun can read: "
+            f"missing {', '.join(missing)}. Point at the database of `mlflow server "
+            "--backend-store-uri` (MLflow 2.0 or newer), or create its schema with "
+            "`mlflow db upgrade <url>`"
         )
-    raise SchemaMismatchError(
-        f"database {url} has MLflow schema revision {shown}, unknown to the installed "
-        f"mlflow {version} (expects {expected}): it was written by a newer mlflow; "
-        "upgrade mlflow here (`pip install -U mlflow`)"
-    )

@@ -1,0 +1,1 @@
+"""Example settings (YAML); installed as ``mlflow_fun.conf``. See docs/job.md."""
