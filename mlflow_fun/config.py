@@ -154,6 +154,28 @@ def read_yaml_mapping(path: str | os.PathLike[str], what: str, holding: str) -> 
     return raw
 
 
+# The SQLAlchemy URL of MLflow's database, for every command that reads it (keeps a
+# password off the command line): the default of --connection.
+DB_URL_ENV = "MLFLOW_FUN_DB_URL"
+
+
+def resolve_config(conf: str | os.PathLike[str] | None, **flags: Any) -> JobConfig:
+    """The ``--conf`` file's settings (defaults without one) with every flag given over them.
+
+    The one resolution of ``--conf``, ``--data_dir``, ``--database`` and the rest: the job
+    and the commands that read its tables (``sql``, ``best --source table``, ``serve``)
+    find the same tables from the same flags.
+
+    Example:
+        >>> resolve_config("conf/local.yaml", data_dir="/srv/mlflow-fun").data_dir
+        '/srv/mlflow-fun'
+
+    Raises:
+        ConfigError: The file or a flag is invalid.
+    """
+    return (load_config(conf) if conf else JobConfig()).with_overrides(**flags)
+
+
 def load_config(path: str | os.PathLike[str]) -> JobConfig:
     """Read a YAML config file into a `JobConfig`.
 

@@ -98,6 +98,10 @@ class JobStoppedError(MlflowFunError):
         self.result = result
 
 
+class MissingRuntimeError(MlflowFunError):
+    """A package or Java that the command needs is missing or too old (exit code 2)."""
+
+
 class QueryError(MlflowFunError):
     """A SQL query or a table it names is wrong (Spark's message, first line)."""
 

@@ -187,11 +187,11 @@ def _prune(folder: str, keep: int) -> None:
         _remove(old)
 
 
-def java_executable() -> str:
+def java_executable() -> str | None:
     """The ``java`` that Spark will start: ``$JAVA_HOME/bin/java``, else the one on PATH."""
     home = os.environ.get("JAVA_HOME")
-    java = os.path.join(home, "bin", "java") if home else shutil.which("java") or "java"
-    return os.path.realpath(java)
+    java = os.path.join(home, "bin", "java") if home else shutil.which("java")
+    return os.path.realpath(java) if java and os.path.isfile(java) else None
 
 
 def _remove(path: str) -> None:

@@ -12,14 +12,19 @@ line); in a plain Python process it is resolved from Maven Central at session st
 from __future__ import annotations
 
 import atexit
+import functools
 import glob
+import importlib
 import logging
 import os
+import re
+import subprocess
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 # pyspark: the optional [spark] extra, imported inside the functions that use it.
+from mlflow_fun.errors import MissingRuntimeError
 from mlflow_fun.jvm_archive import (
     ArchivePlan,
     check_mapped,
@@ -123,6 +128,8 @@ def build_spark_session(
         master: Spark master; None lets ``spark-submit`` or ``local[*]`` decide.
         conf: More Spark settings; they override the defaults here.
     """
+    if not _running_under_spark_submit():
+        check_spark_runtime()
     from pyspark.sql import SparkSession
 
     settings: dict[str, str] = dict(BASE_CONF)
@@ -172,10 +179,11 @@ def _archive_key(settings: Mapping[str, str]) -> list[str]:
     import pyspark
 
     return [
-        java_executable(),
+        java_executable() or "java",
         os.path.dirname(os.path.abspath(pyspark.__file__)),
         pyspark.__version__,
         settings.get("spark.jars", settings.get("spark.jars.packages", "")),
+        settings.get("spark.driver.extraClassPath", ""),  # the endpoint's JVM has its own
         LOCAL_JVM_OPTIONS,
     ]
 
@@ -194,6 +202,49 @@ def _watch_archive(spark: SparkSession, archive: ArchivePlan) -> None:
         finish_archive(archive, process)
 
     atexit.register(stop_then_keep_archive)
+
+
+# Spark 4 runs on Java 17 and newer.
+MIN_JAVA = 17
+
+_JAVA_VERSION = re.compile(r'version "(\d+)(?:\.(\d+))?')
+
+
+@functools.lru_cache(maxsize=1)
+def check_spark_runtime() -> None:
+    """Fail in one line, before a JVM starts, when pyspark, delta-spark or Java 17+ is missing.
+
+    Raises:
+        MissingRuntimeError: What is missing and what to install.
+    """
+    for module, package in (("pyspark", "pyspark"), ("delta", "delta-spark")):
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise MissingRuntimeError(
+                f"{package} is not installed ({e}): pip install 'mlflow-fun[spark]'"
+            ) from e
+    java = java_executable()
+    if java is None:
+        raise MissingRuntimeError(
+            f"no Java found (neither $JAVA_HOME/bin/java nor java on PATH): Spark needs "
+            f"Java {MIN_JAVA} or newer; install a JDK and set JAVA_HOME"
+        )
+    try:
+        shown = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise MissingRuntimeError(f"cannot run {java} -version: {e}") from e
+    found = _JAVA_VERSION.search(shown.stderr + shown.stdout)
+    if found is None:
+        raise MissingRuntimeError(f"{java} -version printed no version; is it a JDK?")
+    major = int(found.group(1))
+    if major == 1 and found.group(2):  # "1.8.0_392" is Java 8
+        major = int(found.group(2))
+    if major < MIN_JAVA:
+        raise MissingRuntimeError(
+            f"Java {major} at {java}: Spark needs Java {MIN_JAVA} or newer; "
+            "set JAVA_HOME to a JDK 17+"
+        )
 
 
 def _running_under_spark_submit() -> bool:

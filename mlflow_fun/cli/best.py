@@ -7,14 +7,15 @@ import logging
 from typing import Any
 
 from mlflow_fun.cli.options import (
-    OUTPUT_FORMATS,
+    add_conf,
     add_connection,
     add_data_dir,
     add_database,
+    add_output,
     add_tracking_uri,
 )
 from mlflow_fun.cli.output import print_rows
-from mlflow_fun.config import DEFAULT_DATABASE, parse_experiment_ids
+from mlflow_fun.config import parse_experiment_ids, resolve_config
 from mlflow_fun.errors import MetricNotFoundError
 from mlflow_fun.query.condition import check_syntax
 from mlflow_fun.query.model import SOURCES, BestQuery, OrderKey, parse_order_by
@@ -58,11 +59,10 @@ def add_best_arguments(best: argparse.ArgumentParser) -> None:
         "params.alpha = '0.5'\"",
     )
     best.add_argument("--top", type=int, default=1, help="how many runs (default: 1)")
-    best.add_argument(
-        "--output",
-        choices=OUTPUT_FORMATS,
-        default=None,
-        help="table, json or csv (default: ('<run_id>', <value>) for one run, else table)",
+    add_output(
+        best,
+        "table, csv, json (one document) or jsonl (one object a line); default: "
+        "('<run_id>', <value>) for one run, else table",
     )
     best.add_argument(
         "--source",
@@ -78,6 +78,7 @@ def add_best_arguments(best: argparse.ArgumentParser) -> None:
     add_tracking_uri(best)
     add_data_dir(best)
     add_database(best)
+    add_conf(best, "--source table: the job's YAML settings (data_dir, database, metastore)")
 
 
 def run_best(args: argparse.Namespace) -> int:
@@ -96,17 +97,19 @@ def run_best(args: argparse.Namespace) -> int:
     # The engines load pandas, SQLAlchemy, delta-rs or Spark: only the one asked for.
     from mlflow_fun.query import spark_tables, tables
 
-    args.database = args.database or DEFAULT_DATABASE
+    config = resolve_config(args.conf, database=args.database, data_dir=args.data_dir)
+    args.database, args.data_dir = config.database, config.data_dir
     if args.source == "table" and args.data_dir is not None:
         try:
             return _answer_best(args, query, None)
         except tables.TableNotLocalError as e:
             logger.info("asking Spark's metastore: %s", e)
-    spark = (
-        spark_tables.table_session(args.data_dir, args.database)
-        if args.source in ("spark", "table")
-        else None
-    )
+    if args.source == "spark":
+        spark = spark_tables.spark_session(args.data_dir)
+    elif args.source == "table":
+        spark = spark_tables.table_session(config)
+    else:
+        spark = None
     return _answer_best(args, query, spark)
 
 

@@ -14,8 +14,8 @@ from mlflow_fun.cli.options import (
     add_tracking_uri,
     entry_point_args,
 )
-from mlflow_fun.config import FORMATS, SOURCES, JobConfig, load_config, parse_experiment_ids
-from mlflow_fun.errors import JobFailedError, JobStoppedError, MlflowFunError
+from mlflow_fun.config import FORMATS, SOURCES, JobConfig, parse_experiment_ids, resolve_config
+from mlflow_fun.errors import JobFailedError, JobStoppedError, MissingRuntimeError, MlflowFunError
 
 DESCRIPTION = "Build one typed table exp_<id> per MLflow experiment in a metastore."
 
@@ -98,9 +98,9 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> JobConfig:
     """The file from ``--conf`` (if any) with the flags applied over it."""
-    base = load_config(args.conf) if args.conf else JobConfig()
     ids = parse_experiment_ids(args.experiment_ids) if args.experiment_ids else None
-    return base.with_overrides(
+    return resolve_config(
+        args.conf,
         database=args.database,
         data_dir=args.data_dir,
         experiment_ids=ids,
@@ -132,6 +132,9 @@ def execute_build(args: argparse.Namespace, prog: str) -> int:
             print(f"{prog}: experiment {experiment_id} failed: {error}", file=sys.stderr)
         print(f"{prog}: error: {e}; their tables are unchanged", file=sys.stderr)
         return 1
+    except MissingRuntimeError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
     except MlflowFunError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1

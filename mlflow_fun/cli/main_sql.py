@@ -18,11 +18,12 @@ import os
 import sys
 from collections.abc import Sequence
 
+from mlflow_fun.config import DB_URL_ENV
 from mlflow_fun.errors import MlflowFunError
 from mlflow_fun.query.sql import get_best_run
 
 PROG = "main_sql"
-URL_ENV = "MLFLOW_FUN_DB_URL"
+URL_ENV = DB_URL_ENV
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
-from mlflow_fun.config import DEFAULT_DATABASE
+from mlflow_fun.config import DB_URL_ENV, DEFAULT_DATABASE
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-OUTPUT_FORMATS = ("table", "csv", "json")
+OUTPUT_FORMATS = ("table", "csv", "json", "jsonl")
 
 
 def configure_logging(level: str) -> None:
@@ -66,9 +68,36 @@ def add_connection(parser: argparse.ArgumentParser, what: str) -> None:
     """``--connection``: the SQLAlchemy URL of MLflow's database."""
     parser.add_argument(
         "--connection",
-        default=None,
-        help=f"SQLAlchemy URL of MLflow's database, for {what} (password from the environment)",
+        default=os.environ.get(DB_URL_ENV) or None,
+        help=f"SQLAlchemy URL of MLflow's database, for {what} (default: ${DB_URL_ENV}; "
+        "password from the environment)",
     )
+
+
+def add_output(parser: argparse.ArgumentParser, help: str, deprecated: Sequence[str] = ()) -> None:
+    """``--output table|csv|json|jsonl``; ``deprecated`` spellings work with a warning line."""
+    parser.add_argument(
+        "--output", *deprecated, choices=OUTPUT_FORMATS, default=None, action=_Deprecated,
+        help=help,
+    )  # fmt: skip
+
+
+class _Deprecated(argparse.Action):
+    """Store the value; an old spelling of the flag also prints one line on stderr."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        if option_string is not None and option_string != self.option_strings[0]:
+            print(
+                f"{parser.prog}: {option_string} is deprecated; use {self.option_strings[0]}",
+                file=sys.stderr,
+            )
+        setattr(namespace, self.dest, values)
 
 
 def add_conf(parser: argparse.ArgumentParser, help: str) -> None:

@@ -1,4 +1,4 @@
-"""How the commands print rows: a text table, CSV, or strict JSON lines."""
+"""How the commands print rows: a text table, CSV, one strict JSON document, or JSON lines."""
 
 from __future__ import annotations
 
@@ -11,14 +11,19 @@ from typing import Any
 
 
 def print_rows(header: Sequence[str], rows: Sequence[Sequence[Any]], output: str) -> None:
-    """Print ``rows`` under ``header`` as ``table``, ``csv`` or ``json`` (one object a line)."""
+    """Print ``rows`` under ``header`` as ``table``, ``csv``, ``json`` or ``jsonl``.
+
+    ``json`` is one RFC 8259 document, an array of objects; ``jsonl`` one object a line.
+    """
     if output == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(header)
         writer.writerows([_plain(v) for v in row] for row in rows)
-    elif output == "json":
-        for row in rows:
-            record = dict(zip(header, map(json_value, row), strict=True))
+    elif output in ("json", "jsonl"):
+        records = [dict(zip(header, map(json_value, row), strict=True)) for row in rows]
+        if output == "json":
+            print(json.dumps(records, default=str, allow_nan=False))
+        for record in records if output == "jsonl" else ():
             print(json.dumps(record, default=str, allow_nan=False))
     else:
         print(format_table(header, rows))

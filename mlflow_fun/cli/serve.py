@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from mlflow_fun.cli.options import add_conf, add_data_dir, add_database, entry_point_args
-from mlflow_fun.config import JobConfig, load_config
+from mlflow_fun.config import resolve_config
 from mlflow_fun.errors import MlflowFunError
 from mlflow_fun.serve.endpoint import serve_until_stopped
 from mlflow_fun.serve.settings import DEFAULT_HOST, DEFAULT_PORT, EndpointConfig
@@ -41,13 +41,13 @@ def endpoint_config(args: argparse.Namespace) -> EndpointConfig:
     Raises:
         ConfigError, InvalidIdentifierError: The file or a flag is invalid.
     """
-    base = load_config(args.conf) if args.conf else JobConfig()
+    tables = resolve_config(args.conf, database=args.database, data_dir=args.data_dir)
     return EndpointConfig(
         host=args.host if args.host is not None else DEFAULT_HOST,
         port=args.port if args.port is not None else DEFAULT_PORT,
-        database=args.database or base.database,
-        data_dir=args.data_dir or base.data_dir,
-        spark_conf=dict(base.spark_conf),
+        database=tables.database,
+        data_dir=tables.data_dir,
+        spark_conf=dict(tables.spark_conf),
     )
 
 

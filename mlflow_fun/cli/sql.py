@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mlflow_fun.cli.options import OUTPUT_FORMATS, add_data_dir, add_database
+from mlflow_fun.cli.options import add_conf, add_data_dir, add_database, add_output
 from mlflow_fun.cli.output import print_rows
-from mlflow_fun.config import DEFAULT_DATABASE
+from mlflow_fun.config import resolve_config
 from mlflow_fun.errors import ConfigError, QueryError
 
 # pyspark: the optional [spark] extra, imported inside the functions that use it.
@@ -18,8 +18,13 @@ def add_sql_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("query", help="the SQL statement")
     add_data_dir(parser)
     add_database(parser)
-    parser.add_argument(
-        "--format", choices=OUTPUT_FORMATS, default="table", help="output format (default: table)"
+    add_conf(
+        parser, "the job's YAML settings file (data_dir, database, metastore); flags override it"
+    )
+    add_output(
+        parser,
+        "table (default), csv, json (one document) or jsonl (one object a line)",
+        deprecated=["--format"],
     )
     parser.add_argument(
         "--max-rows",
@@ -38,12 +43,13 @@ def run_sql(args: argparse.Namespace) -> int:
         ConfigError: The database does not exist.
         QueryError: Spark refused the statement (its first line).
     """
-    from pyspark.errors import PySparkException  # Spark: only when the command runs
-
     from mlflow_fun.query.spark_tables import table_session
 
-    database = args.database or DEFAULT_DATABASE
-    spark = table_session(args.data_dir, database)
+    config = resolve_config(args.conf, database=args.database, data_dir=args.data_dir)
+    database = config.database
+    spark = table_session(config)
+    from pyspark.errors import PySparkException  # Spark: only once a session runs
+
     if not spark.catalog.databaseExists(database):
         raise ConfigError(f"database {database!r} does not exist; run `mlflow-fun build` first")
     spark.catalog.setCurrentDatabase(database)
@@ -54,7 +60,7 @@ def run_sql(args: argparse.Namespace) -> int:
         raise QueryError((str(e).strip() or "query failed").splitlines()[0]) from e
     truncated = len(rows) > args.max_rows
     rows = rows[: args.max_rows]
-    print_rows(df.columns, rows, args.format)
+    print_rows(df.columns, rows, args.output or "table")
     if truncated:
         print(f"(only the first {args.max_rows} rows; see --max-rows)", file=sys.stderr)
     return 0

@@ -94,6 +94,41 @@ class RetrySettings:
         return min(self.backoff_max, base + random.uniform(0, self.backoff_jitter))
 
 
+@dataclass(frozen=True)
+class TlsSettings:
+    """How the server's certificate is checked, and the client's own certificate.
+
+    Attributes:
+        verify: True (the system's CAs), a CA bundle path, or False (no check).
+        cert: A client certificate (PEM, with its key) for mutual TLS, or None.
+    """
+
+    verify: bool | str = True
+    cert: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> TlsSettings:
+        """MLflow's variables: ``MLFLOW_TRACKING_SERVER_CERT_PATH`` (CA bundle),
+        ``MLFLOW_TRACKING_CLIENT_CERT_PATH``, ``MLFLOW_TRACKING_INSECURE_TLS``.
+
+        Raises:
+            ConfigError: A named file does not exist, or a CA bundle and
+                ``MLFLOW_TRACKING_INSECURE_TLS`` are both set (as MLflow refuses them).
+        """
+        env = os.environ if env is None else env
+        insecure = (env.get("MLFLOW_TRACKING_INSECURE_TLS") or "").strip().lower()
+        ca, cert = (env.get(f"MLFLOW_TRACKING_{w}_CERT_PATH") or None for w in ("SERVER", "CLIENT"))
+        for name, path in (("SERVER", ca), ("CLIENT", cert)):
+            if path is not None and not os.path.isfile(path):
+                raise ConfigError(f"MLFLOW_TRACKING_{name}_CERT_PATH={path!r}: no such file")
+        if insecure in ("1", "true", "yes") and ca is not None:
+            raise ConfigError(
+                "MLFLOW_TRACKING_INSECURE_TLS and MLFLOW_TRACKING_SERVER_CERT_PATH are both "
+                "set: unset one (a CA bundle checks the server; insecure skips the check)"
+            )
+        return cls(verify=ca or insecure not in ("1", "true", "yes"), cert=cert)
+
+
 def _env_number(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -137,7 +172,7 @@ class MlflowHttpClient:
         token: Bearer token, sent as ``Authorization: Bearer``.
         username: Basic-auth user name (with ``password``).
         password: Basic-auth password.
-        verify: Verify TLS certificates (on unless the user turns it off).
+        tls: Certificates; MLflow's environment variables by default.
         retry: Timeout and retry settings; MLflow's environment variables by default.
     """
 
@@ -148,7 +183,7 @@ class MlflowHttpClient:
         token: str | None = None,
         username: str | None = None,
         password: str | None = None,
-        verify: bool = True,
+        tls: TlsSettings | None = None,
         retry: RetrySettings | None = None,
     ) -> None:
         parts = urlsplit(base_url)
@@ -159,7 +194,8 @@ class MlflowHttpClient:
         self.base_url = strip_credentials(base_url).rstrip("/")
         self.retry = retry or RetrySettings.from_env()
         self._session = requests.Session()
-        self._session.verify = verify
+        # Given with each request: a session's own setting loses to REQUESTS_CA_BUNDLE.
+        self._tls = tls or TlsSettings.from_env()
         self._session.headers["User-Agent"] = "mlflow-fun"
         if token:
             self._session.headers["Authorization"] = f"Bearer {token}"
@@ -221,8 +257,17 @@ class MlflowHttpClient:
                     json=body,
                     headers=headers,
                     timeout=self.retry.timeout,
+                    verify=self._tls.verify,
+                    cert=self._tls.cert,
                 )
                 content = response.content
+            except requests.exceptions.SSLError as e:  # retrying will not change a certificate
+                raise ServerUnreachableError(
+                    f"TLS with the tracking server at {self.base_url} ({endpoint}) failed: "
+                    f"{_ssl_reason(e)}; set MLFLOW_TRACKING_SERVER_CERT_PATH to the CA bundle "
+                    "that signed its certificate",
+                    endpoint=endpoint,
+                ) from e
             except _TRANSIENT_ERRORS as e:
                 failure: TrackingServerError = ServerUnreachableError(
                     f"cannot reach the tracking server at {self.base_url} ({endpoint}): "
@@ -321,6 +366,14 @@ def _describe_transport_error(error: Exception) -> str:
     if "reset" in text.lower() or "RemoteDisconnected" in text or "aborted" in text.lower():
         return "the connection was dropped"
     return type(error).__name__
+
+
+def _ssl_reason(error: Exception) -> str:
+    text = str(error)
+    for reason in ("certificate verify failed", "certificate required", "wrong version number"):
+        if reason in text:
+            return reason
+    return "the handshake was refused"
 
 
 def _retry_after_seconds(value: str | None) -> float | None:

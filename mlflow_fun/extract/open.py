@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 
 from mlflow_fun.errors import ConfigError
-from mlflow_fun.extract.http import MlflowHttpClient, RetrySettings
+from mlflow_fun.extract.http import MlflowHttpClient, RetrySettings, TlsSettings
 from mlflow_fun.extract.mlflow_client import MlflowClientSource
 from mlflow_fun.extract.rest import RestSource
 from mlflow_fun.extract.source import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, RunSource
@@ -58,7 +58,7 @@ def open_source(
             token=env.get("MLFLOW_TRACKING_TOKEN") or None,
             username=env.get("MLFLOW_TRACKING_USERNAME") or None,
             password=env.get("MLFLOW_TRACKING_PASSWORD") or None,
-            verify=not _env_true(env.get("MLFLOW_TRACKING_INSECURE_TLS")),
+            tls=TlsSettings.from_env(env),
             retry=RetrySettings.from_env(env),
         )
         return RestSource(client, page_size=page_size)
@@ -69,10 +69,8 @@ def open_source(
                 "tracking URI 'databricks' needs DATABRICKS_HOST and DATABRICKS_TOKEN "
                 "in the environment"
             )
-        client = MlflowHttpClient(host, token=token, retry=RetrySettings.from_env(env))
+        client = MlflowHttpClient(
+            host, token=token, tls=TlsSettings.from_env(env), retry=RetrySettings.from_env(env)
+        )
         return RestSource(client, page_size=page_size)
     return MlflowClientSource(uri, page_size=page_size)
-
-
-def _env_true(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes")

@@ -56,7 +56,9 @@ def open_named_source(
     """The `RunSource` behind ``rest``, ``api``, ``sql`` (and ``pandas``/``spark``)."""
     if source == "sql":
         if not connection:
-            raise ConfigError("--source sql needs --connection (an SQLAlchemy URL)")
+            raise ConfigError(
+                "--source sql needs --connection (an SQLAlchemy URL) or MLFLOW_FUN_DB_URL"
+            )
         # SQLAlchemy and the database drivers: only for --source sql.
         from mlflow_fun.extract.database.source import DatabaseSource
 
@@ -84,7 +86,9 @@ def best_single_metric(
     """
     if source == "sql":
         if not connection:
-            raise ConfigError("--source sql needs --connection (an SQLAlchemy URL)")
+            raise ConfigError(
+                "--source sql needs --connection (an SQLAlchemy URL) or MLFLOW_FUN_DB_URL"
+            )
         # SQLAlchemy and the database drivers: only for --source sql.
         from mlflow_fun.query.sql import get_best_run as sql_best_run
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from mlflow_fun.config import JobConfig
 from mlflow_fun.errors import ConfigError, ExperimentNotFoundError
 from mlflow_fun.query.engine import best_run_of
 from mlflow_fun.query.model import no_value_error
-from mlflow_fun.session import build_spark_session
+from mlflow_fun.session import build_spark_session, check_spark_runtime
 from mlflow_fun.transform.flatten import Column, resolve_metric
 from mlflow_fun.transform.frames import column_keys
 from mlflow_fun.transform.naming import (
@@ -23,23 +25,63 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 
-def table_session(data_dir: str | None, database: str) -> SparkSession:
-    """The Spark session that sees the job's tables: the active one, or the embedded default.
+# Settings that name a metastore other than the embedded default's.
+METASTORE_KEYS = ("spark.hadoop.javax.jdo.option.ConnectionURL", "spark.hadoop.hive.metastore.uris")
+
+
+def table_session(config: JobConfig) -> SparkSession:
+    """The Spark session that sees the job's tables: the active one, or one from ``config``.
+
+    ``config`` is the job's settings (`resolve_config`): its ``data_dir`` (the embedded
+    default), or a metastore in its ``spark_conf`` or in a ``hive-site.xml`` of Spark's.
+    With none of them there are no tables to read, and no metastore is created.
 
     Raises:
-        InvalidIdentifierError: ``database`` is not a valid name.
-        ConfigError: ``data_dir`` does not exist.
+        ConfigError: ``data_dir`` does not exist, or nothing says where the tables are.
+        MissingRuntimeError: pyspark, delta-spark or Java 17+ is missing.
     """
+    check_spark_runtime()  # one line on what to install, before pyspark is imported
     from pyspark.sql import SparkSession  # pyspark: only where Spark is asked for
 
-    validate_identifier(database, "database")
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    data_dir = config.data_dir
     if data_dir is not None and not os.path.isdir(data_dir):
         raise ConfigError(
             f"data_dir {data_dir!r} does not exist; run `mlflow-fun build --data_dir "
             f"{data_dir}` first"
         )
+    if data_dir is None and not _metastore_configured(config.spark_conf):
+        raise ConfigError(
+            "no tables to read: give --data_dir (as given to `mlflow-fun build`) or --conf "
+            "with the job's metastore settings (e.g. conf/metastore-postgres.yaml)"
+        )
+    return build_spark_session(data_dir=data_dir, app_name="mlflow-fun-sql", conf=config.spark_conf)
+
+
+def spark_session(data_dir: str | None) -> SparkSession:
+    """A session for DataFrames of runs (no tables): the active one, or a local one."""
+    check_spark_runtime()
+    from pyspark.sql import SparkSession
+
     return SparkSession.getActiveSession() or build_spark_session(
-        data_dir=data_dir, app_name="mlflow-fun-sql"
+        data_dir=data_dir, app_name="mlflow-fun-best"
+    )
+
+
+def _metastore_configured(spark_conf: Mapping[str, str]) -> bool:
+    """A metastore in the settings, or a ``hive-site.xml`` where Spark reads its own."""
+    if any(key in spark_conf for key in METASTORE_KEYS):
+        return True
+    import pyspark
+
+    folders = [os.environ.get("SPARK_CONF_DIR"), os.environ.get("HADOOP_CONF_DIR")]
+    folders.append(
+        os.path.join(os.environ.get("SPARK_HOME") or os.path.dirname(pyspark.__file__), "conf")
+    )
+    return any(
+        folder and os.path.isfile(os.path.join(folder, "hive-site.xml")) for folder in folders
     )
 
 

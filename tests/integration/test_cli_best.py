@@ -185,7 +185,7 @@ def test_top_k_table_and_pareto_json(seeded: Seeded, capsys: pytest.CaptureFixtu
     capsys.readouterr()
     assert main([*argv, "--pareto", "rmse min, r2 max", "--output", "json"]) == 0
     assert capsys.readouterr().out == (
-        f'{{"experiment_id": "{seeded.best}", "run_id": "{b["b"]}", "rmse": 0.5, "r2": 0.9}}\n'
+        f'[{{"experiment_id": "{seeded.best}", "run_id": "{b["b"]}", "rmse": 0.5, "r2": 0.9}}]\n'
     )
 
 

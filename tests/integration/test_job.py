@@ -302,6 +302,10 @@ def test_one_experiment_is_pulled_from_both_ends_by_two_streams(
     )
 
 
+def _refuse(token: str) -> None:
+    raise AssertionError(f"bare {token} in the JSON output")
+
+
 def test_sql_command_runs_the_classic_query(
     spark: Any, seeded: Seeded, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -330,22 +334,26 @@ def test_sql_command_runs_the_classic_query(
         "run_uuid,_m_rmse,_p_alpha",
         f"{ids[0]},0.0,0.0",
     ]
-    assert main(["sql", "--database", "job_sql", "--format", "json", query]) == 0
+    assert main(["sql", "--database", "job_sql", "--output", "jsonl", query]) == 0
     first = capsys.readouterr().out.splitlines()[0]
     assert first == f'{{"run_uuid": "{ids[0]}", "_m_rmse": 0.0, "_p_alpha": 0.0}}'
+    assert main(["sql", "--database", "job_sql", "--format", "json", query]) == 0  # old flag
+    printed = capsys.readouterr()
+    assert printed.err == "mlflow-fun sql: --format is deprecated; use --output\n"
+    document = json.loads(printed.out, parse_constant=_refuse)
+    assert [row["run_uuid"] for row in document] == ids[:3]
     odd = (
         "select double('NaN') as n, double('Infinity') as i, -double('Infinity') as m, "
         "map('k', double('NaN')) as nested, double(1.5) as x"
     )
-    assert main(["sql", "--database", "job_sql", "--format", "json", odd]) == 0
-    line = capsys.readouterr().out.strip()
-
-    def refuse(token: str) -> None:
-        raise AssertionError(f"bare {token} in {line}")
-
-    assert json.loads(line, parse_constant=refuse) == {
-        "n": "NaN", "i": "Infinity", "m": "-Infinity", "nested": {"k": "NaN"}, "x": 1.5
-    }  # fmt: skip
+    for output in ("json", "jsonl"):
+        assert main(["sql", "--database", "job_sql", "--output", output, odd]) == 0
+        text = capsys.readouterr().out
+        assert text.count("\n") == 1
+        parsed = json.loads(text, parse_constant=_refuse)
+        assert (parsed[0] if output == "json" else parsed) == {
+            "n": "NaN", "i": "Infinity", "m": "-Infinity", "nested": {"k": "NaN"}, "x": 1.5
+        }  # fmt: skip
 
     assert main(["sql", "--database", "job_sql", "select nope from exp_1"]) == 1
     err = capsys.readouterr().err.strip().splitlines()

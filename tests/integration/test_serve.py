@@ -9,9 +9,11 @@ b) Metastore in PostgreSQL: the job refreshes a table while the endpoint answers
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -62,6 +64,13 @@ def _build(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
     return subprocess.run(
         build_command(*args), capture_output=True, text=True, timeout=600, cwd=REPO, env=env
     )
+
+
+def _cli(*args: str, env: dict[str, str]) -> str:
+    command = [str(Path(sys.executable).parent / "mlflow-fun"), *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 def _directions_of(spark: Any, database: str, keys: list[str], **kwargs: Any) -> dict[str, str]:
@@ -308,6 +317,12 @@ def test_shared_postgres_metastore_job_refreshes_while_endpoint_serves(
             assert rows == [["run_id"], *[[i] for i in [*first_ids, new_id]]]
             assert best == [["run_id", "value"], [new_id, "0.01"]]
             assert served.terminate() == 0
+        readers = ["--conf", conf, "--data_dir", str(data_dir)]  # the job's own settings
+        counted = _cli("sql", *readers, "--output", "json", count, env=env)
+        assert json.loads(counted) == [{"n": 4}]
+        best = _cli("best", "--source", "table", *readers, "--experiment-id", experiment_id,
+                    "--metric", "rmse", env=env)  # fmt: skip
+        assert best == f"('{new_id}', 0.01)\n"
         logs = first.stdout + first.stderr + job_output + served.output()
         assert password not in logs
     print(f"queries answered while the job ran: {len(answers)} ({sorted(set(answers))})")

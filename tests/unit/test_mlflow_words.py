@@ -99,6 +99,7 @@ def test_a_bad_condition_fails_before_spark_starts(
         raise AssertionError("Spark was started for a condition that does not parse")
 
     monkeypatch.setattr(spark_tables, "table_session", no_spark)
+    monkeypatch.setattr(spark_tables, "spark_session", no_spark)
     for where, message in (
         ("metrics.rmse <", "does not parse"),
         ("foo.rmse < 1", "unknown prefix in foo.rmse"),
