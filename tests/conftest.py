@@ -45,6 +45,8 @@ LONGEST_FIRST = (
     "test_views_scale_derby.py",
     "test_incremental.py",
     "test_job.py",
+    "test_wheel.py",
+    "test_class_archive.py",
 )
 
 

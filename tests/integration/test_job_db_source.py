@@ -232,9 +232,10 @@ def test_bad_connections_are_one_line_and_write_nothing(tmp_path: Path) -> None:
         (
             _not_mlflow(tmp_path / "other.db"),
             f"mlflow-fun: error: database sqlite:///{tmp_path / 'other.db'} is not an MLflow "
-            "tracking store of the expected schema: missing runs, latest_metrics, params, "
+            "tracking store that mlflow-fun can read: missing runs, latest_metrics, params, "
             "tags, experiments, experiment_tags, metrics. Point at the database of `mlflow server "
-            "--backend-store-uri`, or create its schema with `mlflow db upgrade <url>`",
+            "--backend-store-uri` (MLflow 2.0 or newer), or create its schema with "
+            "`mlflow db upgrade <url>`",
         ),
     ]
     for number, (connection, message) in enumerate(cases):
