@@ -326,7 +326,8 @@ class TableBuilder:
             pull = prepared.pull
             mode = pull.mode
             if mode == FULL:
-                self.writer.replace(name, to_spark(self.spark, prepared.flat))
+                exists = prepared.existing is not None
+                self.writer.replace(name, to_spark(self.spark, prepared.flat), exists)
                 run_count, column_count = prepared.flat.num_rows, len(prepared.flat.columns)
             elif pull.runs and prepared.existing is not None:
                 df = to_spark(self.spark, prepared.flat)

@@ -42,6 +42,28 @@ def test_replace_then_merge_updates_inserts_and_adds_columns(
     assert writer.existing_schema("exp_9") is None
 
 
+def test_an_existing_delta_table_is_replaced_at_its_location_in_one_commit(
+    spark: Any, data_dir: Path, database: str
+) -> None:
+    writer = TableWriter(spark, database, str(data_dir), "delta")
+    writer.create_database()
+    writer.replace("exp_3", spark.createDataFrame([("r1", 0.5), ("r2", 0.7)], SCHEMA))
+    location = _location(spark, f"{database}.exp_3")
+    wider = spark.createDataFrame([("r3", 0.1, 7)], WIDER)
+    narrower = T.StructType([SCHEMA.fields[0], T.StructField("_m_acc", T.DoubleType())])
+
+    writer.replace("exp_3", wider, exists=True)
+    assert_df_equality(spark.table(f"{database}.exp_3"), wider, ignore_nullable=True)
+    writer.replace("exp_3", spark.createDataFrame([("r4", 0.9)], narrower), exists=True)
+
+    table = spark.table(f"{database}.exp_3")
+    assert table.schema.fieldNames() == ["run_id", "_m_acc"]  # the schema is the new one
+    assert [tuple(r) for r in table.collect()] == [("r4", 0.9)]
+    assert _location(spark, f"{database}.exp_3") == location
+    history = spark.sql(f"DESCRIBE HISTORY {database}.exp_3").collect()
+    assert [r["version"] for r in history] == [2, 1, 0]
+
+
 def test_a_parquet_table_moves_to_a_fresh_folder_and_the_old_one_goes(
     spark: Any, data_dir: Path, database: str
 ) -> None:
