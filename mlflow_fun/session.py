@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 # pyspark: the optional [spark] extra, imported inside the functions that use it.
+from mlflow_fun.embedded_metastore import follow_moved_data_dir
 from mlflow_fun.errors import MissingRuntimeError
 from mlflow_fun.jvm_archive import (
     ArchivePlan,
@@ -170,6 +171,8 @@ def build_spark_session(
         jvm = spark.sparkContext._jvm
         assert jvm is not None
         jvm.java.lang.System.setProperty("derby.system.home", os.path.abspath(data_dir))
+        if "spark.hadoop.javax.jdo.option.ConnectionURL" not in (conf or {}):
+            follow_moved_data_dir(spark, data_dir)  # the embedded metastore: before first use
     spark.sparkContext.setLogLevel(os.environ.get("MLFLOW_FUN_SPARK_LOG_LEVEL", "ERROR"))
     return spark
 
