@@ -98,7 +98,11 @@ class JobStoppedError(MlflowFunError):
         self.result = result
 
 
-class MissingRuntimeError(MlflowFunError):
+class UsageError(MlflowFunError):
+    """The command cannot start: bad input or a missing runtime, found before any work (exit 2)."""
+
+
+class MissingRuntimeError(UsageError):
     """A package or Java that the command needs is missing or too old (exit code 2)."""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from typing import Any
 
 from mlflow_fun.cli.options import (
@@ -16,7 +17,7 @@ from mlflow_fun.cli.options import (
 )
 from mlflow_fun.cli.output import print_rows
 from mlflow_fun.config import parse_experiment_ids, resolve_config
-from mlflow_fun.errors import MetricNotFoundError
+from mlflow_fun.errors import MetricNotFoundError, QueryError, UsageError
 from mlflow_fun.query.condition import check_syntax
 from mlflow_fun.query.model import SOURCES, BestQuery, OrderKey, parse_order_by
 
@@ -32,9 +33,15 @@ DESCRIPTION = (
 
 def add_best_arguments(best: argparse.ArgumentParser) -> None:
     """The flags of ``mlflow-fun best``."""
-    which = best.add_mutually_exclusive_group(required=True)
-    which.add_argument("--experiment-id", "--experiment_id", help="experiment id")
-    which.add_argument("--experiment-name", "--experiment_name", help="experiment name")
+    which = best.add_mutually_exclusive_group()  # or MLflow's variables: `_from_env`
+    which.add_argument(
+        "--experiment-id", "--experiment_id", help="experiment id (default: $MLFLOW_EXPERIMENT_ID)"
+    )
+    which.add_argument(
+        "--experiment-name",
+        "--experiment_name",
+        help="experiment name (default: $MLFLOW_EXPERIMENT_NAME)",
+    )
     which.add_argument(
         "--experiment-ids", "--experiment_ids", help="comma-separated ids: best across them"
     )
@@ -83,8 +90,12 @@ def add_best_arguments(best: argparse.ArgumentParser) -> None:
 
 def run_best(args: argparse.Namespace) -> int:
     """Answer the question the flags ask and print it."""
+    _experiment_from_env(args)
     if args.where:
-        check_syntax(args.where)  # a typo is one line, before any pull or Spark start-up
+        try:  # a typo is one line, exit 2, before any pull or Spark start-up
+            check_syntax(args.where)
+        except QueryError as e:
+            raise UsageError(str(e)) from e
     if args.metric is not None:
         key = OrderKey(args.metric, args.order == "asc")
         query = BestQuery(order_by=(key,), where=args.where, top=args.top)
@@ -111,6 +122,29 @@ def run_best(args: argparse.Namespace) -> int:
     else:
         spark = None
     return _answer_best(args, query, spark)
+
+
+def _experiment_from_env(args: argparse.Namespace) -> None:
+    """No experiment flag: MLflow's ``MLFLOW_EXPERIMENT_ID`` or ``MLFLOW_EXPERIMENT_NAME``.
+
+    Raises:
+        UsageError: Neither a flag nor a variable names the experiments, or both variables.
+    """
+    if args.experiment_id or args.experiment_name or args.experiment_ids or args.all_experiments:
+        return
+    by_id = os.environ.get("MLFLOW_EXPERIMENT_ID") or None
+    by_name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or None
+    if by_id and by_name:
+        raise UsageError(
+            "MLFLOW_EXPERIMENT_ID and MLFLOW_EXPERIMENT_NAME are both set: unset one, or give "
+            "--experiment-id or --experiment-name"
+        )
+    if not (by_id or by_name):
+        raise UsageError(
+            "which experiments? give --experiment-id, --experiment-name, --experiment-ids or "
+            "--all-experiments (or set MLFLOW_EXPERIMENT_ID or MLFLOW_EXPERIMENT_NAME)"
+        )
+    args.experiment_id, args.experiment_name = by_id, by_name
 
 
 def _answer_best(args: argparse.Namespace, query: BestQuery, spark: Any) -> int:

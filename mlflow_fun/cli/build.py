@@ -15,7 +15,7 @@ from mlflow_fun.cli.options import (
     entry_point_args,
 )
 from mlflow_fun.config import FORMATS, SOURCES, JobConfig, parse_experiment_ids, resolve_config
-from mlflow_fun.errors import JobFailedError, JobStoppedError, MissingRuntimeError, MlflowFunError
+from mlflow_fun.errors import JobFailedError, JobStoppedError, MlflowFunError, UsageError
 
 DESCRIPTION = "Build one typed table exp_<id> per MLflow experiment in a metastore."
 
@@ -132,7 +132,7 @@ def execute_build(args: argparse.Namespace, prog: str) -> int:
             print(f"{prog}: experiment {experiment_id} failed: {error}", file=sys.stderr)
         print(f"{prog}: error: {e}; their tables are unchanged", file=sys.stderr)
         return 1
-    except MissingRuntimeError as e:
+    except UsageError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except MlflowFunError as e:

@@ -22,7 +22,7 @@ from mlflow_fun.cli.options import add_log_level, configure_logging
 from mlflow_fun.cli.serve import DESCRIPTION as SERVE_DESCRIPTION
 from mlflow_fun.cli.serve import add_serve_arguments, run_serve
 from mlflow_fun.cli.sql import add_sql_arguments, run_sql
-from mlflow_fun.errors import MissingRuntimeError, MlflowFunError
+from mlflow_fun.errors import MlflowFunError, UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
-    except MissingRuntimeError as e:  # what to install; like a usage error, exit 2
+    except UsageError as e:  # found before any work: like argparse's usage errors, exit 2
         print(f"mlflow-fun: error: {e}", file=sys.stderr)
         return 2
     except MlflowFunError as e:

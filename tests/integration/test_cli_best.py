@@ -46,10 +46,10 @@ def test_every_source_from_the_cli(
     assert capsys.readouterr().out == f"('{seeded.best_runs['c']}', 0.95)\n"
 
 
-def _error_of(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    code = main(argv)
+def _error_of(argv: list[str], capsys: pytest.CaptureFixture[str], code: int = 1) -> str:
+    exit_code = main(argv)
     captured = capsys.readouterr()
-    assert code == 1 and captured.out == ""
+    assert exit_code == code and captured.out == ""
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1, captured.err
     return lines[0]
@@ -130,46 +130,76 @@ def test_help(argv: list[str]) -> None:
 
 
 def test_bad_usage_exits_2() -> None:
-    result = _run_cli("best", "--metric", "rmse")
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == (
-        "mlflow-fun best: error: one of the arguments --experiment-id/--experiment_id "
-        "--experiment-name/--experiment_name --experiment-ids/--experiment_ids "
-        "--all-experiments is required"
+    env = {"MLFLOW_EXPERIMENT_ID": "", "MLFLOW_EXPERIMENT_NAME": ""}
+    result = _run_cli("best", "--metric", "rmse", env=env)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "mlflow-fun: error: which experiments? give --experiment-id, --experiment-name, "
+        "--experiment-ids or --all-experiments (or set MLFLOW_EXPERIMENT_ID or "
+        "MLFLOW_EXPERIMENT_NAME)\n"
     )
+    result = _run_cli("best", "--metric", "rmse", "--experiment-id", "1", "--all-experiments")
+    assert result.returncode == 2
+    assert "not allowed with argument --experiment-id" in result.stderr
+
+
+def test_the_experiment_from_mlflows_variables(
+    seeded: Seeded, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    argv = ["best", "--metric", "rmse", "--tracking-uri", seeded.url]
+    expected = f"('{seeded.best_runs['a']}', 0.5)\n"
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "best")
+    assert main(argv) == 0 and capsys.readouterr().out == expected
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", seeded.best)
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith(
+        "mlflow-fun: error: MLFLOW_EXPERIMENT_ID and MLFLOW_EXPERIMENT_NAME are both set"
+    )
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME")
+    assert main(argv) == 0 and capsys.readouterr().out == expected
+    assert main([*argv, "--experiment-id", seeded.typed]) == 1  # the flag wins: no rmse there
 
 
 @pytest.mark.parametrize(
-    ("extra", "expected"),
+    ("extra", "expected", "code"),
     [
         (
             ["--metric", "rmse; drop table x", "--source", "rest"],
             "mlflow-fun: error: 'rmse; drop table x' is not a valid MLflow metric key "
             "(letters, digits, _ - . / : space)",
+            1,
         ),
         (
             ["--metric", "rmse", "--where", "_m_r2 >"],
             "mlflow-fun: error: --where '_m_r2 >' does not parse: ",
+            2,  # found before anything ran: a usage error
         ),
         (
             ["--metric", "rmse", "--where", "_m_r3 > 1"],
             "mlflow-fun: error: --where '_m_r3 > 1': unknown column '_m_r3'; did you mean _m_r2",
+            1,
         ),
         (
             ["--metric", "rmse", "--where", "_m_r2 > 0; drop table x"],
             "mlflow-fun: error: --where '_m_r2 > 0; drop table x': ",
+            1,
         ),
         (
             ["--order-by", "rmse, nope", "--source", "pandas"],
             "mlflow-fun: error: 'nope' is neither a metric nor a column; metrics: r2, rmse",
+            1,
         ),
     ],
 )
 def test_bad_queries(
-    seeded: Seeded, extra: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+    seeded: Seeded,
+    extra: list[str],
+    expected: str,
+    code: int,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     argv = ["best", "--experiment-id", seeded.best, "--tracking-uri", seeded.url, *extra]
-    assert _error_of(argv, capsys).startswith(expected)
+    assert _error_of(argv, capsys, code).startswith(expected)
 
 
 def test_top_k_table_and_pareto_json(seeded: Seeded, capsys: pytest.CaptureFixture[str]) -> None:
