@@ -98,12 +98,16 @@ def spark_submit_jar_args() -> list[str]:
     return ["--packages", DELTA_PACKAGE, "--conf", f"spark.jars.ivy={conf['spark.jars.ivy']}"]
 
 
+# The metastore's JDBC URL: the embedded Derby one unless a conf names another.
+METASTORE_URL_KEY = "spark.hadoop.javax.jdo.option.ConnectionURL"
+
+
 def embedded_conf(data_dir: str) -> dict[str, str]:
     """Settings for the embedded default: warehouse and Derby metastore under ``data_dir``."""
     home = os.path.abspath(data_dir)
     return {
         "spark.sql.warehouse.dir": os.path.join(home, "warehouse"),
-        "spark.hadoop.javax.jdo.option.ConnectionURL": (
+        METASTORE_URL_KEY: (
             f"jdbc:derby:;databaseName={os.path.join(home, 'metastore_db')};create=true"
         ),
     }
@@ -171,7 +175,7 @@ def build_spark_session(
         jvm = spark.sparkContext._jvm
         assert jvm is not None
         jvm.java.lang.System.setProperty("derby.system.home", os.path.abspath(data_dir))
-        if "spark.hadoop.javax.jdo.option.ConnectionURL" not in (conf or {}):
+        if METASTORE_URL_KEY not in (conf or {}):
             follow_moved_data_dir(spark, data_dir)  # the embedded metastore: before first use
     spark.sparkContext.setLogLevel(os.environ.get("MLFLOW_FUN_SPARK_LOG_LEVEL", "ERROR"))
     return spark

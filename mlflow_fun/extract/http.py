@@ -116,17 +116,18 @@ class TlsSettings:
                 ``MLFLOW_TRACKING_INSECURE_TLS`` are both set (as MLflow refuses them).
         """
         env = os.environ if env is None else env
-        insecure = (env.get("MLFLOW_TRACKING_INSECURE_TLS") or "").strip().lower()
+        insecure_flag = (env.get("MLFLOW_TRACKING_INSECURE_TLS") or "").strip().lower()
+        insecure = insecure_flag in ("1", "true", "yes")
         ca, cert = (env.get(f"MLFLOW_TRACKING_{w}_CERT_PATH") or None for w in ("SERVER", "CLIENT"))
         for name, path in (("SERVER", ca), ("CLIENT", cert)):
             if path is not None and not os.path.isfile(path):
                 raise ConfigError(f"MLFLOW_TRACKING_{name}_CERT_PATH={path!r}: no such file")
-        if insecure in ("1", "true", "yes") and ca is not None:
+        if insecure and ca is not None:
             raise ConfigError(
                 "MLFLOW_TRACKING_INSECURE_TLS and MLFLOW_TRACKING_SERVER_CERT_PATH are both "
                 "set: unset one (a CA bundle checks the server; insecure skips the check)"
             )
-        return cls(verify=ca or insecure not in ("1", "true", "yes"), cert=cert)
+        return cls(verify=ca or not insecure, cert=cert)
 
 
 def _env_number(env: Mapping[str, str], name: str, default: float) -> float:

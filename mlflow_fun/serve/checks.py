@@ -15,11 +15,11 @@ from mlflow_fun.serve.settings import (
     DELTA_CATALOG,
     HIVE_ENV_OVERRIDES,
     HOST_KEY,
-    METASTORE_URL_KEY,
     PORT_KEY,
     WILDCARD_HOSTS,
     EndpointConfig,
 )
+from mlflow_fun.session import METASTORE_URL_KEY
 
 # py4j, pyspark: the optional [spark] extras, imported inside the functions that use them.
 if TYPE_CHECKING:

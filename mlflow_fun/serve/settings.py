@@ -42,9 +42,6 @@ HOST_KEY = "spark.hadoop.hive.server2.thrift.bind.host"
 CLASSPATH_KEY = "spark.driver.extraClassPath"
 
 
-METASTORE_URL_KEY = "spark.hadoop.javax.jdo.option.ConnectionURL"
-
-
 # HiveServer2 reads these before its configuration; they would silently win over --port.
 HIVE_ENV_OVERRIDES = {
     "HIVE_SERVER2_THRIFT_PORT": "port",
