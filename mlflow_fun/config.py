@@ -6,7 +6,7 @@ environment). Example ``conf/local.yaml``::
     database: mlflow_metrics
     data_dir: .demo/data
     experiment_ids: [1, 2]
-    format: delta
+    table_format: delta
     page_size: 5000
     spark_conf:
       spark.sql.shuffle.partitions: "4"
@@ -14,6 +14,7 @@ environment). Example ``conf/local.yaml``::
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -26,8 +27,13 @@ from mlflow_fun.errors import ConfigError
 from mlflow_fun.extract.source import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from mlflow_fun.transform.naming import validate_identifier
 
-FORMATS = ("delta", "parquet")
-SOURCES = ("server", "db")
+logger = logging.getLogger(__name__)
+
+# The words of the job's settings; `OLD_*` still work this release, with a warning.
+TABLE_FORMATS = ("delta", "parquet")
+SOURCES = ("rest", "db")
+OLD_SOURCES = {"server": "rest"}
+OLD_KEYS = {"format": "table_format"}
 DEFAULT_DATABASE = "mlflow_metrics"
 DEFAULT_MARGIN_MINUTES = 60
 # A 2-worker MLflow server serves two streams about 1.6x as fast as one; more streams only
@@ -48,10 +54,10 @@ class JobConfig:
             use Spark's own metastore settings.
         experiment_ids: Experiments to load; None for every active experiment.
         tracking_uri: Tracking server or store; None means ``MLFLOW_TRACKING_URI``.
-        format: ``delta`` (default) or ``parquet``.
+        table_format: ``delta`` (default) or ``parquet``.
         page_size: Runs per ``runs/search`` page.
         parallelism: Experiments pulled from the server at once.
-        source: ``server`` (the tracking server or store at ``tracking_uri``) or ``db``
+        source: ``rest`` (the tracking server or store at ``tracking_uri``) or ``db``
             (MLflow's back-end database at ``connection``, read directly).
         connection: SQLAlchemy URL of MLflow's database, for ``source: db``.
         full_refresh: Rebuild every table instead of merging what changed.
@@ -67,10 +73,10 @@ class JobConfig:
     data_dir: str | None = None
     experiment_ids: tuple[str, ...] | None = None
     tracking_uri: str | None = None
-    format: str = "delta"
+    table_format: str = "delta"
     page_size: int = DEFAULT_PAGE_SIZE
     parallelism: int = DEFAULT_PARALLELISM
-    source: str = "server"
+    source: str = "rest"
     connection: str | None = None
     full_refresh: bool = False
     with_history: bool = False
@@ -80,8 +86,10 @@ class JobConfig:
 
     def __post_init__(self) -> None:
         validate_identifier(self.database, "database")
-        if self.format not in FORMATS:
-            raise ConfigError(f"format {self.format!r} is not one of: {', '.join(FORMATS)}")
+        if self.table_format not in TABLE_FORMATS:
+            raise ConfigError(
+                f"table_format {self.table_format!r} is not one of: {', '.join(TABLE_FORMATS)}"
+            )
         if not 1 <= self.page_size <= MAX_PAGE_SIZE:
             raise ConfigError(f"page_size {self.page_size} must be between 1 and {MAX_PAGE_SIZE}")
         if not 1 <= self.parallelism <= 64:
@@ -185,13 +193,13 @@ def load_config(path: str | os.PathLike[str]) -> JobConfig:
     """
     raw = read_yaml_mapping(path, "config file", "of settings")
     known = {f.name for f in fields(JobConfig)}
-    unknown = sorted(set(raw) - known)
+    unknown = sorted(set(raw) - known - set(OLD_KEYS))
     if unknown:
         raise ConfigError(
             f"config file {os.fspath(path)!r}: unknown key(s) {', '.join(map(str, unknown))}; "
             f"known keys: {', '.join(sorted(known))}"
         )
-    values: dict[str, Any] = dict(raw)
+    values: dict[str, Any] = _new_words(raw, os.fspath(path))
     if "experiment_ids" in values and values["experiment_ids"] is not None:
         ids = values["experiment_ids"]
         if isinstance(ids, (str, int)):
@@ -208,7 +216,7 @@ def load_config(path: str | os.PathLike[str]) -> JobConfig:
         "database",
         "data_dir",
         "tracking_uri",
-        "format",
+        "table_format",
         "source",
         "connection",
         "lock_file",
@@ -225,6 +233,24 @@ def load_config(path: str | os.PathLike[str]) -> JobConfig:
         return JobConfig(**values)
     except ConfigError as e:
         raise ConfigError(f"config file {os.fspath(path)!r}: {e}") from e
+
+
+def _new_words(raw: Mapping[Any, Any], where: str) -> dict[Any, Any]:
+    """The settings with this release's words: ``format`` is ``table_format``, ``server`` is
+    ``rest``; each old word gets one warning line."""
+    values = dict(raw)
+    for old, new in OLD_KEYS.items():
+        if old in values:
+            logger.warning("config file %r: %s is deprecated; use %s", where, old, new)
+            value = values.pop(old)
+            values.setdefault(new, value)
+    if values.get("source") in OLD_SOURCES:
+        new = OLD_SOURCES[values["source"]]
+        logger.warning(
+            "config file %r: source %s is deprecated; use source: %s", where, values["source"], new
+        )
+        values["source"] = new
+    return values
 
 
 def check_env_references(spark_conf: Mapping[str, str], source: str = "spark_conf") -> None:

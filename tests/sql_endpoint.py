@@ -8,7 +8,6 @@ one process at a time).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
 import signal
@@ -158,13 +157,11 @@ def build_command(*build_args: str) -> list[str]:
 
 def build_in_process(arguments: Sequence[str]) -> tuple[int, str]:
     """``mlflow-fun build`` with ``arguments`` in this process: (exit code, database)."""
-    from mlflow_fun.cli.build import add_build_arguments, config_from_args
+    from mlflow_fun.cli.build import config_from_args, parse_build_args
     from mlflow_fun.cli.main import main as cli_main
 
     code = cli_main(["--log-level", "INFO", "build", "--no-progress", *arguments])
-    parser = argparse.ArgumentParser()
-    add_build_arguments(parser)
-    return code, config_from_args(parser.parse_args(list(arguments))).database
+    return code, config_from_args(parse_build_args(arguments)).database
 
 
 def main(argv: Sequence[str] | None = None) -> int:

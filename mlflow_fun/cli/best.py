@@ -1,96 +1,168 @@
-"""``mlflow-fun best``: the best run(s) of experiments, from any source."""
+"""``mlflow-fun best``: the best run(s) of experiments, from any source, by any engine."""
 
 from __future__ import annotations
 
-import argparse
 import logging
-import os
+from types import SimpleNamespace
 from typing import Any
 
+import click
+
 from mlflow_fun.cli.options import (
-    add_conf,
-    add_connection,
-    add_data_dir,
-    add_database,
-    add_output,
-    add_tracking_uri,
+    Command,
+    conf_option,
+    connection_option,
+    dashed_option,
+    data_dir_option,
+    database_option,
+    deprecated,
+    experiment_ids_option,
+    given_on_the_command_line,
+    output_option,
+    tracking_uri_option,
 )
 from mlflow_fun.cli.output import print_rows
 from mlflow_fun.config import parse_experiment_ids, resolve_config
 from mlflow_fun.errors import MetricNotFoundError, QueryError, UsageError
 from mlflow_fun.query.condition import check_syntax
-from mlflow_fun.query.model import SOURCES, BestQuery, OrderKey, parse_order_by
+from mlflow_fun.query.model import ENGINES, SOURCES, BestQuery, OrderKey, parse_order_by
 
 logger = logging.getLogger(__name__)
 
-DESCRIPTION = (
-    "Find the best run(s) of one or more experiments. With --metric and one run "
-    "it prints ('<run_id>', <value>). Runs without an ordering metric or with NaN "
-    "are skipped; ties go to the earliest start_time, then the smallest run_id. "
-    "Every --source gives the same answer on the same data."
+# The words of the last release: `--source sql|pandas|spark` -> (source, engine).
+OLD_SOURCES = {"sql": ("db", "auto"), "pandas": ("rest", "pandas"), "spark": ("rest", "spark")}
+_WHICH = ("experiment_id", "experiment_name", "experiment_ids", "all_experiments")
+_RANK = ("metric", "order_by", "pareto")
+
+
+def _source(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """``--source``; an old word is mapped (with its engine) and warned about."""
+    if value not in OLD_SOURCES:
+        return value
+    source, engine = OLD_SOURCES[value]
+    deprecated(
+        f"--source {value}",
+        f"--source {source}" + (f" --engine {engine}" if engine != "auto" else ""),
+    )
+    ctx.meta["engine of the old source"] = engine
+    return source
+
+
+@click.command(
+    "best",
+    cls=Command,
+    short_help="Print the best run(s): one metric, several, a condition, top K, Pareto.",
+    help="Find the best run(s) of one or more experiments. With --metric and one run it "
+    "prints ('<run_id>', <value>). Runs without an ordering metric or with NaN are skipped; "
+    "ties go to the earliest start_time, then the smallest run_id. Every --source and "
+    "--engine gives the same answer on the same data.",
 )
+@dashed_option(
+    "experiment_id",
+    envvar="MLFLOW_EXPERIMENT_ID",
+    show_envvar=True,
+    default=None,
+    help="Experiment id.",
+)
+@dashed_option(
+    "experiment_name",
+    envvar="MLFLOW_EXPERIMENT_NAME",
+    show_envvar=True,
+    default=None,
+    help="Experiment name.",
+)
+@experiment_ids_option("Comma-separated experiment ids: the best across them.")
+@dashed_option(
+    "all_experiments",
+    is_flag=True,
+    default=False,
+    help="The best across every active experiment.",
+)
+@click.option("--metric", default=None, help="One metric key, e.g. rmse (or its column, _m_rmse).")
+@dashed_option(
+    "order_by",
+    default=None,
+    help='Several keys: "rmse asc, mae asc" (metrics.rmse works too).',
+)
+@click.option(
+    "--pareto",
+    default=None,
+    help='The runs no other run beats on every metric: "rmse min, r2 max".',
+)
+@click.option(
+    "--order",
+    type=click.Choice(("asc", "desc")),
+    default="asc",
+    show_default=True,
+    help="With --metric: the lowest (asc) or the highest (desc) value wins.",
+)
+@click.option(
+    "--where",
+    default=None,
+    help='A condition on columns, e.g. "_p_alpha < 0.5 and (_m_r2 > 0.1 or status = '
+    "'FAILED')\"; MLflow's words work too: \"metrics.rmse < 0.8 and params.alpha = '0.5'\".",
+)
+@click.option("--top", type=int, default=1, show_default=True, help="How many runs.")
+@output_option(
+    "table, csv, json (one document) or jsonl (one object a line); default: "
+    "('<run_id>', <value>) for one run, else table."
+)
+@click.option(
+    "--source",
+    type=click.Choice(SOURCES + tuple(OLD_SOURCES)),
+    metavar="[" + "|".join(SOURCES) + "]",
+    default="rest",
+    show_default=True,
+    callback=_source,
+    help="Where runs are read: rest, the tracking server's REST API; api, MLflow's Python "
+    "client; db, MLflow's database (--connection); table, the tables of `mlflow-fun build`.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default=None,
+    help="How the answer is computed: auto (default) lets the server or the database sort "
+    "and filter what it can; pandas or spark compute on a typed DataFrame of every run "
+    "(spark reads --source rest or table).",
+)
+@connection_option("--source db")
+@tracking_uri_option()
+@data_dir_option()
+@database_option()
+@conf_option("--source table: the job's YAML settings (data_dir, database, metastore).")
+def best(**params: Any) -> int:
+    """``mlflow-fun best``."""
+    ctx = click.get_current_context()
+    _one_of(ctx, params, _WHICH, required=False)
+    _one_of(ctx, params, _RANK, required=True)
+    if params["engine"] is None:
+        params["engine"] = ctx.meta.get("engine of the old source", "auto")
+    return run_best(SimpleNamespace(**params))
 
 
-def add_best_arguments(best: argparse.ArgumentParser) -> None:
-    """The flags of ``mlflow-fun best``."""
-    which = best.add_mutually_exclusive_group()  # or MLflow's variables: `_from_env`
-    which.add_argument(
-        "--experiment-id", "--experiment_id", help="experiment id (default: $MLFLOW_EXPERIMENT_ID)"
-    )
-    which.add_argument(
-        "--experiment-name",
-        "--experiment_name",
-        help="experiment name (default: $MLFLOW_EXPERIMENT_NAME)",
-    )
-    which.add_argument(
-        "--experiment-ids", "--experiment_ids", help="comma-separated ids: best across them"
-    )
-    which.add_argument(
-        "--all-experiments", action="store_true", help="best across every active experiment"
-    )
-    rank = best.add_mutually_exclusive_group(required=True)
-    rank.add_argument("--metric", help="one metric key, e.g. rmse (or its column, _m_rmse)")
-    rank.add_argument(
-        "--order-by", "--order_by", dest="order_by", help='several keys: "rmse asc, mae asc"'
-    )
-    rank.add_argument(
-        "--pareto", help='the runs no other run beats on every metric: "rmse min, r2 max"'
-    )
-    best.add_argument(
-        "--order", choices=("asc", "desc"), default="asc", help="with --metric: asc (default)"
-    )
-    best.add_argument(
-        "--where",
-        help='a condition on columns, e.g. "_p_alpha < 0.5 and (_m_r2 > 0.1 or '
-        "status = 'FAILED')\"; MLflow's words work too: \"metrics.rmse < 0.8 and "
-        "params.alpha = '0.5'\"",
-    )
-    best.add_argument("--top", type=int, default=1, help="how many runs (default: 1)")
-    add_output(
-        best,
-        "table, csv, json (one document) or jsonl (one object a line); default: "
-        "('<run_id>', <value>) for one run, else table",
-    )
-    best.add_argument(
-        "--source",
-        choices=SOURCES,
-        default="rest",
-        help=(
-            "rest: the REST API (default); api: MLflow's Python client; sql: MLflow's "
-            "database (--connection); pandas or spark: a typed DataFrame of every run; "
-            "table: the tables built by `mlflow-fun build`"
-        ),
-    )
-    add_connection(best, "--source sql")
-    add_tracking_uri(best)
-    add_data_dir(best)
-    add_database(best)
-    add_conf(best, "--source table: the job's YAML settings (data_dir, database, metastore)")
+def _one_of(
+    ctx: click.Context, params: dict[str, Any], names: tuple[str, ...], required: bool
+) -> None:
+    """At most one (``required``: exactly one) of ``names`` given on the command line.
+
+    Raises:
+        click.UsageError: Two were given, or none where one is required.
+    """
+    flags = {n: "--" + n.replace("_", "-") for n in names}
+    given = [n for n in names if given_on_the_command_line(ctx, n)]
+    if len(given) > 1:
+        raise click.UsageError(f"{flags[given[0]]} and {flags[given[1]]} cannot go together")
+    if required and not given:
+        raise click.UsageError(f"give one of {', '.join(flags.values())}")
+    if given:  # a flag wins over MLflow's variables
+        for name in names:
+            if name not in given and name in ("experiment_id", "experiment_name"):
+                params[name] = None
 
 
-def run_best(args: argparse.Namespace) -> int:
+def run_best(args: SimpleNamespace) -> int:
     """Answer the question the flags ask and print it."""
-    _experiment_from_env(args)
+    _check_experiments(args)
     if args.where:
         try:  # a typo is one line, exit 2, before any pull or Spark start-up
             check_syntax(args.where)
@@ -107,47 +179,51 @@ def run_best(args: argparse.Namespace) -> int:
         )
     # The engines load pandas, SQLAlchemy, delta-rs or Spark: only the one asked for.
     from mlflow_fun.query import spark_tables, tables
+    from mlflow_fun.query.answer import check_pair
 
+    check_pair(args.source, args.engine)
     config = resolve_config(args.conf, database=args.database, data_dir=args.data_dir)
     args.database, args.data_dir = config.database, config.data_dir
-    if args.source == "table" and args.data_dir is not None:
-        try:
-            return _answer_best(args, query, None)
-        except tables.TableNotLocalError as e:
-            logger.info("asking Spark's metastore: %s", e)
-    if args.source == "spark":
-        spark = spark_tables.spark_session(args.data_dir)
-    elif args.source == "table":
+    if args.source == "table" and args.engine != "spark":
+        if args.data_dir is None and args.engine == "pandas":
+            raise UsageError("--source table --engine pandas reads the tables under --data-dir")
+        if args.data_dir is not None:
+            try:
+                return _answer_best(args, query, None)
+            except tables.TableNotLocalError as e:
+                if args.engine == "pandas":
+                    raise
+                logger.info("asking Spark's metastore: %s", e)
+    if args.source == "table":
         spark = spark_tables.table_session(config)
+    elif args.engine == "spark":
+        spark = spark_tables.spark_session(args.data_dir)
     else:
         spark = None
     return _answer_best(args, query, spark)
 
 
-def _experiment_from_env(args: argparse.Namespace) -> None:
-    """No experiment flag: MLflow's ``MLFLOW_EXPERIMENT_ID`` or ``MLFLOW_EXPERIMENT_NAME``.
+def _check_experiments(args: SimpleNamespace) -> None:
+    """Check that one flag, or one of MLflow's variables, names the experiments.
 
     Raises:
-        UsageError: Neither a flag nor a variable names the experiments, or both variables.
+        UsageError: Neither a flag nor a variable names them, or both variables do.
     """
-    if args.experiment_id or args.experiment_name or args.experiment_ids or args.all_experiments:
-        return
-    by_id = os.environ.get("MLFLOW_EXPERIMENT_ID") or None
-    by_name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or None
-    if by_id and by_name:
+    if args.experiment_id and args.experiment_name:  # flags exclude each other: variables
         raise UsageError(
             "MLFLOW_EXPERIMENT_ID and MLFLOW_EXPERIMENT_NAME are both set: unset one, or give "
             "--experiment-id or --experiment-name"
         )
-    if not (by_id or by_name):
+    if not (
+        args.experiment_id or args.experiment_name or args.experiment_ids or args.all_experiments
+    ):
         raise UsageError(
             "which experiments? give --experiment-id, --experiment-name, --experiment-ids or "
             "--all-experiments (or set MLFLOW_EXPERIMENT_ID or MLFLOW_EXPERIMENT_NAME)"
         )
-    args.experiment_id, args.experiment_name = by_id, by_name
 
 
-def _answer_best(args: argparse.Namespace, query: BestQuery, spark: Any) -> int:
+def _answer_best(args: SimpleNamespace, query: BestQuery, spark: Any) -> int:
     """Answer and print ``query``; ``--source table`` without ``spark`` reads Delta directly."""
     from mlflow_fun.query.answer import answer_query, best_single_metric
 
@@ -155,7 +231,8 @@ def _answer_best(args: argparse.Namespace, query: BestQuery, spark: Any) -> int:
     if (
         query.is_single_metric
         and len(experiment_ids) == 1
-        and args.source in ("rest", "api", "sql")
+        and args.source in ("rest", "api", "db")
+        and args.engine == "auto"
     ):
         rows = [
             best_single_metric(
@@ -171,6 +248,7 @@ def _answer_best(args: argparse.Namespace, query: BestQuery, spark: Any) -> int:
             args.source,
             experiment_ids,
             query,
+            engine=args.engine,
             tracking_uri=args.tracking_uri,
             connection=args.connection,
             spark=spark,
@@ -193,7 +271,7 @@ def _answer_best(args: argparse.Namespace, query: BestQuery, spark: Any) -> int:
     return 0
 
 
-def _experiment_ids(args: argparse.Namespace, spark: Any) -> list[str]:
+def _experiment_ids(args: SimpleNamespace, spark: Any) -> list[str]:
     from mlflow_fun.query import spark_tables, tables
     from mlflow_fun.query.answer import open_named_source
 
@@ -211,9 +289,8 @@ def _experiment_ids(args: argparse.Namespace, spark: Any) -> list[str]:
         if args.experiment_name is not None:
             return [spark_tables.experiment_id_by_name(spark, args.database, args.experiment_name)]
         return spark_tables.loaded_experiment_ids(spark, args.database)
-    source_name = args.source if args.source in ("api", "sql") else "rest"
     source = open_named_source(
-        source_name, tracking_uri=args.tracking_uri, connection=args.connection
+        args.source, tracking_uri=args.tracking_uri, connection=args.connection
     )
     if args.experiment_name is not None:
         return [source.get_experiment_by_name(args.experiment_name).experiment_id]

@@ -6,94 +6,47 @@ Example:
     ('5f0c…', 0.7223)
 
 The URL may come from ``MLFLOW_FUN_DB_URL`` instead of ``--connection``, which keeps the
-password off the command line. Exit codes: 0 success, 1 an error (one line
-``main_sql: error: …`` on stderr), 2 bad usage.
+password off the command line. The same command as ``mlflow-fun best --source db``, its
+flags and exit codes: 0 success, 1 an error (one line ``main_sql: error: …`` on stderr),
+2 bad usage.
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
-import os
 import sys
 from collections.abc import Sequence
 
-from mlflow_fun.config import DB_URL_ENV
-from mlflow_fun.errors import MlflowFunError
-from mlflow_fun.query.sql import get_best_run
+from mlflow_fun.cli.main import main as cli_main
 
 PROG = "main_sql"
-URL_ENV = DB_URL_ENV
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``main_sql``."""
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description=(
-            "Print ('<run_id>', <value>) of the active run with the lowest (or highest) "
-            "latest value of a metric, with one SQL query on MLflow's own database. Runs "
-            "without the metric or with NaN are skipped; ties go to the earliest start_time, "
-            "then the smallest run_id."
-        ),
-    )
-    parser.add_argument(
-        "--connection",
-        default=os.environ.get(URL_ENV),
-        help=(
-            "SQLAlchemy URL of MLflow's database: sqlite:////path/mlflow.db, "
-            "postgresql+psycopg2://user:pw@host/db, mysql+pymysql://user:pw@host/db "
-            f"(default: ${URL_ENV})"
-        ),
-    )
-    parser.add_argument("--experiment_id", "--experiment-id", required=True, help="experiment id")
-    parser.add_argument("--metric", required=True, help="metric key, e.g. rmse or _m_rmse")
-    order = parser.add_mutually_exclusive_group()
-    order.add_argument(
-        "--ascending",
-        dest="ascending",
-        action="store_true",
-        default=True,
-        help="the lowest value wins (default)",
-    )
-    order.add_argument(
-        "--descending", dest="ascending", action="store_false", help="the highest value wins"
-    )
-    parser.add_argument(
-        "--log-level",
-        default="WARNING",
-        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-        help="logging level on stderr (default: WARNING)",
-    )
-    return parser
+# The seed's flags, now `best --order`.
+_ORDER_FLAGS = {"--ascending": "asc", "--descending": "desc"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``main_sql``; return the exit code.
+    """Run ``main_sql``: ``mlflow-fun best --source db``; return the exit code.
+
+    ``--ascending``/``--descending`` still work, with a deprecation line: ``--order``.
 
     Example:
         >>> main(["--connection", "sqlite:////srv/mlflow.db", "--experiment_id", "1",
-        ...       "--metric", "rmse", "--descending"])
+        ...       "--metric", "rmse", "--order", "desc"])
         ('5f0c…', 0.93)
         0
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not args.connection:
-        parser.error(f"--connection is required (or set {URL_ENV})")
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    try:
-        best = get_best_run(args.connection, args.experiment_id, args.metric, args.ascending)
-    except MlflowFunError as e:
-        sys.stderr.write(f"{PROG}: error: {e}\n")
-        return 1
-    except KeyboardInterrupt:
-        sys.stderr.write(f"{PROG}: interrupted\n")
-        return 130
-    sys.stdout.write(f"{best!r}\n")
-    return 0
+    args = []
+    for arg in sys.argv[1:] if argv is None else argv:
+        if arg in _ORDER_FLAGS:
+            deprecated_order(arg)
+            args += ["--order", _ORDER_FLAGS[arg]]
+        else:
+            args.append(arg)
+    return cli_main(["best", "--source", "db", *args], prog_name=PROG)
+
+
+def deprecated_order(flag: str) -> None:
+    """The deprecation line of ``--ascending``/``--descending``."""
+    print(f"{PROG}: {flag} is deprecated; use --order {_ORDER_FLAGS[flag]}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,28 @@
-"""Flags shared by the commands, each defined once, and the entry points' logging."""
+"""Options shared by the commands, each defined once, and the entry points' logging.
+
+The CLI is click, as MLflow's own. Every multi-word flag is dashed (``--data-dir``) and
+keeps its underscore spelling (``--data_dir``) as an alias: the seed and
+``spark-submit jobs/build_tables.py`` users write those. A word that was renamed (an old
+flag or value) keeps working for one release and prints one deprecation line on stderr.
+"""
 
 from __future__ import annotations
 
-import argparse
 import logging
-import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import click
 
 from mlflow_fun.config import DB_URL_ENV, DEFAULT_DATABASE
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 OUTPUT_FORMATS = ("table", "csv", "json", "jsonl")
+# Help as MLflow's: wide enough for the examples, -h as --help, env vars named in the help.
+CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def configure_logging(level: str) -> None:
@@ -28,93 +38,140 @@ def configure_logging(level: str) -> None:
     logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
-def add_log_level(parser: argparse.ArgumentParser, default: str | None) -> None:
-    """``--log-level``; ``default=None`` leaves the value set before the command standing."""
-    parser.add_argument(
-        "--log-level",
-        "--log_level",
-        dest="log_level",
-        default=argparse.SUPPRESS if default is None else default,
-        choices=LOG_LEVELS,
-        help=f"logging level on stderr (default: {default or 'WARNING'})",
-    )
+def dashed_option(name: str, **attrs: Any) -> Callable[[F], F]:
+    """The option ``--a-b`` with its underscore alias ``--a_b``, stored as ``a_b``."""
+    flags = ["--" + name.replace("_", "-")]
+    if "_" in name:
+        flags.append("--" + name)
+    return click.option(*flags, name, **attrs)
 
 
-def add_database(parser: argparse.ArgumentParser, help: str = "metastore database") -> None:
+def deprecated(old: str, new: str) -> None:
+    """One line on stderr: ``old`` still works this release; ``new`` is the word to use."""
+    prog = click.get_current_context(silent=True)
+    where = prog.command_path if prog is not None else "mlflow-fun"
+    print(f"{where}: {old} is deprecated; use {new}", file=sys.stderr)
+
+
+class Words(click.Choice):
+    """A choice whose old words still work: mapped to the new one, with a deprecation line.
+
+    Example:
+        >>> Words(["rest", "db"], old={"server": "rest"}).convert("server", None, None)
+        'rest'   # and "... --source server is deprecated; use --source rest" on stderr
+    """
+
+    def __init__(self, choices: tuple[str, ...], old: Mapping[str, str]) -> None:
+        super().__init__(choices)
+        self.old = dict(old)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value in self.old:
+            flag = param.opts[0] if param is not None else ""
+            deprecated(f"{flag} {value}".strip(), f"{flag} {self.old[value]}".strip())
+            value = self.old[value]
+        return super().convert(value, param, ctx)
+
+
+def renamed_flag(old: str, new: str, **attrs: Any) -> Callable[[F], F]:
+    """A hidden flag ``old`` that stores into ``new``'s value, with a deprecation line.
+
+    The command reads ``new``'s parameter; `merge_renamed` puts the old flag's value there.
+    """
+
+    def note(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is not None and value != ():
+            deprecated(old, new)
+        return value
+
+    name = "renamed_" + old.lstrip("-").replace("-", "_")
+    return click.option(old, name, hidden=True, default=None, callback=note, **attrs)
+
+
+def merge_renamed(params: dict[str, Any], old: str, new: str) -> None:
+    """Move the value of the renamed flag ``old`` into ``new`` (the new flag wins)."""
+    value = params.pop("renamed_" + old.lstrip("-").replace("-", "_"))
+    if value is not None and params.get(new) is None:
+        params[new] = value
+
+
+def conf_option(help: str) -> Callable[[F], F]:
+    """``--conf``: the job's YAML settings file (also accepted before the command)."""
+    return click.option("--conf", default=None, metavar="FILE", help=help)
+
+
+def database_option(help: str = "Metastore database") -> Callable[[F], F]:
     """``--database``; None means the config file's, else ``mlflow_metrics``."""
-    parser.add_argument("--database", default=None, help=f"{help} (default: {DEFAULT_DATABASE})")
+    return click.option("--database", default=None, help=f"{help} (default: {DEFAULT_DATABASE}).")
 
 
-def add_data_dir(
-    parser: argparse.ArgumentParser,
-    help: str = "home of the embedded default, as given to `mlflow-fun build`",
-) -> None:
-    """``--data_dir``/``--data-dir``: where the embedded warehouse and metastore live."""
-    parser.add_argument("--data_dir", "--data-dir", dest="data_dir", default=None, help=help)
+def data_dir_option(
+    help: str = "Home of the embedded default, as given to `mlflow-fun build`.",
+) -> Callable[[F], F]:
+    """``--data-dir``/``--data_dir``: where the embedded warehouse and metastore live."""
+    return dashed_option("data_dir", default=None, help=help)
 
 
-def add_tracking_uri(parser: argparse.ArgumentParser) -> None:
-    """``--tracking_uri``/``--tracking-uri``."""
-    parser.add_argument(
-        "--tracking_uri",
-        "--tracking-uri",
-        dest="tracking_uri",
+def tracking_uri_option() -> Callable[[F], F]:
+    """``--tracking-uri``/``--tracking_uri``, defaulting to MLflow's own variable."""
+    return dashed_option(
+        "tracking_uri",
+        envvar="MLFLOW_TRACKING_URI",
+        show_envvar=True,
         default=None,
-        help="tracking server URL or store URI (default: MLFLOW_TRACKING_URI)",
+        help="Tracking server URL or store URI, e.g. http://127.0.0.1:5000 or databricks.",
     )
 
 
-def add_connection(parser: argparse.ArgumentParser, what: str) -> None:
-    """``--connection``: the SQLAlchemy URL of MLflow's database."""
-    parser.add_argument(
+def connection_option(what: str) -> Callable[[F], F]:
+    """``--connection``: the SQLAlchemy URL of MLflow's database (never echoed in help)."""
+    return click.option(
         "--connection",
-        default=os.environ.get(DB_URL_ENV) or None,
-        help=f"SQLAlchemy URL of MLflow's database, for {what} (default: ${DB_URL_ENV}; "
-        "password from the environment)",
+        envvar=DB_URL_ENV,
+        show_envvar=True,
+        default=None,
+        help=f"SQLAlchemy URL of MLflow's database, for {what}; keep the password in the "
+        "environment (MLFLOW_FUN_DB_PASSWORD).",
     )
 
 
-def add_output(parser: argparse.ArgumentParser, help: str, deprecated: Sequence[str] = ()) -> None:
-    """``--output table|csv|json|jsonl``; ``deprecated`` spellings work with a warning line."""
-    parser.add_argument(
-        "--output", *deprecated, choices=OUTPUT_FORMATS, default=None, action=_Deprecated,
-        help=help,
-    )  # fmt: skip
+def output_option(help: str) -> Callable[[F], F]:
+    """``--output table|csv|json|jsonl``."""
+    return click.option("--output", type=click.Choice(OUTPUT_FORMATS), default=None, help=help)
 
 
-class _Deprecated(argparse.Action):
-    """Store the value; an old spelling of the flag also prints one line on stderr."""
+def experiment_ids_option(help: str) -> Callable[[F], F]:
+    """``--experiment-ids``/``--experiment_ids``: comma-separated ids."""
+    return dashed_option("experiment_ids", default=None, help=help)
 
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: str | Sequence[Any] | None,
-        option_string: str | None = None,
-    ) -> None:
-        if option_string is not None and option_string != self.option_strings[0]:
-            print(
-                f"{parser.prog}: {option_string} is deprecated; use {self.option_strings[0]}",
-                file=sys.stderr,
+
+class Command(click.Command):
+    """A command that also takes ``--log-level`` and the global ``--conf`` after its name.
+
+    ``mlflow-fun --log-level INFO build`` and ``mlflow-fun build --log-level INFO`` mean the
+    same; a value after the command wins. Logging is configured before the command runs.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("context_settings", CONTEXT_SETTINGS)
+        super().__init__(*args, **kwargs)
+        self.params.append(
+            click.Option(
+                ["--log-level", "--log_level", "log_level"],
+                type=click.Choice(LOG_LEVELS, case_sensitive=False),
+                default=None,
+                help="Logging level on stderr (default: the one before the command, or WARNING).",
             )
-        setattr(namespace, self.dest, values)
+        )
+
+    def invoke(self, ctx: click.Context) -> Any:
+        before = ctx.find_object(dict) or {}
+        configure_logging(ctx.params.pop("log_level") or before.get("log_level") or "WARNING")
+        if "conf" in ctx.params and ctx.params["conf"] is None:
+            ctx.params["conf"] = before.get("conf")
+        return super().invoke(ctx)
 
 
-def add_conf(parser: argparse.ArgumentParser, help: str) -> None:
-    """``--conf``: the job's YAML settings file."""
-    parser.add_argument("--conf", default=None, help=help)
-
-
-def entry_point_args(
-    argv: Sequence[str] | None,
-    prog: str,
-    description: str,
-    add_arguments: Callable[[argparse.ArgumentParser], None],
-) -> argparse.Namespace:
-    """Parse a single-command entry point's arguments (plus --log-level) and set up logging."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    add_arguments(parser)
-    add_log_level(parser, "INFO")
-    args = parser.parse_args(argv)
-    configure_logging(args.log_level)
-    return args
+def given_on_the_command_line(ctx: click.Context, name: str) -> bool:
+    """True when the parameter ``name`` came from argv (not a default or a variable)."""
+    return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
-import sys
-from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import Any
 
-from mlflow_fun.cli.options import add_conf, add_data_dir, add_database, entry_point_args
+import click
+
+from mlflow_fun.cli.options import Command, conf_option, data_dir_option, database_option
 from mlflow_fun.config import resolve_config
-from mlflow_fun.errors import MlflowFunError
 from mlflow_fun.serve.endpoint import serve_until_stopped
 from mlflow_fun.serve.settings import DEFAULT_HOST, DEFAULT_PORT, EndpointConfig
 
@@ -18,24 +18,28 @@ DESCRIPTION = (
 )
 
 
-def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``mlflow-fun serve``; each multi-word flag has both spellings."""
-    parser.add_argument(
-        "--host", default=None, help=f"address to bind (default: {DEFAULT_HOST}, this machine only)"
-    )
-    parser.add_argument(
-        "--port", type=int, default=None, help=f"TCP port (default: {DEFAULT_PORT})"
-    )
-    add_database(parser, "database clients start in")
-    add_data_dir(parser)
-    add_conf(
-        parser,
-        "the job's YAML settings file (database, data_dir, spark_conf), e.g. "
-        "conf/metastore-postgres.yaml; flags override it",
-    )
+@click.command(
+    "serve",
+    cls=Command,
+    short_help="Serve the tables to BI tools over JDBC/ODBC.",
+    help=DESCRIPTION,
+)
+@click.option(
+    "--host", default=None, help=f"Address to bind (default: {DEFAULT_HOST}, this machine only)."
+)
+@click.option("--port", type=int, default=None, help=f"TCP port (default: {DEFAULT_PORT}).")
+@database_option("Database clients start in")
+@data_dir_option()
+@conf_option(
+    "The job's YAML settings file (database, data_dir, spark_conf), e.g. "
+    "conf/metastore-postgres.yaml; flags override it."
+)
+def serve(**params: Any) -> int:
+    """``mlflow-fun serve``."""
+    return run_serve(SimpleNamespace(**params))
 
 
-def endpoint_config(args: argparse.Namespace) -> EndpointConfig:
+def endpoint_config(args: SimpleNamespace) -> EndpointConfig:
     """The file from ``--conf`` (if any) with the flags applied over it.
 
     Raises:
@@ -51,7 +55,7 @@ def endpoint_config(args: argparse.Namespace) -> EndpointConfig:
     )
 
 
-def run_serve(args: argparse.Namespace) -> int:
+def run_serve(args: SimpleNamespace) -> int:
     """Serve until stopped; print where, and that it stopped."""
 
     def announce(jdbc_url: str) -> None:
@@ -61,13 +65,3 @@ def run_serve(args: argparse.Namespace) -> int:
     serve_until_stopped(endpoint_config(args), announce)
     print("SQL endpoint stopped.", flush=True)
     return 0
-
-
-def serve_main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m mlflow_fun.serve``; returns the exit code."""
-    args = entry_point_args(argv, "python -m mlflow_fun.serve", DESCRIPTION, add_serve_arguments)
-    try:
-        return run_serve(args)
-    except MlflowFunError as e:
-        print(f"mlflow-fun serve: error: {e}", file=sys.stderr)
-        return 1

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
+from types import SimpleNamespace
+from typing import Any
 
-from mlflow_fun.cli.options import add_conf, add_data_dir, add_database, add_output
+import click
+
+from mlflow_fun.cli.options import (
+    OUTPUT_FORMATS,
+    Command,
+    conf_option,
+    dashed_option,
+    data_dir_option,
+    database_option,
+    merge_renamed,
+    output_option,
+    renamed_flag,
+)
 from mlflow_fun.cli.output import print_rows
 from mlflow_fun.config import resolve_config
 from mlflow_fun.errors import ConfigError, QueryError
@@ -13,30 +26,33 @@ from mlflow_fun.errors import ConfigError, QueryError
 # pyspark: the optional [spark] extra, imported inside the functions that use it.
 
 
-def add_sql_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``mlflow-fun sql``."""
-    parser.add_argument("query", help="the SQL statement")
-    add_data_dir(parser)
-    add_database(parser)
-    add_conf(
-        parser, "the job's YAML settings file (data_dir, database, metastore); flags override it"
-    )
-    add_output(
-        parser,
-        "table (default), csv, json (one document) or jsonl (one object a line)",
-        deprecated=["--format"],
-    )
-    parser.add_argument(
-        "--max-rows",
-        "--max_rows",
-        dest="max_rows",
-        type=int,
-        default=1000,
-        help="print at most this many rows (default: 1000)",
-    )
+@click.command(
+    "sql",
+    cls=Command,
+    short_help="Run Spark SQL against the tables built by `mlflow-fun build`.",
+    help="Run one Spark SQL statement with --database selected, e.g. "
+    '"select run_uuid, _m_rmse from exp_1 order by _m_rmse".',
+)
+@click.argument("query")
+@data_dir_option()
+@database_option()
+@conf_option("The job's YAML settings file (data_dir, database, metastore); flags override it.")
+@output_option("table (default), csv, json (one document) or jsonl (one object a line).")
+@renamed_flag("--format", "--output", type=click.Choice(OUTPUT_FORMATS))
+@dashed_option(
+    "max_rows",
+    type=int,
+    default=1000,
+    show_default=True,
+    help="Print at most this many rows.",
+)
+def sql(**params: Any) -> int:
+    """``mlflow-fun sql``."""
+    merge_renamed(params, "--format", "output")
+    return run_sql(SimpleNamespace(**params))
 
 
-def run_sql(args: argparse.Namespace) -> int:
+def run_sql(args: SimpleNamespace) -> int:
     """Run the statement with ``--database`` selected and print at most ``--max-rows`` rows.
 
     Raises:

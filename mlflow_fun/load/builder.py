@@ -26,7 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from mlflow_fun.config import DEFAULT_MARGIN_MINUTES, DEFAULT_PARALLELISM, DEFAULT_WRITERS, FORMATS
+from mlflow_fun.config import (
+    DEFAULT_MARGIN_MINUTES,
+    DEFAULT_PARALLELISM,
+    DEFAULT_WRITERS,
+    TABLE_FORMATS,
+)
 from mlflow_fun.errors import ConfigError, MlflowFunError, one_line
 from mlflow_fun.extract.incremental import FULL, INCREMENTAL, RefreshState
 from mlflow_fun.extract.open import open_source
@@ -73,7 +78,7 @@ class TableBuilder:
             None for Spark's warehouse.
         tracking_uri: Tracking server or store; None means ``MLFLOW_TRACKING_URI``.
         source: A ready `RunSource` (overrides ``tracking_uri``).
-        format: ``delta`` (default) or ``parquet``.
+        table_format: ``delta`` (default) or ``parquet``.
         page_size: Runs per ``runs/search`` page.
         progress: Show progress bars; None shows them only on a terminal.
         parallelism: Experiments pulled from the server at once.
@@ -93,7 +98,7 @@ class TableBuilder:
         *,
         tracking_uri: str | None = None,
         source: RunSource | None = None,
-        format: str = "delta",
+        table_format: str = "delta",
         page_size: int = DEFAULT_PAGE_SIZE,
         progress: bool | None = None,
         parallelism: int = DEFAULT_PARALLELISM,
@@ -102,8 +107,10 @@ class TableBuilder:
         with_history: bool = False,
         margin_minutes: int = DEFAULT_MARGIN_MINUTES,
     ) -> None:
-        if format not in FORMATS:
-            raise ConfigError(f"format {format!r} is not one of: {', '.join(FORMATS)}")
+        if table_format not in TABLE_FORMATS:
+            raise ConfigError(
+                f"table_format {table_format!r} is not one of: {', '.join(TABLE_FORMATS)}"
+            )
         if parallelism < 1:
             raise ConfigError(f"parallelism {parallelism} must be at least 1")
         if writers < 1:
@@ -117,8 +124,8 @@ class TableBuilder:
         self._state_lock = threading.Lock()  # one MERGE into mlflow_state at a time
         self.spark = spark
         self.database = validate_identifier(database, "database")
-        self.writer = TableWriter(spark, self.database, data_dir, format)
-        self.options = RefreshOptions(full_refresh, format, with_history)
+        self.writer = TableWriter(spark, self.database, data_dir, table_format)
+        self.options = RefreshOptions(full_refresh, table_format, with_history)
         self.source = source or open_source(tracking_uri, page_size=page_size)
         self._shared = shared_pulls(self.source)  # full pulls a free stream can join
         self.progress = progress

@@ -81,10 +81,10 @@ def run_job(
     source = open_job_source(config)
     experiments = resolve_experiments(source, config.experiment_ids)
     logger.info(
-        "job starting experiments=%d database=%s format=%s tracking_uri=%s",
+        "job starting experiments=%d database=%s table_format=%s tracking_uri=%s",
         len(experiments),
         config.database,
-        config.format,
+        config.table_format,
         source.tracking_uri,
     )
     lock_path = config.lock_file or default_lock_path(config.data_dir, config.database)
@@ -110,7 +110,7 @@ def _build(
         config.database,
         config.data_dir,
         source=source,
-        format=config.format,
+        table_format=config.table_format,
         progress=progress,
         parallelism=config.parallelism,
         full_refresh=config.full_refresh,

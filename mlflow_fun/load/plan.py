@@ -58,7 +58,7 @@ class RefreshOptions:
     """The settings that decide between a full refresh and a MERGE."""
 
     full_refresh: bool = False
-    format: str = "delta"
+    table_format: str = "delta"
     with_history: bool = False
 
 
@@ -74,7 +74,7 @@ def can_merge(
         >>> can_merge(RefreshOptions(full_refresh=True), schema, state, True)
         False
     """
-    if options.full_refresh or options.format != "delta" or existing is None or state is None:
+    if options.full_refresh or options.table_format != "delta" or existing is None or state is None:
         return False
     if state.watermark_ms is None or (options.with_history and not state.with_history):
         return False

@@ -1,14 +1,18 @@
 """Answer one best-run query from any source, with the same answer on the same data.
 
-Sources:
+Sources (where runs are read):
 
-- ``rest``: the tracking server's REST API; ``api``: MLflow's Python client; ``sql``:
-  MLflow's back-end database. One metric, no condition, one run: the server (or the
-  database) sorts and sends one run. Anything more: runs are pulled (status and metric
-  conditions that MLflow's filter can express are sent along to shrink the pull), typed,
-  and the whole query runs on pandas.
-- ``pandas``: `PandasDataframeBuilder`; ``spark``: `FastDataframeBuilder`; ``table``: the
-  job's tables. The query runs on the DataFrame.
+- ``rest``: the tracking server's REST API; ``api``: MLflow's Python client; ``db``:
+  MLflow's back-end database; ``table``: the job's tables.
+
+Engines (how the answer is computed):
+
+- ``auto``: one metric, no condition, one run: the server (or the database) sorts and
+  sends one run. Anything more: runs are pulled (status and metric conditions that MLflow's
+  filter can express are sent along to shrink the pull), typed, and the query runs on
+  pandas. The tables under a data dir are read with delta-rs, without a JVM.
+- ``pandas``: every run pulled into a typed pandas DataFrame; ``spark``: a Spark DataFrame
+  (`FastDataframeBuilder` from ``rest``, Spark's tables from ``table``).
 
 Example:
     >>> query = BestQuery(order_by=parse_order_by("rmse"), where="_p_alpha < 0.5", top=3)
@@ -23,12 +27,12 @@ from collections.abc import Sequence
 from functools import reduce
 from typing import TYPE_CHECKING, Any
 
-from mlflow_fun.errors import ConfigError
+from mlflow_fun.errors import ConfigError, UsageError
 from mlflow_fun.extract.mlflow_client import MlflowClientSource
 from mlflow_fun.extract.open import open_source, resolve_tracking_uri
 from mlflow_fun.query.builders import FastDataframeBuilder
 from mlflow_fun.query.engine import best_runs, pareto_front
-from mlflow_fun.query.model import SOURCES, BestQuery, OrderKey, RankedRun
+from mlflow_fun.query.model import ENGINES, SOURCES, SPARK_SOURCES, BestQuery, OrderKey, RankedRun
 from mlflow_fun.query.server import best_run_by_server, server_filter
 from mlflow_fun.query.spark_tables import read_experiment_table
 from mlflow_fun.query.tables import read_experiment_frame
@@ -53,16 +57,17 @@ def run_query(frame: Any, query: BestQuery) -> list[RankedRun]:
 def open_named_source(
     source: str, *, tracking_uri: str | None = None, connection: str | None = None
 ) -> RunSource:
-    """The `RunSource` behind ``rest``, ``api``, ``sql`` (and ``pandas``/``spark``)."""
-    if source == "sql":
-        if not connection:
-            raise ConfigError(
-                "--source sql needs --connection (an SQLAlchemy URL) or MLFLOW_FUN_DB_URL"
-            )
-        # SQLAlchemy and the database drivers: only for --source sql.
+    """The `RunSource` behind ``rest``, ``api`` or ``db``.
+
+    Raises:
+        UsageError: ``db`` without ``connection``.
+    """
+    if source == "db":
+        _check_connection(connection)
+        # SQLAlchemy and the database drivers: only for --source db.
         from mlflow_fun.extract.database.source import DatabaseSource
 
-        return DatabaseSource(connection)
+        return DatabaseSource(str(connection))
     if source == "api":
         return MlflowClientSource(resolve_tracking_uri(tracking_uri))
     return open_source(tracking_uri)
@@ -78,21 +83,18 @@ def best_single_metric(
 ) -> RankedRun:
     """The best run of one experiment by one metric, sorted by the server or the database.
 
-    ``source`` is ``rest``, ``api`` or ``sql``: one call, one run sent back.
+    ``source`` is ``rest``, ``api`` or ``db``: one call, one run sent back.
 
     Raises:
-        ConfigError: ``sql`` without ``connection``.
+        UsageError: ``db`` without ``connection``.
         ExperimentNotFoundError, MetricNotFoundError, TrackingServerError, DatabaseError.
     """
-    if source == "sql":
-        if not connection:
-            raise ConfigError(
-                "--source sql needs --connection (an SQLAlchemy URL) or MLFLOW_FUN_DB_URL"
-            )
-        # SQLAlchemy and the database drivers: only for --source sql.
+    if source == "db":
+        _check_connection(connection)
+        # SQLAlchemy and the database drivers: only for --source db.
         from mlflow_fun.query.sql import get_best_run as sql_best_run
 
-        run_id, value = sql_best_run(connection, experiment_id, key.name, key.ascending)
+        run_id, value = sql_best_run(str(connection), experiment_id, key.name, key.ascending)
     else:
         run_source = open_named_source(source, tracking_uri=tracking_uri)
         run_id, value = best_run_by_server(run_source, experiment_id, key.name, key.ascending)
@@ -104,41 +106,66 @@ def answer_query(
     experiment_ids: Sequence[str],
     query: BestQuery,
     *,
+    engine: str = "auto",
     tracking_uri: str | None = None,
     connection: str | None = None,
     spark: SparkSession | None = None,
     database: str = "mlflow_metrics",
     data_dir: str | None = None,
 ) -> list[RankedRun]:
-    """Answer ``query`` over ``experiment_ids`` from ``source`` (one of `SOURCES`).
+    """Answer ``query`` over ``experiment_ids`` from ``source`` (`SOURCES`) by ``engine``.
 
     ``table`` without ``spark`` reads the Delta tables under ``data_dir`` with delta-rs
-    and answers on pandas (`delta_tables`): no JVM.
+    and answers on pandas (`delta_tables`): no JVM. ``table`` with ``spark`` reads them
+    through Spark's metastore.
 
     Raises:
         TableNotLocalError: ``table`` without ``spark``, and a table is not under ``data_dir``.
-        ConfigError: Unknown source, or a setting the source needs is missing.
+        UsageError: Unknown source or engine, a pair that does not go together, or a
+            setting the source needs is missing.
         ExperimentNotFoundError, MetricNotFoundError, QueryError, TrackingServerError.
     """
-    if source not in SOURCES:
-        raise ConfigError(f"source {source!r} is not one of: {', '.join(SOURCES)}")
+    check_pair(source, engine)
     if source == "table" and spark is None and data_dir is not None:
         frames = [read_experiment_frame(data_dir, database, e) for e in experiment_ids]
         return run_query(_concat(frames), query)
-    if source in ("spark", "table"):
+    if source == "table" or engine == "spark":
         if spark is None:
-            raise ConfigError(f"--source {source} needs a SparkSession")
+            raise ConfigError(f"--source {source} --engine {engine} needs a SparkSession")
         return run_query(_spark_frame(source, experiment_ids, spark, tracking_uri, database), query)
     run_source = open_named_source(source, tracking_uri=tracking_uri, connection=connection)
     for experiment_id in experiment_ids:
         run_source.get_experiment(experiment_id)
-    return run_query(_pandas_frame(run_source, experiment_ids, query, source), query)
+    pushed = engine == "auto" and source in ("rest", "api")
+    return run_query(_pandas_frame(run_source, experiment_ids, query, pushed), query)
+
+
+def check_pair(source: str, engine: str) -> None:
+    """Check that ``engine`` can answer from ``source``.
+
+    Raises:
+        UsageError: Either is unknown, or ``spark`` with a source it cannot read.
+    """
+    if source not in SOURCES:
+        raise UsageError(f"--source {source!r} is not one of: {', '.join(SOURCES)}")
+    if engine not in ENGINES:
+        raise UsageError(f"--engine {engine!r} is not one of: {', '.join(ENGINES)}")
+    if engine == "spark" and source not in SPARK_SOURCES:
+        raise UsageError(
+            f"--engine spark reads --source {' or '.join(SPARK_SOURCES)}, not {source}: "
+            "use --engine pandas (or auto)"
+        )
+
+
+def _check_connection(connection: str | None) -> None:
+    if not connection:
+        raise UsageError("--source db needs --connection (an SQLAlchemy URL) or MLFLOW_FUN_DB_URL")
 
 
 def _pandas_frame(
-    run_source: RunSource, experiment_ids: Sequence[str], query: BestQuery, source: str
+    run_source: RunSource, experiment_ids: Sequence[str], query: BestQuery, pushed: bool
 ) -> Any:
-    filters = server_filter(query.where) if source in ("rest", "api") else ""
+    filters = server_filter(query.where) if pushed else ""
 
     def pull(filter_string: str) -> Any:
         return flatten_runs(

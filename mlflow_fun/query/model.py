@@ -20,8 +20,14 @@ _ORDER_ITEM = re.compile(r"\s*(.+?)(?:\s+(asc|desc|min|max))?\s*", re.IGNORECASE
 METRIC_KEY = re.compile(r"[/\w.\- :]+")
 METRIC_PREFIX = "_m_"
 
-# Where `mlflow-fun best` can take its answer from (`mlflow_fun.query.answer`).
-SOURCES = ("rest", "api", "sql", "pandas", "spark", "table")
+# Where `mlflow-fun best` reads runs from, the same words as the job's `--source`:
+# the tracking server's REST API, MLflow's Python client, MLflow's database, the job's tables.
+SOURCES = ("rest", "api", "db", "table")
+# How the answer is computed: `auto` lets the server (or the database) sort and filter what
+# it can and pandas do the rest; `pandas` and `spark` compute on a typed DataFrame of every run.
+ENGINES = ("auto", "pandas", "spark")
+# Spark builds its DataFrame from the REST API or reads the tables.
+SPARK_SOURCES = ("rest", "table")
 
 
 @dataclass(frozen=True)

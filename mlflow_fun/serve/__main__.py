@@ -2,6 +2,6 @@
 
 import sys
 
-from mlflow_fun.cli.serve import serve_main  # the entry point sits above the package it runs
+from mlflow_fun.cli.main import serve_main  # the entry point sits above the package it runs
 
 sys.exit(serve_main())

@@ -1,4 +1,4 @@
-"""The same best-run queries on every source give identical answers."""
+"""The same best-run queries from every source, by every engine, give identical answers."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from mlflow_fun.config import JobConfig
 from mlflow_fun.extract.local_server import LocalMlflowServer
 from mlflow_fun.load.job import run_job
-from mlflow_fun.query.answer import SOURCES, answer_query
+from mlflow_fun.query.answer import answer_query
 from mlflow_fun.query.model import BestQuery, parse_order_by
 from tests.seed import Seeded
 
@@ -62,16 +62,35 @@ def _ids(seeded: Seeded, names: list[str]) -> list[str]:
     return [{"best": seeded.best, "paged": seeded.paged}[n] for n in names]
 
 
-def _answer(source: str, seeded: Seeded, server: LocalMlflowServer, spark: Any, name: str) -> list:
-    """The answer of ``source``; ``delta`` is the table source without Spark (delta-rs)."""
+# (source, engine): every way `mlflow-fun best` answers; ("table", "pandas") reads the
+# tables with delta-rs (no Spark), ("table", "spark") through Spark's metastore.
+PATHS = [
+    ("rest", "auto"),
+    ("api", "auto"),
+    ("db", "auto"),
+    ("rest", "pandas"),
+    ("api", "pandas"),
+    ("db", "pandas"),
+    ("rest", "spark"),
+    ("table", "pandas"),
+    ("table", "spark"),
+]
+
+
+def _answer(
+    path: tuple[str, str], seeded: Seeded, server: LocalMlflowServer, spark: Any, name: str
+) -> list:
+    """The answer of one (source, engine) pair."""
     names, query = QUERIES[name]
+    source, engine = path
     rows = answer_query(
-        "table" if source == "delta" else source,
+        source,
         _ids(seeded, names),
         query,
+        engine=engine,
         tracking_uri=seeded.url,
         connection=f"sqlite:///{Path(server.root) / 'mlflow.db'}",
-        spark=None if source == "delta" else spark,
+        spark=None if path == ("table", "pandas") else spark,
         database=DATABASE,
         data_dir=str(Path(urlparse(spark.conf.get("spark.sql.warehouse.dir")).path).parent),
     )
@@ -82,27 +101,27 @@ def _answer(source: str, seeded: Seeded, server: LocalMlflowServer, spark: Any, 
 def test_every_source_gives_the_same_answer(
     name: str, spark: Any, seeded: Seeded, mlflow_server: LocalMlflowServer, tables: None
 ) -> None:
-    answers = {s: _answer(s, seeded, mlflow_server, spark, name) for s in [*SOURCES, "delta"]}
-    reference = answers["pandas"]
+    answers = {p: _answer(p, seeded, mlflow_server, spark, name) for p in PATHS}
+    reference = answers["rest", "pandas"]
     assert reference, f"{name}: the query found no run"
-    for source, answer in answers.items():
-        assert answer == reference, f"{name}: {source} differs from pandas"
+    for path, answer in answers.items():
+        assert answer == reference, f"{name}: {path} differs from rest/pandas"
 
 
 def test_mlflow_words_answer_as_column_names(
     spark: Any, seeded: Seeded, mlflow_server: LocalMlflowServer, tables: None
 ) -> None:
-    for source in [*SOURCES, "delta"]:
-        words = _answer(source, seeded, mlflow_server, spark, "mlflow words")
-        columns = _answer(source, seeded, mlflow_server, spark, "column names")
-        assert words == columns and len(words) == 3, source
+    for path in PATHS:
+        words = _answer(path, seeded, mlflow_server, spark, "mlflow words")
+        columns = _answer(path, seeded, mlflow_server, spark, "column names")
+        assert words == columns and len(words) == 3, path
 
 
 def test_known_answers(
     spark: Any, seeded: Seeded, mlflow_server: LocalMlflowServer, tables: None
 ) -> None:
     b = seeded.best_runs
-    run = lambda name: _answer("rest", seeded, mlflow_server, spark, name)  # noqa: E731
+    run = lambda name: _answer(("rest", "auto"), seeded, mlflow_server, spark, name)  # noqa: E731
     assert run("single metric") == [(seeded.best, b["a"], (0.5,))]
     assert run("multi-key order") == [
         (seeded.best, b["b"], (0.5, 0.9)),

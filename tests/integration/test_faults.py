@@ -75,7 +75,7 @@ def test_best_through_faults(
     schedule = FaultSchedule(seed, RATE, stall_seconds=0.8)
     argv = ["best", "--experiment-name", "best", "--order-by", "rmse asc, r2 desc", "--top", "2"]
     with fault_proxy(seeded.url, schedule) as url:
-        code = main([*argv, "--output", "csv", "--source", "pandas", "--tracking-uri", url])
+        code = main([*argv, "--output", "csv", "--engine", "pandas", "--tracking-uri", url])
     out, err = capsys.readouterr()
     if code == 0:
         b = seeded.best_runs

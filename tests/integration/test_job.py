@@ -229,12 +229,15 @@ def test_unreachable_server(tmp_path: Path) -> None:
     assert os.listdir(tmp_path / "d") == []
 
 
-def test_unknown_format_lists_the_valid_ones(tmp_path: Path) -> None:
-    result = _cli("build", "--data_dir", str(tmp_path), "--format", "csv")
+@pytest.mark.parametrize("flag", ["--table-format", "--format"])
+def test_unknown_table_format_lists_the_valid_ones(tmp_path: Path, flag: str) -> None:
+    result = _cli("build", "--data_dir", str(tmp_path), flag, "csv")
     assert result.returncode == 2
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("mlflow-fun build: error: argument --format: invalid choice: 'csv'")
-    assert "delta" in last and "parquet" in last
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: Invalid value for '{flag}'"
+        + (" / '--table_format'" if flag == "--table-format" else "")
+        + ": 'csv' is not one of 'delta', 'parquet'."
+    )
 
 
 def test_job_killed_mid_write_leaves_the_previous_table(
@@ -374,7 +377,7 @@ def test_parquet_format_tables(spark: Any, seeded: Seeded) -> None:
         database="job_parquet",
         experiment_ids=(seeded.typed,),
         tracking_uri=seeded.url,
-        format="parquet",
+        table_format="parquet",
     )
     run_job(config, spark=spark, progress=False)
     run_job(config, spark=spark, progress=False)

@@ -364,8 +364,11 @@ def test_main_sql_prints_the_best_run(sqlite_store: Store) -> None:
         f"('{sqlite_store.seeded.best_runs['a']}', 0.5)\n",
         "",
     )
-    result = _main_sql(*args, "--metric", "r2", "--descending")
+    result = _main_sql(*args, "--metric", "r2", "--order", "desc")
     assert result.stdout == f"('{sqlite_store.seeded.best_runs['c']}', 0.95)\n"
+    result = _main_sql(*args, "--metric", "r2", "--descending")  # the seed's flag
+    assert result.stdout == f"('{sqlite_store.seeded.best_runs['c']}', 0.95)\n"
+    assert result.stderr == "main_sql: --descending is deprecated; use --order desc\n"
     result = _main_sql(*args, "--metric", "mae")
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr.splitlines() == [
@@ -391,16 +394,16 @@ def test_main_sql_in_process_on_postgresql(
     assert password and password not in captured.err
 
 
-def test_best_source_sql_reads_the_url_from_mlflow_fun_db_url(
+def test_best_source_db_reads_the_url_from_mlflow_fun_db_url(
     sqlite_store: Store, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mlflow_fun.cli.main import main as cli_main
 
-    argv = ["best", "--source", "sql", "--experiment-id", sqlite_store.seeded.best]
+    argv = ["best", "--source", "db", "--experiment-id", sqlite_store.seeded.best]
     monkeypatch.delenv("MLFLOW_FUN_DB_URL", raising=False)
-    assert cli_main([*argv, "--metric", "rmse"]) == 1
+    assert cli_main([*argv, "--metric", "rmse"]) == 2
     assert capsys.readouterr().err == (
-        "mlflow-fun: error: --source sql needs --connection (an SQLAlchemy URL) or "
+        "mlflow-fun: error: --source db needs --connection (an SQLAlchemy URL) or "
         "MLFLOW_FUN_DB_URL\n"
     )
     monkeypatch.setenv("MLFLOW_FUN_DB_URL", sqlite_store.db_url)

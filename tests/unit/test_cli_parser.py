@@ -1,4 +1,4 @@
-"""The ``mlflow-fun`` command line: version, module entry point, where --log-level goes."""
+"""The ``mlflow-fun`` command line: version, module entry point, where options go, old words."""
 
 from __future__ import annotations
 
@@ -8,7 +8,21 @@ import sys
 import pytest
 
 from mlflow_fun import __version__
-from mlflow_fun.cli.main import build_parser
+from mlflow_fun.cli import options
+from mlflow_fun.cli.build import parse_build_args
+from mlflow_fun.cli.main import main
+
+
+class _Started(Exception):
+    """Raised where the command would start: carries the log level it was given."""
+
+
+@pytest.fixture
+def started_with(monkeypatch: pytest.MonkeyPatch) -> None:
+    def stop(level: str) -> None:
+        raise _Started(level)
+
+    monkeypatch.setattr(options, "configure_logging", stop)
 
 
 def test_version_from_the_command_and_python_dash_m() -> None:
@@ -24,20 +38,124 @@ def test_version_from_the_command_and_python_dash_m() -> None:
         (["build"], "WARNING"),
         (["--log-level", "ERROR", "build"], "ERROR"),
         (["build", "--log-level", "INFO"], "INFO"),
+        (["build", "--log-level", "info"], "INFO"),
         (["--log-level", "ERROR", "sql", "--log_level", "DEBUG", "select 1"], "DEBUG"),
         (["serve", "--log-level", "INFO"], "INFO"),
         (["best", "--all-experiments", "--metric", "rmse", "--log-level", "INFO"], "INFO"),
     ],
 )
+@pytest.mark.usefixtures("started_with")
 def test_log_level_before_or_after_the_command(argv: list[str], level: str) -> None:
-    assert build_parser().parse_args(argv).log_level == level
+    with pytest.raises(_Started) as started:
+        main(argv)
+    assert started.value.args == (level,)
 
 
 def test_a_bad_log_level_names_the_choices(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        build_parser().parse_args(["build", "--log-level", "LOUD"])
-    assert exit_info.value.code == 2
+    assert main(["build", "--log-level", "LOUD"]) == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
-        "mlflow-fun build: error: argument --log-level/--log_level: invalid choice: 'LOUD' "
-        "(choose from 'DEBUG', 'INFO', 'WARNING', 'ERROR')"
+        "Error: Invalid value for '--log-level' / '--log_level': 'LOUD' is not one of "
+        "'debug', 'info', 'warning', 'error'."
+    )
+
+
+def test_conf_before_the_command_reaches_it(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = {}
+
+    def run_sql(args: object) -> int:
+        seen["conf"] = args.conf  # type: ignore[attr-defined]
+        return 0
+
+    monkeypatch.setattr("mlflow_fun.cli.sql.run_sql", run_sql)
+    assert main(["--conf", "a.yaml", "sql", "select 1"]) == 0
+    assert seen["conf"] == "a.yaml"
+    assert main(["--conf", "a.yaml", "sql", "--conf", "b.yaml", "select 1"]) == 0
+    assert seen["conf"] == "b.yaml"  # after the command wins
+
+
+def test_dashed_and_underscore_flags_are_the_same() -> None:
+    dashed = parse_build_args(["--data-dir", "d", "--experiment-ids", "1,2", "--page-size", "7"])
+    underscore = parse_build_args(
+        ["--data_dir", "d", "--experiment_ids", "1,2", "--page_size", "7"]
+    )
+    assert dashed == underscore
+    assert (dashed.data_dir, dashed.experiment_ids, dashed.page_size) == ("d", "1,2", 7)
+
+
+def test_old_words_work_with_one_deprecation_line(capsys: pytest.CaptureFixture[str]) -> None:
+    args = parse_build_args(["--source", "server", "--format", "parquet"])
+    assert (args.source, args.table_format) == ("rest", "parquet")
+    assert capsys.readouterr().err.splitlines() == [
+        "build: --source server is deprecated; use --source rest",
+        "build: --format is deprecated; use --table-format",
+    ]
+    args = parse_build_args(["--table-format", "delta", "--format", "parquet"])
+    assert args.table_format == "delta"  # the new flag wins
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line"),
+    [
+        ("sql", ("db", "auto"), "--source sql is deprecated; use --source db"),
+        (
+            "pandas",
+            ("rest", "pandas"),
+            "--source pandas is deprecated; use --source rest --engine pandas",
+        ),
+        (
+            "spark",
+            ("rest", "spark"),
+            "--source spark is deprecated; use --source rest --engine spark",
+        ),
+    ],
+)
+def test_old_best_sources_map_to_a_source_and_an_engine(
+    old: str,
+    new: tuple[str, str],
+    line: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    seen = {}
+
+    def run_best(args: object) -> int:
+        seen["pair"] = (args.source, args.engine)  # type: ignore[attr-defined]
+        return 0
+
+    monkeypatch.setattr("mlflow_fun.cli.best.run_best", run_best)
+    assert main(["best", "--experiment-id", "1", "--metric", "rmse", "--source", old]) == 0
+    assert seen["pair"] == new
+    assert capsys.readouterr().err == f"mlflow-fun best: {line}\n"
+
+
+def test_experiment_flags_exclude_each_other(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["best", "--metric", "rmse", "--experiment-id", "1", "--all-experiments"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "Error: --experiment-id and --all-experiments cannot go together"
+    )
+    assert main(["best", "--experiment-id", "1"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "Error: give one of --metric, --order-by, --pareto"
+    )
+
+
+def test_spark_reads_rest_or_tables_only(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [
+        "best",
+        "--experiment-id",
+        "1",
+        "--metric",
+        "rmse",
+        "--source",
+        "db",
+        "--engine",
+        "spark",
+    ]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        "mlflow-fun: error: --engine spark reads --source rest or table, not db: use --engine "
+        "pandas (or auto)\n"
     )

@@ -1,21 +1,19 @@
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from mlflow_fun.cli.build import add_build_arguments, config_from_args
+from mlflow_fun.cli.build import config_from_args, parse_build_args
 from mlflow_fun.config import JobConfig, load_config, parse_experiment_ids
 from mlflow_fun.errors import ConfigError, InvalidIdentifierError
 
 REPO = Path(__file__).parent.parent.parent
 
 
-def _args(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_build_arguments(parser)
-    return parser.parse_args(argv)
+def _args(*argv: str) -> SimpleNamespace:
+    return parse_build_args(argv)
 
 
 def test_shipped_conf_files_load() -> None:
@@ -23,7 +21,7 @@ def test_shipped_conf_files_load() -> None:
     assert local == JobConfig(
         database="mlflow_metrics",
         data_dir=".demo/data",
-        format="delta",
+        table_format="delta",
         page_size=5000,
         spark_conf={"spark.sql.shuffle.partitions": "4"},
     )
@@ -59,15 +57,15 @@ def test_unknown_key_lists_the_known_ones(tmp_path: Path) -> None:
         load_config(conf)
     assert str(caught.value) == (
         f"config file '{conf}': unknown key(s) databse; known keys: connection, data_dir, "
-        "database, experiment_ids, format, full_refresh, incremental_margin_minutes, "
-        "lock_file, page_size, parallelism, source, spark_conf, tracking_uri, with_history"
+        "database, experiment_ids, full_refresh, incremental_margin_minutes, lock_file, "
+        "page_size, parallelism, source, spark_conf, table_format, tracking_uri, with_history"
     )
 
 
 @pytest.mark.parametrize(
     ("text", "error", "message"),
     [
-        ("format: csv\n", ConfigError, "format 'csv' is not one of: delta, parquet"),
+        ("table_format: csv\n", ConfigError, "table_format 'csv' is not one of: delta, parquet"),
         ("page_size: 0\n", ConfigError, "page_size 0 must be between 1 and 50000"),
         ("page_size: ten\n", ConfigError, "page_size must be a whole number"),
         ("database: a-b\n", InvalidIdentifierError, "database name 'a-b' is not a valid"),
@@ -90,3 +88,17 @@ def test_experiment_ids() -> None:
     assert parse_experiment_ids("1, 2,9") == ("1", "2", "9")
     with pytest.raises(ConfigError, match="experiment id '1;drop' in '1;drop' is not valid"):
         parse_experiment_ids("1;drop")
+
+
+def test_old_words_in_the_file_work_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    conf = tmp_path / "old.yaml"
+    conf.write_text("format: parquet\nsource: server\n")
+    with caplog.at_level("WARNING", logger="mlflow_fun.config"):
+        config = load_config(conf)
+    assert (config.table_format, config.source) == ("parquet", "rest")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"config file '{conf}': format is deprecated; use table_format",
+        f"config file '{conf}': source server is deprecated; use source: rest",
+    ]

@@ -104,7 +104,7 @@ def test_a_bad_condition_fails_before_spark_starts(
         ("metrics.rmse <", "does not parse"),
         ("foo.rmse < 1", "unknown prefix in foo.rmse"),
     ):
-        argv = ["best", "--experiment-id", "1", "--metric", "rmse", "--source", "spark"]
+        argv = ["best", "--experiment-id", "1", "--metric", "rmse", "--engine", "spark"]
         assert main([*argv, "--where", where]) == 2  # a usage error: nothing ran
         err = capsys.readouterr().err.strip()
         assert err.startswith(f"mlflow-fun: error: --where {where!r}") and message in err

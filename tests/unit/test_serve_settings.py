@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mlflow_fun.cli.serve import serve_main as main
+from mlflow_fun.cli.main import serve_main as main
 
 REPO = Path(__file__).resolve().parents[2]
 
