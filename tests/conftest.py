@@ -46,6 +46,7 @@ LONGEST_FIRST = (
     "test_incremental.py",
     "test_job.py",
     "test_wheel.py",
+    "test_mlflow_versions.py",
     "test_moved_data_dir.py",
     "test_class_archive.py",
 )

@@ -45,6 +45,8 @@ class LocalMlflowServer:
         port: Port; None picks a free one.
         workers: uvicorn workers.
         backend_store_uri: Store; defaults to ``sqlite:///<root>/mlflow.db``.
+        python: The interpreter whose MLflow serves (another version's venv); defaults
+            to this one.
     """
 
     def __init__(
@@ -55,12 +57,14 @@ class LocalMlflowServer:
         port: int | None = None,
         workers: int = 1,
         backend_store_uri: str | None = None,
+        python: str | os.PathLike[str] | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self.host = host
         self.port = port
         self.workers = workers
         self.backend_store_uri = backend_store_uri or f"sqlite:///{self.root / 'mlflow.db'}"
+        self.python = os.fspath(python) if python is not None else sys.executable
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -87,7 +91,7 @@ class LocalMlflowServer:
             self.port = free_port(self.host)
         env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
         command = [
-            sys.executable,
+            self.python,
             "-m",
             "mlflow",
             "server",
