@@ -47,6 +47,7 @@ LONGEST_FIRST = (
     "test_job.py",
     "test_wheel.py",
     "test_mlflow_versions.py",
+    "test_databricks.py",
     "test_moved_data_dir.py",
     "test_class_archive.py",
 )

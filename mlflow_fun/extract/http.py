@@ -173,6 +173,8 @@ class MlflowHttpClient:
         token: Bearer token, sent as ``Authorization: Bearer``.
         username: Basic-auth user name (with ``password``).
         password: Basic-auth password.
+        auth: Any other request auth, e.g. Databricks' (`mlflow_fun.extract.databricks`);
+            it wins over ``token`` and ``username``.
         tls: Certificates; MLflow's environment variables by default.
         retry: Timeout and retry settings; MLflow's environment variables by default.
     """
@@ -184,6 +186,7 @@ class MlflowHttpClient:
         token: str | None = None,
         username: str | None = None,
         password: str | None = None,
+        auth: requests.auth.AuthBase | None = None,
         tls: TlsSettings | None = None,
         retry: RetrySettings | None = None,
     ) -> None:
@@ -198,7 +201,9 @@ class MlflowHttpClient:
         # Given with each request: a session's own setting loses to REQUESTS_CA_BUNDLE.
         self._tls = tls or TlsSettings.from_env()
         self._session.headers["User-Agent"] = "mlflow-fun"
-        if token:
+        if auth is not None:
+            self._session.auth = auth
+        elif token:
             self._session.headers["Authorization"] = f"Bearer {token}"
         elif username:
             self._session.auth = (username, password or "")

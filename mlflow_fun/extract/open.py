@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 
 from mlflow_fun.errors import ConfigError
+from mlflow_fun.extract.databricks import databricks_settings
 from mlflow_fun.extract.http import MlflowHttpClient, RetrySettings, TlsSettings
 from mlflow_fun.extract.mlflow_client import MlflowClientSource
 from mlflow_fun.extract.rest import RestSource
@@ -39,7 +40,8 @@ def open_source(
         >>> [e.name for e in source.iter_experiments()]
 
     Args:
-        tracking_uri: An ``http(s)://`` URL, ``databricks``, or any URI ``MlflowClient``
+        tracking_uri: An ``http(s)://`` URL, ``databricks`` or ``databricks://<profile>``
+            (credentials from databricks-sdk's ``Config``), or any URI ``MlflowClient``
             accepts. None means ``MLFLOW_TRACKING_URI`` or MLflow's default.
         page_size: Runs asked for per ``runs/search`` page (1 to 50,000).
         env: Where credentials are read from; ``os.environ`` by default.
@@ -62,15 +64,10 @@ def open_source(
             retry=RetrySettings.from_env(env),
         )
         return RestSource(client, page_size=page_size)
-    if scheme == "databricks":
-        host, token = env.get("DATABRICKS_HOST"), env.get("DATABRICKS_TOKEN")
-        if not host or not token:
-            raise ConfigError(
-                "tracking URI 'databricks' needs DATABRICKS_HOST and DATABRICKS_TOKEN "
-                "in the environment"
-            )
+    if scheme == "databricks":  # host and credentials as MLflow finds them: databricks-sdk
+        host, auth = databricks_settings(uri)
         client = MlflowHttpClient(
-            host, token=token, tls=TlsSettings.from_env(env), retry=RetrySettings.from_env(env)
+            host, auth=auth, tls=TlsSettings.from_env(env), retry=RetrySettings.from_env(env)
         )
         return RestSource(client, page_size=page_size)
     return MlflowClientSource(uri, page_size=page_size)
