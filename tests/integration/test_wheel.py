@@ -1,4 +1,4 @@
-"""The wheel, installed into a fresh venv away from the checkout, against a real server."""
+"""The wheel, installed into a fresh venv away from the checkout: locally and on a cluster."""
 
 from __future__ import annotations
 
@@ -6,14 +6,26 @@ import json
 import os
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import pytest
+from chispa import assert_df_equality
+from sqlalchemy import make_url
 
 from mlflow_fun import __version__
+from mlflow_fun.session import ivy_home, spark_submit_jar_args
+from tests.db_servers import postgres_server
 from tests.seed import Seeded
+from tests.standalone_cluster import StandaloneCluster
 
 ROOT = Path(__file__).resolve().parents[2]
 # What only the full `mlflow` (the server) brings; the client package must not pull it.
 SERVER_ONLY = {"flask", "gunicorn", "mlflow", "matplotlib", "scikit-learn", "docker"}
+# The metastore's JDBC driver, as conf/metastore-postgres.yaml names it.
+POSTGRES_DRIVER = "org.postgresql:postgresql:42.7.14"
 
 
 def _run(*command: str | Path, cwd: Path, env: dict[str, str]) -> str:
@@ -24,7 +36,18 @@ def _run(*command: str | Path, cwd: Path, env: dict[str, str]) -> str:
     return result.stdout
 
 
-def test_the_wheel_installs_and_runs_without_the_checkout(seeded: Seeded, tmp_path: Path) -> None:
+@dataclass(frozen=True)
+class Installed:
+    """The wheel installed into a new venv; ``work`` is a folder away from the checkout."""
+
+    venv: Path
+    work: Path
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    tmp_path = tmp_path_factory.mktemp("wheel")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["MLFLOW_FUN_CLASS_ARCHIVE"] = "off"  # not under test here; saves writing one
     dist, venv, work = tmp_path / "dist", tmp_path / "venv", tmp_path / "work"
@@ -36,6 +59,13 @@ def test_the_wheel_installs_and_runs_without_the_checkout(seeded: Seeded, tmp_pa
     _run(sys.executable, "-m", "venv", venv, cwd=work, env=env)
     pip = [venv / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     _run(*pip, "-c", ROOT / "constraints.txt", f"{wheel}[spark]", cwd=work, env=env)
+    return Installed(venv, work, env)
+
+
+def test_the_wheel_installs_and_runs_without_the_checkout(
+    seeded: Seeded, installed: Installed
+) -> None:
+    venv, work, env = installed.venv, installed.work, installed.env
 
     installed = json.loads(
         _run(venv / "bin" / "python", "-m", "pip", "list", "--format", "json", cwd=work, env=env)
@@ -72,3 +102,73 @@ def test_the_wheel_installs_and_runs_without_the_checkout(seeded: Seeded, tmp_pa
     )  # fmt: skip
     assert json.loads(rows) == [{"run_id": seeded.best_runs["a"]}]
     assert sorted(os.listdir(work)) == ["data"]  # no metastore_db or derby.log beside it
+
+
+def _executors_that_ran_tasks(events: Path) -> set[str]:
+    """Executor ids of every task in the Spark event logs under ``events``."""
+    ran = set()
+    # Spark 4 writes a folder per application: events_<n>_<app> files and an empty marker.
+    for log in events.rglob("events_*"):
+        for line in filter(None, log.read_text().splitlines()):
+            event = json.loads(line)
+            if event["Event"] == "SparkListenerTaskEnd":
+                ran.add(event["Task Info"]["Executor ID"])
+    return ran
+
+
+def test_the_installed_job_on_a_standalone_cluster_equals_local_mode(
+    spark: Any, seeded: Seeded, installed: Installed, tmp_path: Path
+) -> None:
+    """spark-submit of the installed job file to a Master and two Workers, one core each,
+    with a PostgreSQL metastore and a warehouse folder every process shares."""
+    python = installed.venv / "bin" / "python"
+    site = _run(python, "-c", "import pyspark, mlflow_fun.jobs.build_tables as job, importlib."
+                "resources as r; print(pyspark.__file__, job.__file__, r.files('mlflow_fun.conf'))",
+                cwd=tmp_path, env=installed.env).split()  # fmt: skip
+    spark_home, job, conf_dir = Path(site[0]).parent, site[1], Path(site[2])
+    ids = [seeded.best, seeded.typed, seeded.paged]
+    local, shared = tmp_path / "local", tmp_path / "shared"
+    cli = installed.venv / "bin" / "mlflow-fun"
+    _run(cli, "build", "--data-dir", local, "--tracking-uri", seeded.url,
+         "--experiment-ids", ",".join(ids), cwd=tmp_path, env=installed.env)  # fmt: skip
+    events = tmp_path / "events"
+    events.mkdir()
+    jars = spark_submit_jar_args()
+    if "--packages" in jars:
+        jars[jars.index("--packages") + 1] += f",{POSTGRES_DRIVER}"
+    else:
+        jars += ["--packages", POSTGRES_DRIVER, "--conf", f"spark.jars.ivy={ivy_home()}"]
+    with postgres_server() as url, StandaloneCluster(tmp_path / "cluster", spark_home) as cluster:
+        parsed = make_url(url)
+        env = dict(
+            installed.env,
+            PYSPARK_PYTHON=str(python),  # the driver's and the executors' Python
+            MLFLOW_FUN_METASTORE_URL=f"jdbc:postgresql://127.0.0.1:{parsed.port}/{parsed.database}",
+            MLFLOW_FUN_METASTORE_USER=str(parsed.username),
+            MLFLOW_FUN_METASTORE_PASSWORD=str(parsed.password),
+        )
+        started = time.monotonic()
+        _run(installed.venv / "bin" / "spark-submit", "--master", cluster.master_url,
+             "--total-executor-cores", "2", "--executor-cores", "1", "--executor-memory", "768m",
+             "--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.eventLog.enabled=true",
+             "--conf", f"spark.eventLog.dir={events}", "--conf", "spark.eventLog.compress=false",
+             *jars,
+             job, "--conf", conf_dir / "metastore-postgres.yaml", "--data-dir", shared,
+             "--tracking-uri", seeded.url, "--experiment-ids", ",".join(ids), "--no-progress",
+             cwd=tmp_path, env=env)  # fmt: skip
+        took = time.monotonic() - started
+        [app] = cluster.state()["completedapps"]
+    # one executor on each worker, and both ran tasks
+    launched = [sorted(p.name for p in cluster.worker_dir(i).glob("app-*/*")) for i in (0, 1)]
+    assert [len(executors) for executors in launched] == [1, 1], launched
+    assert _executors_that_ran_tasks(events) == {launched[0][0], launched[1][0]}
+    for experiment_id in ids:
+        tables = [
+            spark.read.format("delta")
+            .load(str(home / "warehouse" / "mlflow_metrics.db" / f"exp_{experiment_id}"))
+            .orderBy("run_id")
+            for home in (local, shared)
+        ]
+        assert_df_equality(*tables, allow_nan_equality=True)
+        assert tables[0].count() > 0
+    print(f"standalone cluster job: {took:.1f} s, app {app['id']}")
