@@ -48,6 +48,15 @@ QUERIES = {
         ["paged"],
         _order("_m_rmse desc", where="_m_rmse < 0.8 and _p_alpha < 0.5", top=3),
     ),
+    # issue 16's example: the param compared as MLflow's string, the column as a number
+    "mlflow words, equal": (
+        ["paged"],
+        _order("metrics.rmse", where="metrics.rmse < 0.8 and params.alpha = '0.5'", top=3),
+    ),
+    "column names, equal": (
+        ["paged"],
+        _order("_m_rmse", where="_m_rmse < 0.8 and _p_alpha = 0.5", top=3),
+    ),
 }
 
 
@@ -115,6 +124,9 @@ def test_mlflow_words_answer_as_column_names(
         words = _answer(path, seeded, mlflow_server, spark, "mlflow words")
         columns = _answer(path, seeded, mlflow_server, spark, "column names")
         assert words == columns and len(words) == 3, path
+        words = _answer(path, seeded, mlflow_server, spark, "mlflow words, equal")
+        columns = _answer(path, seeded, mlflow_server, spark, "column names, equal")
+        assert words == columns == [(seeded.paged, seeded.paged_run_ids[5], (0.1,))], path
 
 
 def test_known_answers(

@@ -124,11 +124,21 @@ def test_malformed_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert "that is not JSON" in line
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["best", "--help"]])
-def test_help(argv: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("argv", "description"),
+    [
+        (["--help"], "Turn MLflow runs into typed tables and DataFrames"),
+        (["best", "--help"], "Find the best run(s) of one or more experiments."),
+        (["build", "--help"], "Pull experiments and runs from the tracking server"),
+        (["sql", "--help"], "Run one Spark SQL statement with --database selected"),
+        (["serve", "--help"], "Serve the tables built by `mlflow-fun build` over JDBC/ODBC"),
+    ],
+)
+def test_help_describes_every_command(argv: list[str], description: str) -> None:
     result = _run_cli(*argv)
     assert result.returncode == 0
-    assert "Usage: mlflow-fun" in result.stdout
+    assert result.stdout.startswith(f"Usage: mlflow-fun {' '.join(argv[:-1])}".rstrip())
+    assert description in " ".join(result.stdout.split())
 
 
 def test_bad_usage_exits_2() -> None:
