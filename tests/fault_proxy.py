@@ -2,7 +2,8 @@
 
 ``rule(method, path, body)`` returns what to do with a request: None to forward it
 unchanged, a `Reply` to answer instead, or a `Fault` (reset the connection, stall past
-the client's timeout, truncate the server's JSON, or send a page twice).
+the client's timeout, truncate the server's JSON, cut the connection half-way through the
+body it announced, or send a page twice).
 
 `FaultSchedule` is a seeded rule: whether a request gets a fault, and which, depends only
 on the seed, the request and how often the same request was seen, so a schedule replays
@@ -26,12 +27,12 @@ import requests
 
 from tests.scripted_http import Reply
 
-FAULT_KINDS = ("429", "503", "500", "reset", "stall", "truncate", "duplicate")
+FAULT_KINDS = ("429", "503", "500", "reset", "stall", "truncate", "cut", "duplicate")
 
 
 @dataclass(frozen=True)
 class Fault:
-    kind: str  # "reset", "stall", "truncate" or "duplicate"
+    kind: str  # "reset", "stall", "truncate", "cut" or "duplicate"
     seconds: float = 0.0
 
 
@@ -140,6 +141,17 @@ def fault_proxy(upstream: str, rule: Rule) -> Iterator[str]:
             elif action.kind == "truncate":
                 reply = self._forward(body)
                 reply = Reply(reply.status, reply.body[: max(1, len(reply.body) // 2)])
+            elif action.kind == "cut":  # the whole length announced, half sent, then hung up
+                reply = self._forward(body)
+                self.send_response(reply.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply.body)))
+                self.end_headers()
+                self.wfile.write(reply.body[: len(reply.body) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             else:  # "duplicate": the page sent before for the same search, if any
                 stream = _search_stream(body)
                 with pages_lock:
