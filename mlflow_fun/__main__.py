@@ -1,7 +1,6 @@
 """``python -m mlflow_fun``: the ``mlflow-fun`` command."""
 
-import sys
 
-from mlflow_fun.cli import main
+from mlflow_fun.cli import console_main
 
-sys.exit(main())
+console_main()

@@ -62,7 +62,9 @@ def test_sigkill_at_random_points_loses_nothing(
 
     rng = random.Random(20261129)
     outcomes: list[str] = []
-    while outcomes.count("killed") < KILLS and len(outcomes) < KILLS + 10:
+    # A job that finishes before its kill is tried again: on a loaded machine the first
+    # timing overstates later runs, so allow many of those.
+    while outcomes.count("killed") < KILLS and len(outcomes) < 3 * KILLS:
         delay = rng.uniform(0.5, 0.9 * job_seconds)
         job = subprocess.Popen(
             build, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
