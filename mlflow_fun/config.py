@@ -86,10 +86,7 @@ class JobConfig:
 
     def __post_init__(self) -> None:
         validate_identifier(self.database, "database")
-        if self.table_format not in TABLE_FORMATS:
-            raise ConfigError(
-                f"table_format {self.table_format!r} is not one of: {', '.join(TABLE_FORMATS)}"
-            )
+        check_table_format(self.table_format)
         if not 1 <= self.page_size <= MAX_PAGE_SIZE:
             raise ConfigError(f"page_size {self.page_size} must be between 1 and {MAX_PAGE_SIZE}")
         if not 1 <= self.parallelism <= 64:
@@ -116,6 +113,14 @@ class JobConfig:
     def with_overrides(self, **overrides: Any) -> JobConfig:
         """Return a copy with every override that is not None applied (and validated)."""
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def check_table_format(table_format: str) -> None:
+    """Raise `ConfigError` unless ``table_format`` is one of `TABLE_FORMATS`."""
+    if table_format not in TABLE_FORMATS:
+        raise ConfigError(
+            f"table_format {table_format!r} is not one of: {', '.join(TABLE_FORMATS)}"
+        )
 
 
 def parse_experiment_ids(text: str) -> tuple[str, ...]:

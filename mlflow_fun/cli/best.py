@@ -133,16 +133,18 @@ def _source(ctx: click.Context, param: click.Parameter, value: str) -> str:
 def best(**params: Any) -> int:
     """``mlflow-fun best``."""
     ctx = click.get_current_context()
-    _one_of(ctx, params, _WHICH, required=False)
-    _one_of(ctx, params, _RANK, required=True)
+    _one_of(ctx, _WHICH, required=False)
+    _one_of(ctx, _RANK, required=True)
+    if any(given_on_the_command_line(ctx, name) for name in _WHICH):
+        for name in ("experiment_id", "experiment_name"):  # a flag wins over MLflow's variables
+            if not given_on_the_command_line(ctx, name):
+                params[name] = None
     if params["engine"] is None:
         params["engine"] = ctx.meta.get("engine of the old source", "auto")
     return run_best(SimpleNamespace(**params))
 
 
-def _one_of(
-    ctx: click.Context, params: dict[str, Any], names: tuple[str, ...], required: bool
-) -> None:
+def _one_of(ctx: click.Context, names: tuple[str, ...], required: bool) -> None:
     """At most one (``required``: exactly one) of ``names`` given on the command line.
 
     Raises:
@@ -154,10 +156,6 @@ def _one_of(
         raise click.UsageError(f"{flags[given[0]]} and {flags[given[1]]} cannot go together")
     if required and not given:
         raise click.UsageError(f"give one of {', '.join(flags.values())}")
-    if given:  # a flag wins over MLflow's variables
-        for name in names:
-            if name not in given and name in ("experiment_id", "experiment_name"):
-                params[name] = None
 
 
 def run_best(args: SimpleNamespace) -> int:

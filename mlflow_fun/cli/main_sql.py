@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from mlflow_fun.cli.main import main as cli_main
+from mlflow_fun.cli.options import deprecated
 
 PROG = "main_sql"
 # The seed's flags, now `best --order`.
@@ -37,16 +38,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = []
     for arg in sys.argv[1:] if argv is None else argv:
         if arg in _ORDER_FLAGS:
-            deprecated_order(arg)
+            deprecated(arg, f"--order {_ORDER_FLAGS[arg]}", prog=PROG)
             args += ["--order", _ORDER_FLAGS[arg]]
         else:
             args.append(arg)
     return cli_main(["best", "--source", "db", *args], prog_name=PROG)
-
-
-def deprecated_order(flag: str) -> None:
-    """The deprecation line of ``--ascending``/``--descending``."""
-    print(f"{PROG}: {flag} is deprecated; use --order {_ORDER_FLAGS[flag]}", file=sys.stderr)
 
 
 if __name__ == "__main__":

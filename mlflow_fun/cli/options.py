@@ -46,11 +46,15 @@ def dashed_option(name: str, **attrs: Any) -> Callable[[F], F]:
     return click.option(*flags, name, **attrs)
 
 
-def deprecated(old: str, new: str) -> None:
-    """One line on stderr: ``old`` still works this release; ``new`` is the word to use."""
-    prog = click.get_current_context(silent=True)
-    where = prog.command_path if prog is not None else "mlflow-fun"
-    print(f"{where}: {old} is deprecated; use {new}", file=sys.stderr)
+def deprecated(old: str, new: str, prog: str | None = None) -> None:
+    """One line on stderr: ``old`` still works this release; ``new`` is the word to use.
+
+    The line starts with ``prog``, else the running command's path (``mlflow-fun best``).
+    """
+    if prog is None:
+        ctx = click.get_current_context(silent=True)
+        prog = ctx.command_path if ctx is not None else "mlflow-fun"
+    print(f"{prog}: {old} is deprecated; use {new}", file=sys.stderr)
 
 
 class Words(click.Choice):
@@ -84,15 +88,19 @@ def renamed_flag(old: str, new: str, **attrs: Any) -> Callable[[F], F]:
             deprecated(old, new)
         return value
 
-    name = "renamed_" + old.lstrip("-").replace("-", "_")
-    return click.option(old, name, hidden=True, default=None, callback=note, **attrs)
+    return click.option(old, _renamed(old), hidden=True, default=None, callback=note, **attrs)
 
 
 def merge_renamed(params: dict[str, Any], old: str, new: str) -> None:
     """Move the value of the renamed flag ``old`` into ``new`` (the new flag wins)."""
-    value = params.pop("renamed_" + old.lstrip("-").replace("-", "_"))
+    value = params.pop(_renamed(old))
     if value is not None and params.get(new) is None:
         params[new] = value
+
+
+def _renamed(old: str) -> str:
+    """The parameter name of the renamed flag ``old``: ``--format`` -> ``renamed_format``."""
+    return "renamed_" + old.lstrip("-").replace("-", "_")
 
 
 def conf_option(help: str) -> Callable[[F], F]:

@@ -26,12 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from mlflow_fun.config import (
-    DEFAULT_MARGIN_MINUTES,
-    DEFAULT_PARALLELISM,
-    DEFAULT_WRITERS,
-    TABLE_FORMATS,
-)
+from mlflow_fun.config import DEFAULT_MARGIN_MINUTES, DEFAULT_PARALLELISM, DEFAULT_WRITERS
 from mlflow_fun.errors import ConfigError, MlflowFunError, one_line
 from mlflow_fun.extract.incremental import FULL, INCREMENTAL, RefreshState
 from mlflow_fun.extract.open import open_source
@@ -107,10 +102,6 @@ class TableBuilder:
         with_history: bool = False,
         margin_minutes: int = DEFAULT_MARGIN_MINUTES,
     ) -> None:
-        if table_format not in TABLE_FORMATS:
-            raise ConfigError(
-                f"table_format {table_format!r} is not one of: {', '.join(TABLE_FORMATS)}"
-            )
         if parallelism < 1:
             raise ConfigError(f"parallelism {parallelism} must be at least 1")
         if writers < 1:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mlflow_fun.config import check_table_format
 from mlflow_fun.errors import ExperimentNotFoundError
 from mlflow_fun.extract.incremental import Pull, RefreshState
 from mlflow_fun.extract.source import RunSource
@@ -60,6 +61,9 @@ class RefreshOptions:
     full_refresh: bool = False
     table_format: str = "delta"
     with_history: bool = False
+
+    def __post_init__(self) -> None:
+        check_table_format(self.table_format)
 
 
 def can_merge(

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from chispa import assert_df_equality
+from mlflow import MlflowClient
 from sqlalchemy import make_url
 
 from mlflow_fun import __version__
@@ -170,5 +171,6 @@ def test_the_installed_job_on_a_standalone_cluster_equals_local_mode(
             for home in (local, shared)
         ]
         assert_df_equality(*tables, allow_nan_equality=True)
-        assert tables[0].count() > 0
+        runs = MlflowClient(seeded.url).search_runs([experiment_id], max_results=1000)
+        assert tables[0].count() == len(runs)
     print(f"standalone cluster job: {took:.1f} s, app {app['id']}")
