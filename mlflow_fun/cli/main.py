@@ -19,6 +19,7 @@ import click
 from mlflow_fun import __version__
 from mlflow_fun.cli.best import best
 from mlflow_fun.cli.build import build
+from mlflow_fun.cli.maintain import maintain
 from mlflow_fun.cli.options import CONTEXT_SETTINGS, LOG_LEVELS, conf_option, dashed_option
 from mlflow_fun.cli.serve import serve
 from mlflow_fun.cli.sql import sql
@@ -44,7 +45,7 @@ def cli(ctx: click.Context, log_level: str, conf: str | None) -> None:
     ctx.obj = {"log_level": log_level, "conf": conf}
 
 
-for _command in (best, build, sql, serve):
+for _command in (best, build, maintain, sql, serve):
     cli.add_command(_command)
 
 
