@@ -50,6 +50,7 @@ LONGEST_FIRST = (
     "test_databricks.py",
     "test_moved_data_dir.py",
     "test_class_archive.py",
+    "test_best_at_any_step.py",
 )
 
 

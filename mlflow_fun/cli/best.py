@@ -102,6 +102,14 @@ def _source(ctx: click.Context, param: click.Parameter, value: str) -> str:
     help='A condition on columns, e.g. "_p_alpha < 0.5 and (_m_r2 > 0.1 or status = '
     "'FAILED')\"; MLflow's words work too: \"metrics.rmse < 0.8 and params.alpha = '0.5'\".",
 )
+@click.option(
+    "--agg",
+    type=click.Choice(("last", "min", "max")),
+    default=None,
+    help="Rank by each ranked metric's value over its whole history: last (MLflow's latest "
+    "value), min or max at any step; the answer names the step. Without it: MLflow's latest "
+    "value, no history read. --source table needs a job run with --with-history.",
+)
 @click.option("--top", type=int, default=1, show_default=True, help="How many runs.")
 @output_option(
     "table, csv, json (one document) or jsonl (one object a line); default: "
@@ -228,6 +236,7 @@ def _answer_best(args: SimpleNamespace, query: BestQuery, spark: Any) -> int:
     experiment_ids = _experiment_ids(args, spark)
     if (
         query.is_single_metric
+        and args.agg is None
         and len(experiment_ids) == 1
         and args.source in ("rest", "api", "db")
         and args.engine == "auto"
@@ -252,8 +261,11 @@ def _answer_best(args: SimpleNamespace, query: BestQuery, spark: Any) -> int:
             spark=spark,
             database=args.database,
             data_dir=args.data_dir,
+            agg=args.agg,
         )
     names = [k.name for k in (query.order_by or query.pareto)]
+    if rows and args.agg:  # the value columns, then each one's step
+        names = [names[0], "step"] if len(rows[0].values) == 2 else list(rows[0].values)
     output = args.output or ("tuple" if query.top == 1 and not query.pareto else "table")
     if output == "tuple":
         if not rows:
@@ -262,7 +274,7 @@ def _answer_best(args: SimpleNamespace, query: BestQuery, spark: Any) -> int:
                 f"no run{where} of experiment(s) {', '.join(experiment_ids)} has a value of "
                 f"{', '.join(names)} that is not NaN"
             )
-        print((rows[0].run_id, next(iter(rows[0].values.values()))))
+        print((rows[0].run_id, *list(rows[0].values.values())[: 2 if args.agg else 1]))
         return 0
     header = ["experiment_id", "run_id", *names]
     print_rows(header, [[r.experiment_id, r.run_id, *r.values.values()] for r in rows], output)

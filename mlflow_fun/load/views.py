@@ -1,4 +1,5 @@
-"""Views for analysts over ``<database>.runs``: ``best_runs`` and ``metrics_long``.
+"""Views for analysts over ``<database>.runs``: ``best_runs`` and ``metrics_long``; and
+``metric_summary`` over ``<database>.metric_history`` when the job keeps it.
 
 Both are plain SQL views, so BI tools and SQL clients see them like tables. They read the
 ``runs`` table (every run of every loaded experiment, metrics as a MAP), so their text
@@ -17,6 +18,11 @@ thousands of experiments stores the same two short statements (a ``UNION`` of ev
     metric, direction, run_id, run_name, value, start_time``. ``direction`` is ``min``
     (lower is better) or ``max``. The rules are the project's: NULL and NaN are skipped,
     ties go to the earliest ``start_time``, then the smallest ``run_id``.
+
+``<database>.metric_summary`` (with ``--with-history``)
+    One row per run and metric over all its steps: ``run_id, experiment_id, key, last,
+    last_step, min, min_step, max, max_step, steps, first_time, last_time`` (see
+    `metric_summary_sql`): the best value at any step, e.g. for early stopping.
 
 ``<database>.metric_directions``
     The direction rules ``best_runs`` applies: ``name, direction``. They come from
@@ -44,7 +50,12 @@ from mlflow_fun.config import read_yaml_mapping
 from mlflow_fun.errors import ConfigError
 from mlflow_fun.load.side_tables import runs_schema
 from mlflow_fun.load.writer import ensure_table
-from mlflow_fun.transform.naming import RUNS_TABLE, qualified_table, validate_identifier
+from mlflow_fun.transform.naming import (
+    HISTORY_TABLE,
+    RUNS_TABLE,
+    qualified_table,
+    validate_identifier,
+)
 
 # pyspark: the optional [spark] extra, imported inside the functions that use it.
 if TYPE_CHECKING:
@@ -54,6 +65,7 @@ logger = logging.getLogger(__name__)
 
 
 BEST_RUNS_VIEW = "best_runs"
+SUMMARY_VIEW = "metric_summary"
 METRICS_LONG_VIEW = "metrics_long"
 DIRECTIONS_TABLE = "metric_directions"
 DIRECTIONS_FILE = os.path.join("conf", "metric_directions.yaml")
@@ -179,7 +191,12 @@ def resolve_directions(
 
 
 def directions_dataframe(spark: SparkSession, directions: Mapping[str, str]) -> DataFrame:
-    """The rows of ``<database>.metric_directions`` for normalized ``directions``, by name."""
+    """The rows of ``<database>.metric_summary`` (with ``--with-history``)
+        One row per run and metric over all its steps: ``run_id, experiment_id, key, last,
+        last_step, min, min_step, max, max_step, steps, first_time, last_time`` (see
+        `metric_summary_sql`): the best value at any step, e.g. for early stopping.
+
+    ``<database>.metric_directions`` for normalized ``directions``, by name."""
     from pyspark.sql import types as T
 
     schema = T.StructType(
@@ -189,10 +206,15 @@ def directions_dataframe(spark: SparkSession, directions: Mapping[str, str]) -> 
 
 
 def write_directions(spark: SparkSession, database: str, directions: Mapping[str, str]) -> bool:
-    """Store the direction rules in ``<database>.metric_directions``; no commit if unchanged.
+    """Store the direction rules in ``<database>.metric_summary`` (with ``--with-history``)
+        One row per run and metric over all its steps: ``run_id, experiment_id, key, last,
+        last_step, min, min_step, max, max_step, steps, first_time, last_time`` (see
+        `metric_summary_sql`): the best value at any step, e.g. for early stopping.
 
-    Returns:
-        Whether the table was (re)written.
+    ``<database>.metric_directions``; no commit if unchanged.
+
+        Returns:
+            Whether the table was (re)written.
     """
     qualified = qualified_table(database, DIRECTIONS_TABLE)
     if spark.catalog.tableExists(f"{database}.{DIRECTIONS_TABLE}"):
@@ -234,14 +256,19 @@ def metrics_long_sql(database: str) -> str:
 def best_runs_sql(database: str) -> str:
     """The ``CREATE OR REPLACE VIEW`` statement of ``<database>.best_runs``.
 
-    A metric takes part when a rule of ``<database>.metric_directions`` matches it: its
-    normalized key (`normalize_metric_name`) equals the rule's name or ends with ``_`` and
-    the name; the longest matching name wins. Its text is the same for any number of
-    experiments and metrics.
+        A metric takes part when a rule of ``<database>.metric_summary`` (with ``--with-history``)
+        One row per run and metric over all its steps: ``run_id, experiment_id, key, last,
+        last_step, min, min_step, max, max_step, steps, first_time, last_time`` (see
+        `metric_summary_sql`): the best value at any step, e.g. for early stopping.
 
-    Example:
-        >>> print(best_runs_sql("db"))
-        CREATE OR REPLACE VIEW `db`.`best_runs` (...) AS SELECT ... FROM `db`.`runs` ...
+    ``<database>.metric_directions`` matches it: its
+        normalized key (`normalize_metric_name`) equals the rule's name or ends with ``_`` and
+        the name; the longest matching name wins. Its text is the same for any number of
+        experiments and metrics.
+
+        Example:
+            >>> print(best_runs_sql("db"))
+            CREATE OR REPLACE VIEW `db`.`best_runs` (...) AS SELECT ... FROM `db`.`runs` ...
     """
     rules = qualified_table(database, DIRECTIONS_TABLE)
     runs = qualified_table(database, RUNS_TABLE)
@@ -277,6 +304,46 @@ def best_runs_sql(database: str) -> str:
     )
 
 
+def metric_summary_sql(database: str) -> str:
+    """The ``CREATE OR REPLACE VIEW`` statement of ``<database>.metric_summary``.
+
+    One row per run and metric of ``metric_history``, by `mlflow_fun.transform.steps`'
+    rules: ``last`` is MLflow's latest value (highest step, then timestamp, then value);
+    ``min``/``max`` skip NaN (NaN when every value is) and count at their earliest step.
+
+    Example:
+        >>> print(metric_summary_sql("db"))
+        CREATE OR REPLACE VIEW `db`.`metric_summary` (...) AS SELECT ... GROUP BY ...
+    """
+    nan, low = "CAST('NaN' AS DOUBLE)", "CAST('-Infinity' AS DOUBLE)"
+    latest = f"struct(step, timestamp, coalesce(v, {low}))"
+    return (
+        f"CREATE OR REPLACE VIEW {qualified_table(database, SUMMARY_VIEW)} ("
+        "run_id COMMENT 'MLflow run id', "
+        "experiment_id COMMENT 'MLflow experiment id', "
+        "key COMMENT 'MLflow metric key', "
+        "last COMMENT 'the latest value (MLflow''s value of the run)', "
+        "last_step COMMENT 'its step', "
+        "min COMMENT 'the lowest value at any step (NaN skipped)', "
+        "min_step COMMENT 'the earliest step it was reached', "
+        "max COMMENT 'the highest value at any step (NaN skipped)', "
+        "max_step COMMENT 'the earliest step it was reached', "
+        "steps COMMENT 'how many values were logged', "
+        "first_time COMMENT 'when the first was logged', "
+        "last_time COMMENT 'when the last was logged') "
+        "COMMENT 'Each metric of each run over all its steps (mlflow-fun)' AS "
+        f"SELECT run_id, experiment_id, key, max_by(value, {latest}) AS last, "
+        f"max_by(step, {latest}) AS last_step, coalesce(min(v), {nan}) AS min, "
+        "min_by(step, IF(v IS NULL, NULL, struct(v, step, timestamp))) AS min_step, "
+        f"coalesce(max(v), {nan}) AS max, "
+        "min_by(step, IF(v IS NULL, NULL, struct(-v, step, timestamp))) AS max_step, "
+        "count(*) AS steps, min(timestamp) AS first_time, max(timestamp) AS last_time "
+        "FROM (SELECT *, CASE WHEN isnan(value) THEN NULL ELSE value END AS v "
+        f"FROM {qualified_table(database, HISTORY_TABLE)}) AS h "
+        "GROUP BY run_id, experiment_id, key"
+    )
+
+
 def create_analyst_views(
     spark: SparkSession,
     database: str,
@@ -286,22 +353,27 @@ def create_analyst_views(
 ) -> None:
     """(Re)create ``<database>.best_runs`` and ``<database>.metrics_long`` over ``runs``.
 
-    Writes the direction rules to ``<database>.metric_directions`` when they changed, and
-    an empty ``<database>.runs`` when there is none yet.
+        Writes the direction rules to ``<database>.metric_summary`` (with ``--with-history``)
+        One row per run and metric over all its steps: ``run_id, experiment_id, key, last,
+        last_step, min, min_step, max, max_step, steps, first_time, last_time`` (see
+        `metric_summary_sql`): the best value at any step, e.g. for early stopping.
 
-    Example:
-        >>> create_analyst_views(spark, "mlflow_metrics", {"val_acc": "max"})
-        >>> spark.sql("select * from mlflow_metrics.best_runs where metric = 'rmse'").show()
+    ``<database>.metric_directions`` when they changed, and
+        an empty ``<database>.runs`` when there is none yet.
 
-    Args:
-        spark: The session whose catalog holds the database.
-        database: The database of the job's tables.
-        directions: ``metric: min|max`` overrides, applied last (see the module docstring).
-        directions_file: A YAML file of directions; see `resolve_directions`.
+        Example:
+            >>> create_analyst_views(spark, "mlflow_metrics", {"val_acc": "max"})
+            >>> spark.sql("select * from mlflow_metrics.best_runs where metric = 'rmse'").show()
 
-    Raises:
-        InvalidIdentifierError: ``database`` is not a valid name.
-        ConfigError: A direction is not ``min``/``max`` or the directions file is bad.
+        Args:
+            spark: The session whose catalog holds the database.
+            database: The database of the job's tables.
+            directions: ``metric: min|max`` overrides, applied last (see the module docstring).
+            directions_file: A YAML file of directions; see `resolve_directions`.
+
+        Raises:
+            InvalidIdentifierError: ``database`` is not a valid name.
+            ConfigError: A direction is not ``min``/``max`` or the directions file is bad.
     """
     validate_identifier(database, "database")
     resolved = resolve_directions(directions, directions_file)
@@ -309,6 +381,8 @@ def create_analyst_views(
     rewritten = write_directions(spark, database, resolved)
     spark.sql(metrics_long_sql(database))
     spark.sql(best_runs_sql(database))
+    if spark.catalog.tableExists(f"{database}.{HISTORY_TABLE}"):
+        spark.sql(metric_summary_sql(database))
     logger.info(
         "analyst views created database=%s direction_rules=%d rules_rewritten=%s",
         database,

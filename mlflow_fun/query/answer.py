@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import reduce
 from typing import TYPE_CHECKING, Any
 
@@ -35,16 +35,31 @@ from mlflow_fun.query.engine import best_runs, pareto_front
 from mlflow_fun.query.model import ENGINES, SOURCES, SPARK_SOURCES, BestQuery, OrderKey, RankedRun
 from mlflow_fun.query.server import best_run_by_server, server_filter
 from mlflow_fun.query.spark_tables import read_experiment_table
-from mlflow_fun.query.tables import read_experiment_frame
+from mlflow_fun.query.steps import (
+    check_agg,
+    history_from_delta,
+    history_from_spark,
+    name_steps,
+    no_history_message,
+    ranked_metric_columns,
+    runs_with_metrics,
+    with_aggregate,
+)
+from mlflow_fun.query.tables import TableNotLocalError, read_experiment_frame
 from mlflow_fun.transform.flatten import flatten_runs
 from mlflow_fun.transform.frames import to_pandas
+from mlflow_fun.transform.steps import summarize
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from mlflow_fun.extract.source import RunSource
+    from mlflow_fun.model import MetricPoint, RunRecord
 
 logger = logging.getLogger(__name__)
+
+# Where ``--agg`` reads a metric's history: (runs that have the keys, the keys) -> points.
+History = Callable[[list["RunRecord"], list[str]], Iterable["MetricPoint"]]
 
 
 def run_query(frame: Any, query: BestQuery) -> list[RankedRun]:
@@ -112,8 +127,12 @@ def answer_query(
     spark: SparkSession | None = None,
     database: str = "mlflow_metrics",
     data_dir: str | None = None,
+    agg: str | None = None,
 ) -> list[RankedRun]:
     """Answer ``query`` over ``experiment_ids`` from ``source`` (`SOURCES`) by ``engine``.
+
+    ``agg`` (``last``, ``min``, ``max``; `mlflow_fun.query.steps`) ranks by each ranked
+    metric's value over its whole history, and adds the step of each value.
 
     ``table`` without ``spark`` reads the Delta tables under ``data_dir`` with delta-rs
     and answers on pandas (`delta_tables`): no JVM. ``table`` with ``spark`` reads them
@@ -123,21 +142,61 @@ def answer_query(
         TableNotLocalError: ``table`` without ``spark``, and a table is not under ``data_dir``.
         UsageError: Unknown source or engine, a pair that does not go together, or a
             setting the source needs is missing.
+        ConfigError: ``agg`` with a query that ranks no metric, or ``table`` without history.
         ExperimentNotFoundError, MetricNotFoundError, QueryError, TrackingServerError.
     """
     check_pair(source, engine)
+    check_agg(agg)
+    ids = list(experiment_ids)
     if source == "table" and spark is None and data_dir is not None:
-        frames = [read_experiment_frame(data_dir, database, e) for e in experiment_ids]
-        return run_query(_concat(frames), query)
+        frame = _concat([read_experiment_frame(data_dir, database, e) for e in ids])
+        return _rank(
+            frame, query, agg, lambda runs, keys: _delta_history(data_dir, database, ids, keys)
+        )
     if source == "table" or engine == "spark":
         if spark is None:
             raise ConfigError(f"--source {source} --engine {engine} needs a SparkSession")
-        return run_query(_spark_frame(source, experiment_ids, spark, tracking_uri, database), query)
+        frame = _spark_frame(source, ids, spark, tracking_uri, database)
+        if source == "table":
+            return _rank(
+                frame, query, agg, lambda runs, keys: history_from_spark(spark, database, ids, keys)
+            )
+        run_source = open_named_source(source, tracking_uri=tracking_uri)
+        return _rank(frame, query, agg, lambda runs, keys: run_source.iter_metric_history(runs))
     run_source = open_named_source(source, tracking_uri=tracking_uri, connection=connection)
-    for experiment_id in experiment_ids:
+    for experiment_id in ids:
         run_source.get_experiment(experiment_id)
-    pushed = engine == "auto" and source in ("rest", "api")
-    return run_query(_pandas_frame(run_source, experiment_ids, query, pushed), query)
+    # With --agg, a condition on a ranked metric is about its aggregate: none is sent along.
+    pushed = engine == "auto" and source in ("rest", "api") and agg is None
+    frame = _pandas_frame(run_source, ids, query, pushed)
+    return _rank(frame, query, agg, lambda runs, keys: run_source.iter_metric_history(runs))
+
+
+def _rank(frame: Any, query: BestQuery, agg: str | None, history: History) -> list[RankedRun]:
+    """`run_query`; with ``agg``, on the ranked metrics' aggregates from ``history``, with steps.
+
+    Raises:
+        ConfigError: ``agg`` is given and the query ranks no metric.
+    """
+    if agg is None:
+        return run_query(frame, query)
+    columns = ranked_metric_columns(frame, query)
+    if not columns:
+        names = ", ".join(key.name for key in query.order_by or query.pareto)
+        raise ConfigError(f"--agg {agg} ranks runs by a metric's history; {names} is no metric")
+    runs = runs_with_metrics(frame, columns)
+    summaries = summarize(history(runs, sorted(set(columns.values()))))
+    rows = run_query(with_aggregate(frame, summaries, columns, agg), query)
+    return name_steps(rows, summaries, columns, agg)
+
+
+def _delta_history(
+    data_dir: str, database: str, ids: Sequence[str], keys: Sequence[str]
+) -> list[MetricPoint]:
+    try:
+        return list(history_from_delta(data_dir, database, ids, keys))
+    except TableNotLocalError as e:
+        raise ConfigError(no_history_message(database)) from e
 
 
 def check_pair(source: str, engine: str) -> None:

@@ -108,6 +108,22 @@ def pareto_front(
     return [RankedRun(r[0], r[1], dict(zip(columns, r[3:], strict=True))) for r in front]
 
 
+def metric_columns(df: Any, names: Sequence[str]) -> dict[str, str]:
+    """Column -> MLflow key of the metrics among ``names`` (keys or columns) in ``df``.
+
+    Raises:
+        MetricNotFoundError: A name is not a column of ``df``.
+    """
+    table = _Table.of(df)
+    columns = {}
+    for name in names:
+        column = table.resolve(name)
+        kind, key = table.keys.get(column, ("", ""))
+        if kind == "metric":
+            columns[column] = key
+    return columns
+
+
 def pareto_rows(
     rows: Sequence[tuple[Any, ...]], ascending: Sequence[bool]
 ) -> list[tuple[Any, ...]]:
