@@ -11,7 +11,7 @@ import contextlib
 import gc
 import math
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +75,8 @@ class RunRecord:
         metrics: metric key -> latest value (NaN and infinities kept).
         params: param key -> value, as the string MLflow stores.
         tags: tag key -> value.
+        inputs: The datasets the run logged as inputs (``mlflow.log_input``), sorted
+            (`sorted_inputs`), so every source gives the same record.
     """
 
     run_id: str
@@ -82,6 +84,43 @@ class RunRecord:
     metrics: Mapping[str, float]
     params: Mapping[str, str]
     tags: Mapping[str, str]
+    inputs: tuple[DatasetInput, ...] = ()
+
+
+# The input tag MLflow sets to the dataset's role: "train", "eval", "test", ...
+CONTEXT_TAG = "mlflow.data.context"
+
+
+@dataclass(frozen=True)
+class DatasetInput:
+    """One dataset a run logged as input (a row of ``<database>.run_inputs``)."""
+
+    name: str
+    digest: str
+    source_type: str
+    context: str | None = None
+
+
+def sorted_inputs(inputs: Iterable[DatasetInput]) -> tuple[DatasetInput, ...]:
+    """``inputs`` in one order whatever the source: by name, digest, source type, context."""
+    return tuple(sorted(inputs, key=lambda i: (i.name, i.digest, i.source_type, i.context or "")))
+
+
+def dataset_inputs_from_json(inputs: Mapping[str, Any] | None) -> tuple[DatasetInput, ...]:
+    """The `DatasetInput`s of a run's ``inputs`` JSON (``runs/search``, ``runs/get``)."""
+    found = []
+    for item in (inputs or {}).get("dataset_inputs") or ():
+        dataset = item["dataset"]
+        tags = {t["key"]: t.get("value") for t in item.get("tags") or ()}
+        found.append(
+            DatasetInput(
+                name=str(dataset["name"]),
+                digest=str(dataset["digest"]),
+                source_type=str(dataset.get("source_type", "")),
+                context=tags.get(CONTEXT_TAG),
+            )
+        )
+    return sorted_inputs(found)
 
 
 @dataclass(frozen=True)
@@ -145,6 +184,7 @@ def run_from_json(data: Mapping[str, Any]) -> RunRecord:
             metrics={m["key"]: metric_value(m.get("value")) for m in run_data.get("metrics", ())},
             params={p["key"]: str(p.get("value", "")) for p in run_data.get("params", ())},
             tags={t["key"]: str(t.get("value", "")) for t in run_data.get("tags", ())},
+            inputs=dataset_inputs_from_json(data.get("inputs")),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise MalformedResponseError(f"unexpected run JSON: missing or bad {e}") from e
@@ -168,6 +208,15 @@ def run_from_entity(run: Any) -> RunRecord:
         metrics={key: float(value) for key, value in run.data.metrics.items()},
         params={key: str(value) for key, value in run.data.params.items()},
         tags={key: str(value) for key, value in run.data.tags.items()},
+        inputs=sorted_inputs(
+            DatasetInput(
+                name=item.dataset.name,
+                digest=item.dataset.digest,
+                source_type=item.dataset.source_type,
+                context={t.key: t.value for t in item.tags}.get(CONTEXT_TAG),
+            )
+            for item in (run.inputs.dataset_inputs if run.inputs else ())
+        ),
     )
 
 

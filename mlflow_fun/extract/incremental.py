@@ -28,6 +28,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from mlflow_fun.extract.source import RunSource, unique_runs
 from mlflow_fun.model import RunRecord
@@ -106,8 +107,17 @@ class Pull:
 
 def fingerprint(run: RunRecord) -> str:
     """A digest of everything a run holds: equal digests, equal rows."""
+    held: list[Any] = [
+        run.run_id,
+        dict(run.info),
+        dict(run.metrics),
+        dict(run.params),
+        dict(run.tags),
+    ]
+    if run.inputs:  # only then: digests of runs without inputs stay as they were
+        held.append([list(vars(i).values()) for i in run.inputs])
     content = json.dumps(
-        [run.run_id, dict(run.info), dict(run.metrics), dict(run.params), dict(run.tags)],
+        held,
         sort_keys=True,
         default=str,
     )

@@ -3,7 +3,8 @@
 
 - ``<database>.mlflow_state``: one row per experiment (`RefreshState`), written after the
   experiment's data, so a job killed between the two re-pulls rather than skips changes.
-- ``<database>.runs``: every run of every loaded experiment, metrics/params/tags as MAPs.
+- ``<database>.runs``: every run of every loaded experiment, metrics/params/tags as MAPs,
+  its dataset inputs as an ARRAY of structs (the view ``run_inputs`` has one row each).
 - ``<database>.experiments``: the experiments whose ``exp_<id>`` table was written.
 - ``<database>.metric_history``: every logged metric value (``--with-history``).
 
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 
 _TIMESTAMP = pa.timestamp("ms", tz="UTC")
+# The fields of a run's dataset inputs (`DatasetInput`), as ``runs.inputs`` holds them.
+_INPUT_FIELDS = ("name", "digest", "source_type", "context")
 
 
 def state_schema() -> StructType:
@@ -66,6 +69,12 @@ def runs_schema() -> StructType:
             T.StructField("metrics", T.MapType(T.StringType(), T.DoubleType())),
             T.StructField("params", T.MapType(T.StringType(), T.StringType())),
             T.StructField("tags", T.MapType(T.StringType(), T.StringType())),
+            T.StructField(
+                "inputs",
+                T.ArrayType(
+                    T.StructType([T.StructField(n, T.StringType()) for n in _INPUT_FIELDS])
+                ),
+            ),
         ]
     )
 
@@ -131,6 +140,10 @@ def runs_table(runs: Sequence[RunRecord]) -> pa.Table:
             "metrics": sorted_map([run.metrics for run in runs], pa.float64()),
             "params": sorted_map([run.params for run in runs], pa.string()),
             "tags": sorted_map([run.tags for run in runs], pa.string()),
+            "inputs": pa.array(
+                [[vars(i) for i in run.inputs] for run in runs],
+                pa.list_(pa.struct([(n, pa.string()) for n in _INPUT_FIELDS])),
+            ),
         }
     )
     return table

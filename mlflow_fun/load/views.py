@@ -1,7 +1,8 @@
-"""Views for analysts over ``<database>.runs``: ``best_runs`` and ``metrics_long``; and
-``metric_summary`` over ``<database>.metric_history`` when the job keeps it.
+"""Views for analysts over ``<database>.runs``: ``best_runs``, ``metrics_long`` and
+``run_inputs``; and ``metric_summary`` over ``<database>.metric_history`` when the job
+keeps it.
 
-Both are plain SQL views, so BI tools and SQL clients see them like tables. They read the
+All are plain SQL views, so BI tools and SQL clients see them like tables. They read the
 ``runs`` table (every run of every loaded experiment, metrics as a MAP), so their text
 does not grow with the number of experiments or metrics: a metastore with tens of
 thousands of experiments stores the same two short statements (a ``UNION`` of every
@@ -18,6 +19,10 @@ thousands of experiments stores the same two short statements (a ``UNION`` of ev
     metric, direction, run_id, run_name, value, start_time``. ``direction`` is ``min``
     (lower is better) or ``max``. The rules are the project's: NULL and NaN are skipped,
     ties go to the earliest ``start_time``, then the smallest ``run_id``.
+
+``<database>.run_inputs``
+    One row per dataset a run logged as input: ``run_id, experiment_id, dataset_name,
+    dataset_digest, dataset_source_type, context`` (from ``runs.inputs``).
 
 ``<database>.metric_summary`` (with ``--with-history``)
     One row per run and metric over all its steps: ``run_id, experiment_id, key, last,
@@ -66,6 +71,7 @@ logger = logging.getLogger(__name__)
 
 BEST_RUNS_VIEW = "best_runs"
 SUMMARY_VIEW = "metric_summary"
+INPUTS_VIEW = "run_inputs"
 METRICS_LONG_VIEW = "metrics_long"
 DIRECTIONS_TABLE = "metric_directions"
 DIRECTIONS_FILE = os.path.join("conf", "metric_directions.yaml")
@@ -191,12 +197,7 @@ def resolve_directions(
 
 
 def directions_dataframe(spark: SparkSession, directions: Mapping[str, str]) -> DataFrame:
-    """The rows of ``<database>.metric_summary`` (with ``--with-history``)
-        One row per run and metric over all its steps: ``run_id, experiment_id, key, last,
-        last_step, min, min_step, max, max_step, steps, first_time, last_time`` (see
-        `metric_summary_sql`): the best value at any step, e.g. for early stopping.
-
-    ``<database>.metric_directions`` for normalized ``directions``, by name."""
+    """The rows of ``<database>.metric_directions`` for normalized ``directions``, by name."""
     from pyspark.sql import types as T
 
     schema = T.StructType(
@@ -206,15 +207,10 @@ def directions_dataframe(spark: SparkSession, directions: Mapping[str, str]) -> 
 
 
 def write_directions(spark: SparkSession, database: str, directions: Mapping[str, str]) -> bool:
-    """Store the direction rules in ``<database>.metric_summary`` (with ``--with-history``)
-        One row per run and metric over all its steps: ``run_id, experiment_id, key, last,
-        last_step, min, min_step, max, max_step, steps, first_time, last_time`` (see
-        `metric_summary_sql`): the best value at any step, e.g. for early stopping.
+    """Store the direction rules in ``<database>.metric_directions``; no commit if unchanged.
 
-    ``<database>.metric_directions``; no commit if unchanged.
-
-        Returns:
-            Whether the table was (re)written.
+    Returns:
+        Whether the table was (re)written.
     """
     qualified = qualified_table(database, DIRECTIONS_TABLE)
     if spark.catalog.tableExists(f"{database}.{DIRECTIONS_TABLE}"):
@@ -256,19 +252,14 @@ def metrics_long_sql(database: str) -> str:
 def best_runs_sql(database: str) -> str:
     """The ``CREATE OR REPLACE VIEW`` statement of ``<database>.best_runs``.
 
-        A metric takes part when a rule of ``<database>.metric_summary`` (with ``--with-history``)
-        One row per run and metric over all its steps: ``run_id, experiment_id, key, last,
-        last_step, min, min_step, max, max_step, steps, first_time, last_time`` (see
-        `metric_summary_sql`): the best value at any step, e.g. for early stopping.
+    A metric takes part when a rule of ``<database>.metric_directions`` matches it: its
+    normalized key (`normalize_metric_name`) equals the rule's name or ends with ``_`` and
+    the name; the longest matching name wins. Its text is the same for any number of
+    experiments and metrics.
 
-    ``<database>.metric_directions`` matches it: its
-        normalized key (`normalize_metric_name`) equals the rule's name or ends with ``_`` and
-        the name; the longest matching name wins. Its text is the same for any number of
-        experiments and metrics.
-
-        Example:
-            >>> print(best_runs_sql("db"))
-            CREATE OR REPLACE VIEW `db`.`best_runs` (...) AS SELECT ... FROM `db`.`runs` ...
+    Example:
+        >>> print(best_runs_sql("db"))
+        CREATE OR REPLACE VIEW `db`.`best_runs` (...) AS SELECT ... FROM `db`.`runs` ...
     """
     rules = qualified_table(database, DIRECTIONS_TABLE)
     runs = qualified_table(database, RUNS_TABLE)
@@ -344,6 +335,29 @@ def metric_summary_sql(database: str) -> str:
     )
 
 
+def run_inputs_sql(database: str) -> str:
+    """The ``CREATE OR REPLACE VIEW`` statement of ``<database>.run_inputs``.
+
+    One row per dataset input of a run: "the best run on dataset X" is a join with it.
+
+    Example:
+        >>> print(run_inputs_sql("db"))
+        CREATE OR REPLACE VIEW `db`.`run_inputs` (...) AS SELECT ... FROM `db`.`runs` ...
+    """
+    return (
+        f"CREATE OR REPLACE VIEW {qualified_table(database, INPUTS_VIEW)} ("
+        "run_id COMMENT 'MLflow run id', "
+        "experiment_id COMMENT 'MLflow experiment id', "
+        "dataset_name COMMENT 'the dataset''s name', "
+        "dataset_digest COMMENT 'its digest (MLflow''s content hash)', "
+        "dataset_source_type COMMENT 'where it came from: local, http, delta_table, ...', "
+        "context COMMENT 'its role in the run (mlflow.data.context): train, eval, ...') "
+        "COMMENT 'The datasets each run logged as inputs (mlflow-fun)' AS "
+        "SELECT run_id, experiment_id, i.name, i.digest, i.source_type, i.context "
+        f"FROM {qualified_table(database, RUNS_TABLE)} LATERAL VIEW explode(inputs) d AS i"
+    )
+
+
 def create_analyst_views(
     spark: SparkSession,
     database: str,
@@ -351,29 +365,25 @@ def create_analyst_views(
     *,
     directions_file: str | os.PathLike[str] | None = None,
 ) -> None:
-    """(Re)create ``<database>.best_runs`` and ``<database>.metrics_long`` over ``runs``.
+    """(Re)create ``best_runs``, ``metrics_long`` and ``run_inputs`` over ``<database>.runs``,
+    and ``metric_summary`` over ``<database>.metric_history`` when it exists.
 
-        Writes the direction rules to ``<database>.metric_summary`` (with ``--with-history``)
-        One row per run and metric over all its steps: ``run_id, experiment_id, key, last,
-        last_step, min, min_step, max, max_step, steps, first_time, last_time`` (see
-        `metric_summary_sql`): the best value at any step, e.g. for early stopping.
+    Writes the direction rules to ``<database>.metric_directions`` when they changed, and
+    an empty ``<database>.runs`` when there is none yet.
 
-    ``<database>.metric_directions`` when they changed, and
-        an empty ``<database>.runs`` when there is none yet.
+    Example:
+        >>> create_analyst_views(spark, "mlflow_metrics", {"val_acc": "max"})
+        >>> spark.sql("select * from mlflow_metrics.best_runs where metric = 'rmse'").show()
 
-        Example:
-            >>> create_analyst_views(spark, "mlflow_metrics", {"val_acc": "max"})
-            >>> spark.sql("select * from mlflow_metrics.best_runs where metric = 'rmse'").show()
+    Args:
+        spark: The session whose catalog holds the database.
+        database: The database of the job's tables.
+        directions: ``metric: min|max`` overrides, applied last (see the module docstring).
+        directions_file: A YAML file of directions; see `resolve_directions`.
 
-        Args:
-            spark: The session whose catalog holds the database.
-            database: The database of the job's tables.
-            directions: ``metric: min|max`` overrides, applied last (see the module docstring).
-            directions_file: A YAML file of directions; see `resolve_directions`.
-
-        Raises:
-            InvalidIdentifierError: ``database`` is not a valid name.
-            ConfigError: A direction is not ``min``/``max`` or the directions file is bad.
+    Raises:
+        InvalidIdentifierError: ``database`` is not a valid name.
+        ConfigError: A direction is not ``min``/``max`` or the directions file is bad.
     """
     validate_identifier(database, "database")
     resolved = resolve_directions(directions, directions_file)
@@ -381,6 +391,8 @@ def create_analyst_views(
     rewritten = write_directions(spark, database, resolved)
     spark.sql(metrics_long_sql(database))
     spark.sql(best_runs_sql(database))
+    _add_inputs_column(spark, database)
+    spark.sql(run_inputs_sql(database))
     if spark.catalog.tableExists(f"{database}.{HISTORY_TABLE}"):
         spark.sql(metric_summary_sql(database))
     logger.info(
@@ -389,6 +401,16 @@ def create_analyst_views(
         len(resolved),
         rewritten,
     )
+
+
+def _add_inputs_column(spark: SparkSession, database: str) -> None:
+    """Add ``runs.inputs`` to a ``runs`` table written before it existed (NULL until the
+    next full refresh or change of a run fills it)."""
+    qualified = qualified_table(database, RUNS_TABLE)
+    if "inputs" not in spark.table(qualified).columns:
+        data_type = runs_schema()["inputs"].dataType.simpleString()
+        spark.sql(f"ALTER TABLE {qualified} ADD COLUMNS (inputs {data_type})")
+        logger.info("added the column inputs to %s", qualified)
 
 
 def _exploded(database: str) -> str:

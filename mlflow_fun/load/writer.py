@@ -153,9 +153,9 @@ class TableWriter:
         if batch.full_runs:
             union = arrow_frame(spark, batch.full_runs, runs_schema())
             replace_experiments(spark, db, RUNS_TABLE, batch.full, union)
-        if batch.merged_runs:
+        if batch.merged_runs:  # schema evolution: a runs table from before `inputs`
             union = arrow_frame(spark, batch.merged_runs, runs_schema())
-            upsert(spark, db, RUNS_TABLE, union, ["run_id"])
+            upsert(spark, db, RUNS_TABLE, union, ["run_id"], schema_evolution=True)
         if batch.full_history:
             union = arrow_frame(spark, batch.full_history, history_schema())
             replace_experiments(spark, db, HISTORY_TABLE, batch.full, union)
@@ -358,6 +358,7 @@ def replace_experiments(
     (
         df.write.format("delta")
         .mode("overwrite")
+        .option("mergeSchema", "true")  # new columns of a newer release (runs.inputs)
         .option("replaceWhere", f"experiment_id IN ({literals})")
         .saveAsTable(qualified)
     )

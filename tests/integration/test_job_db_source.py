@@ -24,7 +24,7 @@ import pytest
 import sqlalchemy as sa
 from chispa import assert_df_equality
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 
 from mlflow_fun.config import JobConfig
 from mlflow_fun.extract.database.schema import PASSWORD_ENV, safe_url
@@ -65,10 +65,27 @@ def _log_extremes(url: str) -> str:
             params=[Param(k, v) for k, v in params.items()],
             tags=[RunTag("blank", ""), RunTag("team/name", "blue")],
         )
+        client.log_inputs(run_id, datasets=_inputs(name))
         if name != "x3":
             client.set_terminated(run_id, end_time=start + 10)
     client.delete_run(client.create_run(experiment_id, start_time=500).info.run_id)
     return experiment_id
+
+
+def _inputs(run_name: str) -> list[DatasetInput]:
+    """Dataset inputs: x1 trains on one dataset and tests on another, x2 trains, x3 none."""
+    import pandas as pd
+    from mlflow.data import from_pandas
+
+    frame = pd.DataFrame({"alcohol": [9.5, 10.1], "quality": [5, 6]})
+    plan = {"x1": [("wine-train", "train"), ("wine-test", "test")], "x2": [("wine-train", "train")]}
+    return [
+        DatasetInput(
+            from_pandas(frame, source="file:///data/wine.csv", name=n)._to_mlflow_entity(),
+            tags=[InputTag("mlflow.data.context", context)],
+        )
+        for n, context in plan.get(run_name, [])
+    ]
 
 
 def _experiment_ids(seeded: Seeded, extremes: str) -> tuple[str, ...]:
@@ -134,6 +151,7 @@ def test_db_tables_equal_rest_tables(
     assert [c[1] for c in counts] == ["ok"] * len(ids)
     assert counts[-1][2] == 3 and counts[-2][2] == 0  # extremes: 3 active runs; empty: none
     _assert_same_tables(spark, rest_db, db_db, ids)
+    _assert_same_inputs(spark, rest_db, db_db, job_store)
     status = spark.table(f"{db_db}.mlflow_status").collect()
     # The status table strips the user as well as the password.
     assert {r.tracking_uri for r in status} == {strip_credentials(safe_url(job_store.db_url))}
@@ -175,6 +193,27 @@ def _assert_same_tables(spark: Any, rest_db: str, db_db: str, ids: tuple[str, ..
         history, spark.table(f"{rest_db}.metric_history").orderBy(order), allow_nan_equality=True
     )
     assert history.count() > 20
+
+
+def _assert_same_inputs(spark: Any, rest_db: str, db_db: str, store: JobStore) -> None:
+    """The run_inputs view of both databases holds MLflow's own dataset inputs."""
+    runs = MlflowClient(store.server_url).search_runs([store.experiment_ids[-1]])
+    expected = sorted(
+        (run.info.run_id, i.dataset.name, i.dataset.digest, i.dataset.source_type, t.value)
+        for run in runs
+        for i in run.inputs.dataset_inputs
+        for t in i.tags
+        if t.key == "mlflow.data.context"
+    )
+    assert sorted((row[1], row[4]) for row in expected) == [
+        ("wine-test", "test"),
+        ("wine-train", "train"),
+        ("wine-train", "train"),
+    ]
+    columns = "run_id, dataset_name, dataset_digest, dataset_source_type, context"
+    for database in (rest_db, db_db):
+        rows = spark.sql(f"select {columns} from {database}.run_inputs").collect()
+        assert sorted(tuple(row) for row in rows) == expected, database
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

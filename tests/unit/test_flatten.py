@@ -140,3 +140,32 @@ def test_experiment_json() -> None:
     page = json.loads((DATA / "experiments_search_page.json").read_text())
     experiments = [experiment_from_json(e) for e in page["experiments"]]
     assert [(e.experiment_id, e.name) for e in experiments] == [("1", "probe"), ("0", "Default")]
+
+
+def test_dataset_inputs_from_runs_search_json_sorted_with_their_context() -> None:
+    import hashlib
+    import json
+
+    from mlflow_fun.extract.incremental import fingerprint
+    from mlflow_fun.model import DatasetInput, run_from_json
+
+    def dataset(name: str, context: str | None) -> dict:
+        tags = [{"key": "mlflow.data.context", "value": context}] if context else []
+        return {"tags": tags, "dataset": {"name": name, "digest": "d1", "source_type": "local"}}
+
+    item = {
+        "info": {"run_id": "r1", "experiment_id": "1"},
+        "data": {},
+        "inputs": {"dataset_inputs": [dataset("wine-test", "test"), dataset("wine", None)]},
+    }
+    run = run_from_json(item)
+    assert run.inputs == (
+        DatasetInput("wine", "d1", "local", None),
+        DatasetInput("wine-test", "d1", "local", "test"),
+    )
+    bare = run_from_json({**item, "inputs": {}})
+    assert bare.inputs == () and fingerprint(bare) != fingerprint(run)
+    # a run without inputs keeps the digest it had before inputs were read (no full rewrite)
+    held = [bare.run_id, dict(bare.info), {}, {}, {}]
+    digest = hashlib.blake2b(json.dumps(held, sort_keys=True, default=str).encode(), digest_size=16)
+    assert fingerprint(bare) == digest.hexdigest()

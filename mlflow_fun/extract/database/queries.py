@@ -16,7 +16,10 @@ from sqlalchemy.engine import Connection, Engine
 
 from mlflow_fun.errors import ConfigError, DatabaseError
 from mlflow_fun.extract.database.schema import (
+    DATASETS,
     EXPERIMENTS,
+    INPUT_TAGS,
+    INPUTS,
     LATEST_METRICS,
     METRICS,
     PARAMS,
@@ -25,7 +28,7 @@ from mlflow_fun.extract.database.schema import (
     first_error_line,
     safe_url,
 )
-from mlflow_fun.model import MetricPoint, RunRecord
+from mlflow_fun.model import CONTEXT_TAG, DatasetInput, MetricPoint, RunRecord, sorted_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -149,17 +152,53 @@ HISTORY_OF = sa.select(
 ).where(METRICS.c.run_uuid.in_(RUN_IDS))
 
 
+def _constant(text: str) -> sa.ColumnElement[str]:
+    """A string constant written into the SQL: `fetch_all` binds the run ids only."""
+    if not re.fullmatch(r"[\w.]+", text):
+        raise ValueError(f"not a plain constant: {text!r}")
+    return sa.literal_column(f"'{text}'")
+
+
+INPUTS_OF = (
+    sa.select(
+        INPUTS.c.destination_id,
+        DATASETS.c.name,
+        DATASETS.c.digest,
+        DATASETS.c.dataset_source_type,
+        INPUT_TAGS.c.value,
+    )
+    .select_from(
+        INPUTS.join(DATASETS, DATASETS.c.dataset_uuid == INPUTS.c.source_id).outerjoin(
+            INPUT_TAGS,
+            sa.and_(
+                INPUT_TAGS.c.input_uuid == INPUTS.c.input_uuid,
+                INPUT_TAGS.c.name == _constant(CONTEXT_TAG),
+            ),
+        )
+    )
+    .where(
+        INPUTS.c.source_type == _constant("DATASET"),
+        INPUTS.c.destination_type == _constant("RUN"),
+        INPUTS.c.destination_id.in_(RUN_IDS),
+    )
+)
+
+
 EXPERIMENT_ORDER = _Keyset.of(EXPERIMENTS.c.creation_time, EXPERIMENTS.c.experiment_id)
 
 
-ChildRows = tuple[Sequence[Any], Sequence[Any], Sequence[Any]]
+ChildRows = tuple[Sequence[Any], Sequence[Any], Sequence[Any], Sequence[Any]]
 
 
-"""Rows of ``latest_metrics``, ``params`` and ``tags``: (run_uuid, key, value[, is_nan])."""
+"""Rows of ``latest_metrics``, ``params`` and ``tags``: (run_uuid, key, value[, is_nan]);
+of run inputs: (run_uuid, name, digest, source type, context)."""
 
 
-def child_rows(conn: Connection, run_ids: Sequence[str], per_query: int) -> ChildRows:
-    """The latest metrics, params and tags of ``run_ids``: one query per table per chunk.
+def child_rows(
+    conn: Connection, run_ids: Sequence[str], per_query: int, with_inputs: bool = False
+) -> ChildRows:
+    """The latest metrics, params, tags (and dataset inputs) of ``run_ids``: one query per
+    table per chunk.
 
     Looked up by ``run_uuid`` (each table has an index on it), ``per_query`` ids at a
     time: one query per table for a batch of the default size.
@@ -167,12 +206,15 @@ def child_rows(conn: Connection, run_ids: Sequence[str], per_query: int) -> Chil
     metrics: list[Any] = []
     params: list[Any] = []
     tags: list[Any] = []
+    inputs: list[Any] = []
     for start in range(0, len(run_ids), per_query):
         chunk = run_ids[start : start + per_query]
         metrics += fetch_all(conn, LATEST_METRICS_OF, chunk)
         params += fetch_all(conn, PARAMS_OF, chunk)
         tags += fetch_all(conn, TAGS_OF, chunk)
-    return metrics, params, tags
+        if with_inputs:
+            inputs += fetch_all(conn, INPUTS_OF, chunk)
+    return metrics, params, tags, inputs
 
 
 def fetch_rows(conn: Connection, query: sa.Select[Any]) -> list[Any]:
@@ -239,7 +281,11 @@ def ids_per_query(engine: Engine) -> int:
 
 
 def to_records(
-    rows: Sequence[Any], metrics: Sequence[Any], params: Sequence[Any], tags: Sequence[Any]
+    rows: Sequence[Any],
+    metrics: Sequence[Any],
+    params: Sequence[Any],
+    tags: Sequence[Any],
+    inputs: Sequence[Any] = (),
 ) -> list[RunRecord]:
     """`RunRecord`s of the ``runs`` rows (columns of `RUN_COLUMNS`) and their children.
 
@@ -255,6 +301,9 @@ def to_records(
     tags_by_run: defaultdict[str, dict[str, str]] = defaultdict(dict)
     for run_uuid, key, value in tags:
         tags_by_run[run_uuid][key] = value if value.__class__ is str else as_text(value)
+    inputs_by_run: defaultdict[str, list[DatasetInput]] = defaultdict(list)
+    for run_uuid, name, digest, source_type, context in inputs:
+        inputs_by_run[run_uuid].append(DatasetInput(name, digest, source_type, context))
     experiment_ids: dict[Any, str] = {}
     records = []
     for (
@@ -290,6 +339,7 @@ def to_records(
                 metrics=metrics_by_run.get(run_uuid) or {},
                 params=params_by_run.get(run_uuid) or {},
                 tags=run_tags,
+                inputs=sorted_inputs(inputs_by_run.get(run_uuid, ())),
             )
         )
     return records

@@ -103,6 +103,34 @@ EXPERIMENT_TAGS = sa.table(
 )
 
 
+# Datasets logged as run inputs (MLflow 2.4+; a store without them has no run inputs).
+DATASETS = sa.table(
+    "datasets",
+    sa.column("dataset_uuid", sa.String),
+    sa.column("name", sa.String),
+    sa.column("digest", sa.String),
+    sa.column("dataset_source_type", sa.String),
+)
+
+
+INPUTS = sa.table(
+    "inputs",
+    sa.column("input_uuid", sa.String),
+    sa.column("source_type", sa.String),
+    sa.column("source_id", sa.String),
+    sa.column("destination_type", sa.String),
+    sa.column("destination_id", sa.String),
+)
+
+
+INPUT_TAGS = sa.table(
+    "input_tags",
+    sa.column("input_uuid", sa.String),
+    sa.column("name", sa.String),
+    sa.column("value", sa.String),
+)
+
+
 ALL_TABLES = (RUNS, LATEST_METRICS, PARAMS, TAGS, EXPERIMENTS, EXPERIMENT_TAGS, METRICS)
 
 

@@ -112,6 +112,7 @@ class DatabaseSource:
         self.run_rows_per_query = run_rows_per_query or max(page_size, RUN_ROWS_PER_QUERY)
         self.tracking_uri = safe_url(self.engine)
         self._schema_checked = False
+        self._has_inputs = False
 
     def __repr__(self) -> str:
         return f"DatabaseSource({self.tracking_uri!r}, page_size={self.page_size})"
@@ -130,6 +131,8 @@ class DatabaseSource:
     def _connect(self) -> AbstractContextManager[Connection]:
         if not self._schema_checked:
             check_schema(self.engine)
+            inspector = sa.inspect(self.engine)
+            self._has_inputs = all(inspector.has_table(t) for t in ("inputs", "datasets"))
             self._schema_checked = True
         return connect(self.engine)
 
@@ -311,7 +314,7 @@ class DatabaseSource:
             )
             with self._connect() as conn:
                 rows = conn.execute(query).all()
-                children = child_rows(conn, [row[0] for row in rows], per_query)
+                children = child_rows(conn, [row[0] for row in rows], per_query, self._has_inputs)
             yield from to_records(rows, *children)
 
     def page_search(self) -> None:
@@ -371,7 +374,9 @@ class DatabaseSource:
                 began = time.monotonic()
                 chunk = rows[start : start + self.page_size]
                 with self._connect() as conn:
-                    children = child_rows(conn, [row[0] for row in chunk], per_query)
+                    children = child_rows(
+                        conn, [row[0] for row in chunk], per_query, self._has_inputs
+                    )
                 batch = to_records(chunk, *children)
                 logger.debug("run batch runs=%d seconds=%.3f", len(batch), time.monotonic() - began)
                 yield from batch
