@@ -50,3 +50,41 @@ def test_best_runs_picks_by_the_longest_rule_skips_nan_and_breaks_ties(
     long = spark.table(f"{database}.metrics_long")
     assert long.count() == 7
     assert long.schema["value"].dataType == T.DoubleType()
+
+
+def test_a_runs_table_from_before_inputs_gets_the_column_and_then_the_inputs(
+    spark: Any, data_dir: Path, database: str, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from mlflow_fun.extract.incremental import INCREMENTAL
+    from mlflow_fun.load.side_tables import runs_schema
+    from mlflow_fun.model import DatasetInput
+
+    writer = TableWriter(spark, database, str(data_dir), "delta")
+    writer.create_database()
+    old_schema = T.StructType([f for f in runs_schema().fields if f.name != "inputs"])
+    old_row = ("a", "1", "name-a", "ann", "FINISHED", "active", None, None, None, {}, {}, {})
+    spark.createDataFrame([old_row], old_schema).write.format("delta").saveAsTable(
+        f"{database}.runs"
+    )
+    empty = tmp_path / "directions.yaml"
+    empty.write_text("{}\n")
+
+    create_analyst_views(spark, database, directions_file=empty)  # adds the column
+
+    assert spark.table(f"{database}.runs").schema["inputs"] == runs_schema()["inputs"]
+    assert spark.table(f"{database}.run_inputs").count() == 0
+    batch = SideBatch()
+    inputs = (DatasetInput("wine", "d1", "local", "train"), DatasetInput("wine", "d2", "http"))
+    run = replace(make_run("a", "1", 5, {}), inputs=inputs)
+    batch.add("1", INCREMENTAL, [run], None, RefreshState("1", 9))  # a MERGE into the old table
+    writer.write_side_rows(batch)
+    rows = spark.sql(
+        f"select run_id, experiment_id, dataset_name, dataset_digest, dataset_source_type, "
+        f"context from {database}.run_inputs order by dataset_digest"
+    ).collect()
+    assert [tuple(r) for r in rows] == [
+        ("a", "1", "wine", "d1", "local", "train"),
+        ("a", "1", "wine", "d2", "http", None),
+    ]
