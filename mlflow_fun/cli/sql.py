@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from types import SimpleNamespace
 from typing import Any
@@ -22,6 +23,8 @@ from mlflow_fun.cli.options import (
 from mlflow_fun.cli.output import print_rows
 from mlflow_fun.config import resolve_config
 from mlflow_fun.errors import ConfigError, QueryError
+
+logger = logging.getLogger(__name__)
 
 # pyspark: the optional [spark] extra, imported inside the functions that use it.
 
@@ -46,6 +49,14 @@ from mlflow_fun.errors import ConfigError, QueryError
     show_default=True,
     help="Print at most this many rows.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(("auto", "spark")),
+    default="auto",
+    show_default=True,
+    help="auto: with --data-dir, a plain SELECT over the job's Delta tables runs on DuckDB "
+    "(delta-rs reads the tables; no JVM starts), anything else on Spark; spark: always Spark.",
+)
 def sql(**params: Any) -> int:
     """``mlflow-fun sql``."""
     merge_renamed(params, "--format", "output")
@@ -53,7 +64,8 @@ def sql(**params: Any) -> int:
 
 
 def run_sql(args: SimpleNamespace) -> int:
-    """Run the statement with ``--database`` selected and print at most ``--max-rows`` rows.
+    """Run the statement with ``--database`` selected and print at most ``--max-rows`` rows:
+    on DuckDB when it can (`mlflow_fun.query.local_sql`), else on Spark.
 
     Raises:
         ConfigError: The database does not exist.
@@ -63,6 +75,15 @@ def run_sql(args: SimpleNamespace) -> int:
 
     config = resolve_config(args.conf, database=args.database, data_dir=args.data_dir)
     database = config.database
+    if args.engine == "auto" and config.data_dir is not None:
+        from mlflow_fun.query.local_sql import select_locally
+        from mlflow_fun.query.tables import TableNotLocalError
+
+        try:
+            columns, found = select_locally(config.data_dir, database, args.query, args.max_rows)
+            return _print(columns, found, args)
+        except TableNotLocalError as e:
+            logger.info("asking Spark: %s", e)
     spark = table_session(config)
     from pyspark.errors import PySparkException  # Spark: only once a session runs
 
@@ -74,9 +95,12 @@ def run_sql(args: SimpleNamespace) -> int:
         rows = df.limit(args.max_rows + 1).collect()
     except PySparkException as e:
         raise QueryError((str(e).strip() or "query failed").splitlines()[0]) from e
-    truncated = len(rows) > args.max_rows
-    rows = rows[: args.max_rows]
-    print_rows(df.columns, rows, args.output or "table")
-    if truncated:
+    return _print(df.columns, rows, args)
+
+
+def _print(columns: list[str], rows: list[Any], args: SimpleNamespace) -> int:
+    """Print at most ``--max-rows`` of ``rows`` (one more says there were more)."""
+    print_rows(columns, rows[: args.max_rows], args.output or "table")
+    if len(rows) > args.max_rows:
         print(f"(only the first {args.max_rows} rows; see --max-rows)", file=sys.stderr)
     return 0

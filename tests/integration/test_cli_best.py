@@ -256,6 +256,13 @@ def test_best_from_tables_answers_without_a_jvm(seeded: Seeded, tmp_path: Path) 
         "experiment_id,run_id,rmse",
         *(f"{seeded.paged},{ids[i]},{v}" for i, v in ((0, 0.0), (18, 0.01), (11, 0.02))),
     ]
+    query = f"select run_uuid, _m_rmse from exp_{seeded.paged} order by _m_rmse limit 2"
+    sql = [str(SCRIPT), "--log-level", "INFO", "sql", "--data_dir", data_dir, "--output", "csv"]
+    selected = subprocess.run([*sql, query], capture_output=True, text=True)
+    assert selected.returncode == 0, selected.stderr
+    assert "Setting default log level" not in selected.stderr  # DuckDB answered, no JVM
+    assert "asking Spark" not in selected.stderr
+    assert selected.stdout.splitlines() == ["run_uuid,_m_rmse", f"{ids[0]},0.0", f"{ids[18]},0.01"]
     # A table that is not under the data dir: Spark's metastore answers (here: no table).
     missing = answer("--experiment-id", "424242", "--metric", "rmse")
     assert missing.returncode == 1
