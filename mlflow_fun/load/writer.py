@@ -13,15 +13,17 @@ metastore entry is pointed at it; its old folder is removed afterwards.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import shutil
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from mlflow_fun.errors import TableWriteError
 from mlflow_fun.extract.incremental import FULL, RefreshState
 from mlflow_fun.load.results import status_schema
 from mlflow_fun.load.side_tables import (
@@ -51,6 +53,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import StructType
+
+logger = logging.getLogger(__name__)
 
 
 class TableWriter:
@@ -120,9 +124,9 @@ class TableWriter:
         writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
         location = self._table_location(qualified) if exists else None
         if location is not None:
-            writer.save(location)
+            committed(name, lambda: writer.save(location))
         else:
-            writer.saveAsTable(qualified)
+            committed(name, lambda: writer.saveAsTable(qualified))
 
     def merge(self, name: str, df: DataFrame, existing: StructType) -> tuple[int, int]:
         """MERGE ``df`` into the table by ``run_id`` (new columns are added at the end).
@@ -316,7 +320,48 @@ def upsert(
     )
     if schema_evolution:
         merge = merge.withSchemaEvolution()
-    merge.execute()
+    committed(table, merge.execute)
+
+
+# Attempts of one Delta commit that another job's commit made conflict (`committed`).
+CONFLICT_ATTEMPTS = 4
+
+
+def committed(table: str, commit: Callable[[], object]) -> None:
+    """Run ``commit``, one Delta commit of ``table``; retry it when another job's commit
+    conflicted with it.
+
+    Two jobs on one metastore (two hosts, each with its own lock file) meet here: Delta's
+    optimistic concurrency rejects the commit that read what the other changed. The
+    commits of this module are MERGEs by key and replaces of whole experiments, which give
+    the same table when run again, so the loser retries (after 1, 2, 3 s).
+
+    Raises:
+        TableWriteError: Still conflicting after `CONFLICT_ATTEMPTS` attempts: one line.
+    """
+    import delta.exceptions as conflicts  # delta-spark: only where Delta writes
+
+    retried = tuple(getattr(conflicts, name) for name in conflicts.__all__)
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        try:
+            commit()
+            return
+        except retried as e:
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            if attempt == CONFLICT_ATTEMPTS:
+                raise TableWriteError(
+                    f"{table}: another job's commit conflicted {CONFLICT_ATTEMPTS} times "
+                    f"({reason}); run one job at a time (the lock file covers one host; "
+                    "across hosts, the scheduler's one-at-a-time setting)"
+                ) from e
+            logger.warning(
+                "%s: another job's commit conflicted (%s); retrying (%d of %d)",
+                table,
+                reason,
+                attempt,
+                CONFLICT_ATTEMPTS - 1,
+            )
+            time.sleep(attempt)
 
 
 def insert_new(
@@ -329,13 +374,13 @@ def insert_new(
         df.write.format("delta").saveAsTable(qualified_table(database, table))
         return
     condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
-    (
+    merge = (
         DeltaTable.forName(spark, qualified_table(database, table))
         .alias("t")
         .merge(df.alias("s"), condition)
         .whenNotMatchedInsertAll()
-        .execute()
     )
+    committed(table, merge.execute)
 
 
 def ensure_table(spark: SparkSession, database: str, table: str, schema: StructType) -> None:
@@ -355,13 +400,13 @@ def replace_experiments(
         df.write.format("delta").saveAsTable(qualified)
         return
     literals = ", ".join(sql_literal(i) for i in experiment_ids)
-    (
+    writer = (
         df.write.format("delta")
         .mode("overwrite")
         .option("mergeSchema", "true")  # new columns of a newer release (runs.inputs)
         .option("replaceWhere", f"experiment_id IN ({literals})")
-        .saveAsTable(qualified)
     )
+    committed(table, lambda: writer.saveAsTable(qualified))
 
 
 def _aligned(df: Any, existing: StructType | None) -> Any:
