@@ -62,6 +62,10 @@ class JobConfig:
         connection: SQLAlchemy URL of MLflow's database, for ``source: db``.
         full_refresh: Rebuild every table instead of merging what changed.
         with_history: Also load ``<database>.metric_history``.
+        with_registry: Also load ``<database>.model_versions`` (the model registry;
+            REST sources only).
+        with_models: Also load ``<database>.logged_models`` and ``model_metrics`` (MLflow
+            3's logged models of the loaded experiments; REST sources only).
         incremental_margin_minutes: How far before the last watermark an incremental
             refresh looks again (covers clock skew between the clients that log runs).
         lock_file: The lock that keeps two runs of the job apart; None for
@@ -80,6 +84,8 @@ class JobConfig:
     connection: str | None = None
     full_refresh: bool = False
     with_history: bool = False
+    with_registry: bool = False
+    with_models: bool = False
     incremental_margin_minutes: int = DEFAULT_MARGIN_MINUTES
     lock_file: str | None = None
     spark_conf: Mapping[str, str] = field(default_factory=dict)
@@ -231,7 +237,7 @@ def load_config(path: str | os.PathLike[str]) -> JobConfig:
     for key in ("page_size", "parallelism", "incremental_margin_minutes"):
         if key in values and not isinstance(values[key], int):
             raise ConfigError(f"config file {os.fspath(path)!r}: {key} must be a whole number")
-    for key in ("full_refresh", "with_history"):
+    for key in ("full_refresh", "with_history", "with_registry", "with_models"):
         if key in values and not isinstance(values[key], bool):
             raise ConfigError(f"config file {os.fspath(path)!r}: {key} must be true or false")
     try:

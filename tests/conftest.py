@@ -51,6 +51,10 @@ LONGEST_FIRST = (
     "test_moved_data_dir.py",
     "test_class_archive.py",
     "test_best_at_any_step.py",
+    "test_two_jobs.py",
+    "test_logged_models.py",
+    "test_registry.py",
+    "test_sql_without_jvm.py",
 )
 
 

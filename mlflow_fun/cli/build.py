@@ -88,6 +88,19 @@ DESCRIPTION = "Build one typed table exp_<id> per MLflow experiment in a metasto
     help="Also load <database>.metric_history (every logged value of every metric).",
 )
 @dashed_option(
+    "with_registry",
+    is_flag=True,
+    default=None,
+    help="Also load <database>.model_versions (the model registry; REST sources only).",
+)
+@dashed_option(
+    "with_models",
+    is_flag=True,
+    default=None,
+    help="Also load <database>.logged_models and model_metrics (MLflow 3's logged models; "
+    "REST sources only).",
+)
+@dashed_option(
     "incremental_margin_minutes",
     type=int,
     default=None,
@@ -139,6 +152,8 @@ def config_from_args(args: SimpleNamespace) -> JobConfig:
         connection=args.connection,
         full_refresh=args.full_refresh,
         with_history=args.with_history,
+        with_registry=args.with_registry,
+        with_models=args.with_models,
         incremental_margin_minutes=args.incremental_margin_minutes,
         lock_file=args.lock_file,
     )

@@ -11,15 +11,25 @@ import logging
 import os
 import signal
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from mlflow_fun.config import JobConfig, check_env_references
 from mlflow_fun.errors import ConfigError, JobFailedError, JobStoppedError, one_line
+from mlflow_fun.extract.logged_models import read_logged_models
 from mlflow_fun.extract.open import open_source
+from mlflow_fun.extract.registry import read_model_versions
+from mlflow_fun.extract.rest import RestSource
 from mlflow_fun.load.builder import TableBuilder
 from mlflow_fun.load.lock import JobLock, default_lock_path
+from mlflow_fun.load.logged_models import (
+    LOGGED_MODELS_TABLE,
+    MODEL_METRICS_TABLE,
+    write_logged_models,
+)
 from mlflow_fun.load.plan import resolve_experiments
+from mlflow_fun.load.registry import MODEL_VERSIONS_TABLE, write_model_versions
 from mlflow_fun.load.views import create_analyst_views, resolve_directions
 from mlflow_fun.session import build_spark_session
 
@@ -66,6 +76,12 @@ def run_job(
     stop_on_sigterm: bool = False,
 ) -> BuildResult:
     """Check the input, start Spark (unless given one) and build the tables.
+
+    With ``config.with_registry``, ``<database>.model_versions`` is replaced after the
+    experiments' tables (even when some failed; not after a stop); a registry that cannot
+    be read or written is a warning line, not an error. With ``config.with_models``, the
+    loaded experiments' rows of ``<database>.logged_models`` and ``model_metrics`` are
+    replaced after them, on the same terms.
 
     Raises:
         ConfigError, InvalidIdentifierError: Bad settings (before Spark starts).
@@ -131,6 +147,10 @@ def _build(
     finally:
         if stop_on_sigterm:
             signal.signal(signal.SIGTERM, previous_handler)
+    if config.with_registry and not result.skipped:
+        _load_registry(spark, config, source)
+    if config.with_models and not result.skipped:
+        _load_logged_models(spark, config, source, [e.experiment_id for e in experiments])
     if result.failed:
         raise JobFailedError(result.failed)
     if result.skipped:
@@ -149,3 +169,99 @@ def _create_views(spark: SparkSession, database: str, directions: Mapping[str, s
             database,
             one_line(e)[:300],
         )
+
+
+def _load_registry(spark: SparkSession, config: JobConfig, source: RunSource) -> None:
+    """``<database>.model_versions`` from the tracking server's registry.
+
+    Only a REST source has one to read (``--source db`` and an ``MlflowClient`` store are
+    skipped, in one INFO line). A failure is one warning line: the experiment tables are
+    written, the table keeps its previous version, and the job's exit code stays 0.
+    """
+    if not isinstance(source, RestSource):
+        logger.info(
+            "model registry skipped: %s is read from a tracking server's REST API, not from %s",
+            MODEL_VERSIONS_TABLE,
+            source.tracking_uri,
+        )
+        return
+    started = time.monotonic()
+    try:
+        versions = read_model_versions(source.client)
+        write_model_versions(spark, config.database, versions, config.table_format)
+    except Exception as e:  # the tables are written; the registry is an addition beside them
+        logger.warning(
+            "%s not written database=%s error=%s (the experiment tables are written; the "
+            "next run of the job tries again)",
+            MODEL_VERSIONS_TABLE,
+            config.database,
+            _root_cause(e)[:300],
+        )
+        return
+    logger.info(
+        "%s written database=%s versions=%d seconds=%.1f",
+        MODEL_VERSIONS_TABLE,
+        config.database,
+        len(versions),
+        time.monotonic() - started,
+    )
+
+
+def _load_logged_models(
+    spark: SparkSession, config: JobConfig, source: RunSource, experiment_ids: Sequence[str]
+) -> None:
+    """The experiments' rows of ``<database>.logged_models`` and ``model_metrics``.
+
+    As `_load_registry`: a REST source only (others: one INFO line); a failure is one
+    warning line and the exit code stays 0. A server without ``logged-models/search``
+    (MLflow 2.x) is one INFO line and no table is touched.
+    """
+    tables = f"{LOGGED_MODELS_TABLE} and {MODEL_METRICS_TABLE}"
+    if not isinstance(source, RestSource):
+        logger.info(
+            "logged models skipped: %s are read from a tracking server's REST API, not from %s",
+            tables,
+            source.tracking_uri,
+        )
+        return
+    started = time.monotonic()
+    try:
+        models = read_logged_models(source.client, experiment_ids)
+        if models is None:
+            logger.info(
+                "%s has no logged models (MLflow 2.x): %s not written",
+                source.tracking_uri,
+                tables,
+            )
+            return
+        write_logged_models(spark, config.database, experiment_ids, models)
+    except Exception as e:  # the tables are written; the models are an addition beside them
+        logger.warning(
+            "%s not written database=%s error=%s (the experiment tables are written; the "
+            "next run of the job tries again)",
+            tables,
+            config.database,
+            _root_cause(e)[:300],
+        )
+        return
+    logger.info(
+        "%s written database=%s experiments=%d models=%d metrics=%d seconds=%.1f",
+        tables,
+        config.database,
+        len(experiment_ids),
+        len(models),
+        sum(len(m.metrics) for m in models),
+        time.monotonic() - started,
+    )
+
+
+def _root_cause(error: BaseException) -> str:
+    """`one_line` of ``error``; for an error of Spark's JVM, its root cause's first line
+    (Py4J's own first line names only the Java call that failed)."""
+    java = getattr(error, "java_exception", None)
+    if java is None:
+        return one_line(error)
+    while java.getCause() is not None:
+        java = java.getCause()
+    message = str(java.getMessage() or "").strip()
+    return f"{java.getClass().getSimpleName()}: {message.splitlines()[0] if message else ''}"

@@ -58,7 +58,8 @@ def test_unknown_key_lists_the_known_ones(tmp_path: Path) -> None:
     assert str(caught.value) == (
         f"config file '{conf}': unknown key(s) databse; known keys: connection, data_dir, "
         "database, experiment_ids, full_refresh, incremental_margin_minutes, lock_file, "
-        "page_size, parallelism, source, spark_conf, table_format, tracking_uri, with_history"
+        "page_size, parallelism, source, spark_conf, table_format, tracking_uri, with_history, "
+        "with_models, with_registry"
     )
 
 
