@@ -35,7 +35,7 @@ def test_a_copied_data_dir_reads_and_writes_its_own_tables(seeded: Seeded, tmp_p
 
     best = _run(client, experiment_id, 5000, metrics={"rmse": 0.5})
     _ok(*build, "--data_dir", original)  # the original moves on; the copy must not
-    copied = _ok(*count, "--data_dir", copy)
+    copied = _ok(*count, "--engine", "spark", "--data_dir", copy)  # Spark opens the metastore
     assert copied.stdout == "n\n3\n"
     assert "data dir moved: relocating its tables" in copied.stderr
     assert _ok(*count, "--data_dir", original).stdout == "n\n4\n"

@@ -83,7 +83,7 @@ def _directions_of(spark: Any, database: str, keys: list[str], **kwargs: Any) ->
     spark.sql(f"create database {database}")
     start = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
     run = ("r1", "1", "one", "u", "FINISHED", "active", start, start, "file:/a",
-           {key: 1.0 for key in keys}, {}, {})  # fmt: skip
+           {key: 1.0 for key in keys}, {}, {}, [])  # fmt: skip
     spark.createDataFrame([run], runs_schema()).write.format("delta").saveAsTable(
         f"{database}.runs"
     )
@@ -211,6 +211,7 @@ def test_endpoint_serves_the_job_tables_to_beeline(
                     "metrics_long",
                     "mlflow_state",
                     "mlflow_status",
+                    "run_inputs",
                     "runs",
                 ]
                 + [f"exp_{i}" for i in experiment_ids]
