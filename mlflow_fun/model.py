@@ -151,8 +151,8 @@ def experiment_from_json(data: Mapping[str, Any]) -> Experiment:
             name=str(data["name"]),
             lifecycle_stage=str(data.get("lifecycle_stage", "active")),
             artifact_location=data.get("artifact_location"),
-            creation_time=_optional_int(data.get("creation_time")),
-            last_update_time=_optional_int(data.get("last_update_time")),
+            creation_time=optional_int(data.get("creation_time")),
+            last_update_time=optional_int(data.get("last_update_time")),
             tags={t["key"]: t.get("value", "") for t in data.get("tags", [])},
         )
     except (KeyError, TypeError, ValueError) as e:
@@ -177,8 +177,8 @@ def run_from_json(data: Mapping[str, Any]) -> RunRecord:
                 "user_id": info.get("user_id"),
                 "status": info.get("status"),
                 "lifecycle_stage": info.get("lifecycle_stage"),
-                "start_time": _optional_int(info.get("start_time")),
-                "end_time": _optional_int(info.get("end_time")),
+                "start_time": optional_int(info.get("start_time")),
+                "end_time": optional_int(info.get("end_time")),
                 "artifact_uri": info.get("artifact_uri"),
             },
             metrics={m["key"]: metric_value(m.get("value")) for m in run_data.get("metrics", ())},
@@ -201,8 +201,8 @@ def run_from_entity(run: Any) -> RunRecord:
             "user_id": info.user_id,
             "status": info.status,
             "lifecycle_stage": info.lifecycle_stage,
-            "start_time": _optional_int(info.start_time),
-            "end_time": _optional_int(info.end_time),
+            "start_time": optional_int(info.start_time),
+            "end_time": optional_int(info.end_time),
             "artifact_uri": info.artifact_uri,
         },
         metrics={key: float(value) for key, value in run.data.metrics.items()},
@@ -241,13 +241,14 @@ def experiment_from_entity(experiment: Any) -> Experiment:
         name=experiment.name,
         lifecycle_stage=experiment.lifecycle_stage,
         artifact_location=experiment.artifact_location,
-        creation_time=_optional_int(experiment.creation_time),
-        last_update_time=_optional_int(experiment.last_update_time),
+        creation_time=optional_int(experiment.creation_time),
+        last_update_time=optional_int(experiment.last_update_time),
         tags=dict(experiment.tags),
     )
 
 
-def _optional_int(value: Any) -> int | None:
+def optional_int(value: Any) -> int | None:
+    """An int from MLflow's JSON or entities; None for a missing or empty value."""
     if value is None or value == "":
         return None
     return int(value)

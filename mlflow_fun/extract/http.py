@@ -18,7 +18,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -141,6 +141,38 @@ def _env_number(env: Mapping[str, str], name: str, default: float) -> float:
     if value < 0:
         raise ConfigError(f"{name}={raw!r} must be >= 0")
     return value
+
+
+def paged_items(
+    fetch: Callable[[dict[str, Any]], Mapping[str, Any]],
+    request: dict[str, Any],
+    key: str,
+    endpoint: str,
+) -> Iterator[Any]:
+    """The items under ``key`` of every page of a paginated search.
+
+    ``fetch`` sends ``request`` (query parameters or a body; its ``page_token`` is set from
+    the previous page's ``next_page_token``) and returns the decoded page.
+
+    Example:
+        >>> paged_items(lambda p: client.get("model-versions/search", p),
+        ...             {"max_results": 1000}, "model_versions", "model-versions/search")
+
+    Raises:
+        MalformedResponseError: A page holds something else than a list under ``key``.
+    """
+    while True:
+        page = fetch(request)
+        items = page.get(key, [])
+        if not isinstance(items, list):
+            raise MalformedResponseError(
+                f"{endpoint} sent {key!r} that is not a list", endpoint=endpoint
+            )
+        yield from items
+        token = page.get("next_page_token")
+        if not token:
+            return
+        request["page_token"] = token
 
 
 def strip_credentials(url: str) -> str:

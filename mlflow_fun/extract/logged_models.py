@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlflow_fun.errors import MalformedResponseError, TrackingServerError
-from mlflow_fun.extract.http import MlflowHttpClient
+from mlflow_fun.extract.http import MlflowHttpClient, paged_items
+from mlflow_fun.model import optional_int
 
 logger = logging.getLogger(__name__)
 
@@ -115,8 +116,8 @@ def logged_model_from_json(data: Mapping[str, Any]) -> LoggedModelRecord:
             source_run_id=info.get("source_run_id") or None,
             model_type=info.get("model_type") or None,
             status=_status(info.get("status")),
-            creation_time=_optional_int(info.get("creation_timestamp_ms")),
-            last_updated_time=_optional_int(info.get("last_updated_timestamp_ms")),
+            creation_time=optional_int(info.get("creation_timestamp_ms")),
+            last_updated_time=optional_int(info.get("last_updated_timestamp_ms")),
             artifact_location=info.get("artifact_uri") or None,
             params=_key_values(model_data.get("params", ())),
             tags=_key_values(info.get("tags", ())),
@@ -172,18 +173,7 @@ def _pages(
 ) -> Iterator[Mapping[str, Any]]:
     """The ``models`` of every page of one search."""
     body: dict[str, Any] = {"experiment_ids": experiment_ids, "max_results": page_size}
-    while True:
-        page = client.post(SEARCH_ENDPOINT, body)
-        items = page.get("models", [])
-        if not isinstance(items, list):
-            raise MalformedResponseError(
-                f"{SEARCH_ENDPOINT} sent 'models' that is not a list", endpoint=SEARCH_ENDPOINT
-            )
-        yield from items
-        token = page.get("next_page_token")
-        if not token:
-            return
-        body["page_token"] = token
+    return paged_items(lambda b: client.post(SEARCH_ENDPOINT, b), body, "models", SEARCH_ENDPOINT)
 
 
 def _metric(data: Mapping[str, Any]) -> ModelMetric:
@@ -191,7 +181,7 @@ def _metric(data: Mapping[str, Any]) -> ModelMetric:
         key=str(data["key"]),
         value=float(data["value"]),  # "NaN", "Infinity": float() reads MLflow's spellings
         step=int(data.get("step") or 0),
-        timestamp=_optional_int(data.get("timestamp")),
+        timestamp=optional_int(data.get("timestamp")),
         dataset_name=data.get("dataset_name") or None,
         dataset_digest=data.get("dataset_digest") or None,
         run_id=data.get("run_id") or None,
@@ -206,9 +196,3 @@ def _status(value: Any) -> str | None:
     if value is None or value == "":
         return None
     return _STATUSES.get(str(value), str(value))
-
-
-def _optional_int(value: Any) -> int | None:
-    if value is None or value == "":
-        return None
-    return int(value)

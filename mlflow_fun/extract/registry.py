@@ -14,7 +14,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mlflow_fun.errors import MalformedResponseError
-from mlflow_fun.extract.http import MlflowHttpClient
+from mlflow_fun.extract.http import MlflowHttpClient, paged_items
+from mlflow_fun.model import optional_int
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +84,8 @@ def model_version_from_json(data: Mapping[str, Any]) -> ModelVersionRecord:
             current_stage=data.get("current_stage"),
             aliases=tuple(sorted(str(a) for a in data.get("aliases", ()))),
             tags={str(t["key"]): str(t.get("value", "")) for t in data.get("tags", ())},
-            creation_time=_optional_int(data.get("creation_timestamp")),
-            last_updated_time=_optional_int(data.get("last_updated_timestamp")),
+            creation_time=optional_int(data.get("creation_timestamp")),
+            last_updated_time=optional_int(data.get("last_updated_timestamp")),
             description=data.get("description"),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -137,10 +138,10 @@ def read_model_versions(client: MlflowHttpClient) -> list[ModelVersionRecord]:
     Raises:
         TrackingServerError: The server refused or failed a call (its children too).
     """
-    items = list(_pages(client, "model-versions/search", "model_versions", VERSIONS_PAGE_SIZE))
+    items = list(_search(client, "model-versions/search", "model_versions", VERSIONS_PAGE_SIZE))
     versions = [model_version_from_json(item) for item in items]
     if not any("aliases" in item for item in items):
-        models = _pages(client, "registered-models/search", "registered_models", MODELS_PAGE_SIZE)
+        models = _search(client, "registered-models/search", "registered_models", MODELS_PAGE_SIZE)
         versions = with_aliases(versions, aliases_from_json(models))
     versions.sort(key=lambda v: (v.name, v.version))
     models_count = len({v.name for v in versions})
@@ -148,26 +149,9 @@ def read_model_versions(client: MlflowHttpClient) -> list[ModelVersionRecord]:
     return versions
 
 
-def _pages(
+def _search(
     client: MlflowHttpClient, endpoint: str, key: str, page_size: int
 ) -> Iterator[Mapping[str, Any]]:
     """The items under ``key`` of every page of a ``GET`` search endpoint."""
-    params: dict[str, Any] = {"max_results": page_size}
-    while True:
-        page = client.get(endpoint, params)
-        items = page.get(key, [])
-        if not isinstance(items, list):
-            raise MalformedResponseError(
-                f"{endpoint} sent {key!r} that is not a list", endpoint=endpoint
-            )
-        yield from items
-        token = page.get("next_page_token")
-        if not token:
-            return
-        params["page_token"] = token
-
-
-def _optional_int(value: Any) -> int | None:
-    if value is None or value == "":
-        return None
-    return int(value)
+    first = {"max_results": page_size}
+    return paged_items(lambda params: client.get(endpoint, params), first, key, endpoint)
