@@ -11,10 +11,14 @@ process and one Spark session:
    runs each log a new metric value and finish;
 3. an incremental refresh (``run_job``, the default mode), timed;
 4. the table is checked: every run is there, the finished runs are FINISHED with the new
-   metric value.
+   metric value;
+5. one run is deleted through MLflow's client and the experiment refreshed again, timed:
+   its rows leave the tables by a Delta DELETE when no column changes without it (a full
+   refresh of the experiment before that existed); the table is checked again.
 
 Reported: runs pulled by each refresh, the incremental share of the runs (target <= 5%)
-and of the time (target <= 20%), and the check. Run alone::
+and of the time (target <= 20%), the refresh after a deletion as a share of the full
+refresh, and the checks. Run alone::
 
     BENCH_INCREMENTAL_RUNS=20000 .venv/bin/python scripts/bench_incremental.py
 """
@@ -32,6 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from mlflow import MlflowClient
 from seed_store import seed_store
 
 from mlflow_fun.config import JobConfig
@@ -56,6 +61,8 @@ class IncrementalReport:
     incremental_pulled: int
     incremental_mode: str
     checked_rows: int
+    delete_seconds: float
+    delete_mode: str
 
     @property
     def pulled_share(self) -> float:
@@ -83,6 +90,9 @@ class IncrementalReport:
             f"[{pulled_ok}] runs pulled {self.pulled_share:.2%} of the runs (target <= 5%)",
             f"[{time_ok}] time {self.time_share:.2%} of a full refresh (target <= 20%)",
             f"check: {self.checked_rows:,} rows, finished runs carry the new value",
+            f"one run deleted ({self.delete_mode}): {self.delete_seconds:.1f} s, "
+            f"{self.delete_seconds / self.full_seconds:.2%} of a full refresh; check: "
+            f"{self.checked_rows - 1:,} rows",
         ]
 
 
@@ -164,11 +174,17 @@ def run(spark: Any, runs: int, workdir: Path) -> IncrementalReport:
         started = time.monotonic()
         incremental = run_job(base, spark=spark, progress=False)
         incremental_seconds = time.monotonic() - started
+        rows = check_table(spark, experiment_id, runs + half, running)
+        MlflowClient(server.url).delete_run(running[0])
+        started = time.monotonic()
+        deleted = run_job(base, spark=spark, progress=False)
+        delete_seconds = time.monotonic() - started
     finally:
         server.stop()
     (full_result,) = full.results
     (result,) = incremental.results
-    rows = check_table(spark, experiment_id, runs + half, running)
+    (after_delete,) = deleted.results
+    check_table(spark, experiment_id, runs + half - 1, running[1:])
     return IncrementalReport(
         runs,
         2 * half,
@@ -178,6 +194,8 @@ def run(spark: Any, runs: int, workdir: Path) -> IncrementalReport:
         result.runs_pulled,
         result.mode,
         rows,
+        delete_seconds,
+        after_delete.mode,
     )
 
 

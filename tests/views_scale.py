@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from mlflow_fun.load.views import DEFAULT_DIRECTIONS
+from mlflow_fun.load.directions import DEFAULT_DIRECTIONS
 from tests.seed import load_seed_store
 
 REPO = Path(__file__).resolve().parent.parent

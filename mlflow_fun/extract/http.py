@@ -12,7 +12,6 @@ Secrets are held only in the session's headers; no log line, exception or repr s
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import os
@@ -32,19 +31,21 @@ from mlflow_fun.errors import (
     ServerUnreachableError,
     TrackingServerError,
 )
+from mlflow_fun.extract.http_failures import (
+    RETRYABLE_STATUSES,
+    TRANSIENT_ERRORS,
+    describe_transport_error,
+    first_line,
+    retry_after_seconds,
+    server_message,
+    ssl_reason,
+)
 
 logger = logging.getLogger(__name__)
 
 
 API_PREFIX = "/api/2.0/mlflow/"
 AJAX_PREFIX = "/ajax-api/2.0/mlflow/"
-RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-_TRANSIENT_ERRORS = (
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    requests.exceptions.ContentDecodingError,
-)
 
 
 @dataclass(frozen=True)
@@ -302,14 +303,14 @@ class MlflowHttpClient:
             except requests.exceptions.SSLError as e:  # retrying will not change a certificate
                 raise ServerUnreachableError(
                     f"TLS with the tracking server at {self.base_url} ({endpoint}) failed: "
-                    f"{_ssl_reason(e)}; set MLFLOW_TRACKING_SERVER_CERT_PATH to the CA bundle "
+                    f"{ssl_reason(e)}; set MLFLOW_TRACKING_SERVER_CERT_PATH to the CA bundle "
                     "that signed its certificate",
                     endpoint=endpoint,
                 ) from e
-            except _TRANSIENT_ERRORS as e:
+            except TRANSIENT_ERRORS as e:
                 failure: TrackingServerError = ServerUnreachableError(
                     f"cannot reach the tracking server at {self.base_url} ({endpoint}): "
-                    f"{_describe_transport_error(e)}; check that the server runs and the "
+                    f"{describe_transport_error(e)}; check that the server runs and the "
                     "URL is right",
                     endpoint=endpoint,
                 )
@@ -338,7 +339,7 @@ class MlflowHttpClient:
                     failure = self._status_error(endpoint, response.status_code, content)
                     if response.status_code not in RETRYABLE_STATUSES:
                         raise failure
-                    wait = _retry_after_seconds(response.headers.get("Retry-After"))
+                    wait = retry_after_seconds(response.headers.get("Retry-After"))
             if attempt >= self.retry.max_retries:
                 raise failure
             delay = self.retry.backoff(attempt)
@@ -349,80 +350,27 @@ class MlflowHttpClient:
                 endpoint,
                 attempt + 1,
                 delay,
-                _first_line(str(failure)),
+                first_line(str(failure)),
             )
             time.sleep(delay)
             attempt += 1
 
     def _status_error(self, endpoint: str, status: int, content: bytes) -> TrackingServerError:
-        server_message, error_code = _server_message(content)
+        message, error_code = server_message(content)
         if status in (401, 403):
             return AuthenticationError(
                 f"the tracking server at {self.base_url} refused the credentials "
-                f"(HTTP {status}) on {endpoint}: {server_message}; check "
+                f"(HTTP {status}) on {endpoint}: {message}; check "
                 "MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD",
                 endpoint=endpoint,
                 status=status,
-                server_message=server_message,
+                server_message=message,
             )
         return TrackingServerError(
             f"the tracking server at {self.base_url} answered HTTP {status} on {endpoint}: "
-            f"{server_message}",
+            f"{message}",
             endpoint=endpoint,
             status=status,
-            server_message=server_message,
+            server_message=message,
             error_code=error_code,
         )
-
-
-def _server_message(content: bytes) -> tuple[str, str | None]:
-    text = content[:2000].decode("utf-8", errors="replace").strip()
-    try:
-        decoded = json.loads(content)
-    except ValueError:
-        return (_first_line(text) or "(empty body)"), None
-    if isinstance(decoded, dict):
-        message = decoded.get("message") or decoded.get("error") or text
-        code = decoded.get("error_code")
-        return _first_line(str(message)), (str(code) if code else None)
-    return _first_line(text), None
-
-
-def _first_line(text: str, limit: int = 300) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if len(line) <= limit else line[:limit] + "..."
-
-
-def _describe_transport_error(error: Exception) -> str:
-    if isinstance(error, requests.Timeout):
-        return "no answer within the timeout (MLFLOW_HTTP_REQUEST_TIMEOUT)"
-    if isinstance(error, requests.exceptions.ChunkedEncodingError):
-        return "the connection closed before the whole response arrived"
-    text = str(error)
-    if "Connection refused" in text:
-        return "connection refused"
-    if "reset" in text.lower() or "RemoteDisconnected" in text or "aborted" in text.lower():
-        return "the connection was dropped"
-    return type(error).__name__
-
-
-def _ssl_reason(error: Exception) -> str:
-    text = str(error)
-    for reason in ("certificate verify failed", "certificate required", "wrong version number"):
-        if reason in text:
-            return reason
-    return "the handshake was refused"
-
-
-def _retry_after_seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return when.timestamp() - time.time()

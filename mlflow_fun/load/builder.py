@@ -15,7 +15,6 @@ killed job re-pulls rather than skips.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -32,6 +31,7 @@ from mlflow_fun.extract.incremental import FULL, INCREMENTAL, RefreshState
 from mlflow_fun.extract.open import open_source
 from mlflow_fun.extract.source import DEFAULT_PAGE_SIZE, RunSource
 from mlflow_fun.extract.two_ended import TwoEndedPull, shared_pulls
+from mlflow_fun.load.commits import upsert_experiments
 from mlflow_fun.load.pipeline import OrderedWrites, ReadAhead
 from mlflow_fun.load.plan import (
     ExperimentPlan,
@@ -39,10 +39,10 @@ from mlflow_fun.load.plan import (
     plan_experiments,
     resolve_experiments,
 )
-from mlflow_fun.load.prepare import Prepared, prepare_experiment
+from mlflow_fun.load.prepare import Prepared, prepare_experiment, rewrite_reason_of
 from mlflow_fun.load.results import BuildResult, ExperimentResult, ok_ids, status_row
-from mlflow_fun.load.side_tables import deleted_from_table, read_states
-from mlflow_fun.load.writer import SideBatch, TableWriter, upsert_experiments
+from mlflow_fun.load.side_tables import read_states
+from mlflow_fun.load.writer import SideBatch, TableWriter
 from mlflow_fun.model import Experiment, fewer_collections
 from mlflow_fun.transform.frames import to_spark
 from mlflow_fun.transform.naming import table_name, validate_identifier
@@ -220,7 +220,7 @@ class TableBuilder:
             writes.finish(keep=self.writers - 1)
             if batch.rows >= FLUSH_ROWS and index + 1 < len(plans):
                 writes.finish()
-                self._flush(batch, results)
+                self.writer.flush(batch, results)
         writes.finish()
 
     def _finish(
@@ -242,7 +242,7 @@ class TableBuilder:
             written = [e for e in experiments if e.experiment_id in ok_ids(results)]
             side = pool.submit(upsert_experiments, self.spark, self.database, written)
         try:
-            self._flush(batch, results)
+            self.writer.flush(batch, results)
             if tables_done and after_tables is not None:
                 views = pool.submit(after_tables)
             uri = self.source.tracking_uri
@@ -309,9 +309,7 @@ class TableBuilder:
             started -= prepared.seconds
             runs_pulled = prepared.pull.pulled
             if prepared.pull.mode == INCREMENTAL:
-                reason = prepared.fallback or deleted_from_table(
-                    self.spark, self.database, name, prepared.pull
-                )
+                reason = rewrite_reason_of(self.spark, self.database, name, prepared)
                 if reason:
                     logger.info(
                         "full refresh experiment_id=%s reason=%s", experiment.experiment_id, reason
@@ -327,15 +325,24 @@ class TableBuilder:
                 exists = prepared.existing is not None
                 self.writer.replace(name, to_spark(self.spark, prepared.flat), exists)
                 run_count, column_count = prepared.flat.num_rows, len(prepared.flat.columns)
-            elif pull.runs and prepared.existing is not None:
-                df = to_spark(self.spark, prepared.flat)
-                run_count, column_count = self.writer.merge(name, df, prepared.existing)
+            elif (pull.runs or pull.newly_deleted) and prepared.existing is not None:
+                df = to_spark(self.spark, prepared.flat) if pull.runs else None
+                run_count, column_count = self.writer.merge(
+                    name, df, prepared.existing, pull.newly_deleted
+                )
             else:
                 run_count, column_count = self.writer.shape(name)
             if pull.changed:
                 state = pull.next_state(with_history=self.with_history)
                 with self._batch_lock:
-                    batch.add(pull.experiment_id, mode, pull.runs, prepared.history, state)
+                    batch.add(
+                        pull.experiment_id,
+                        mode,
+                        pull.runs,
+                        prepared.history,
+                        state,
+                        pull.newly_deleted,
+                    )
         except Exception as e:  # one experiment's failure must not stop the others
             logger.error(
                 "experiment failed experiment_id=%s table=%s error=%s",
@@ -372,26 +379,3 @@ class TableBuilder:
             mode,
             runs_pulled,
         )
-
-    def _flush(self, batch: SideBatch, results: list[ExperimentResult]) -> None:
-        """Write the batch (`TableWriter.write_side_rows`) and empty it.
-
-        If a write fails, the experiments of the batch are reported failed: their states
-        are not written, so the next run pulls their changes again.
-        """
-        if batch.empty:
-            return
-        try:
-            self.writer.write_side_rows(batch)
-        except Exception as e:
-            error = one_line(e)
-            logger.error("writing runs, history or state failed error=%s", error)
-            written = set(batch.experiment_ids)
-            results[:] = [
-                dataclasses.replace(r, status="failed", error=error)
-                if r.experiment_id in written
-                else r
-                for r in results
-            ]
-        finally:
-            batch.clear()

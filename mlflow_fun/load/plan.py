@@ -14,8 +14,16 @@ from mlflow_fun.errors import ExperimentNotFoundError
 from mlflow_fun.extract.incremental import Pull, RefreshState
 from mlflow_fun.extract.source import RunSource
 from mlflow_fun.model import Experiment
+from mlflow_fun.transform.flatten import FlatRuns
 from mlflow_fun.transform.frames import column_keys
-from mlflow_fun.transform.naming import HISTORY_TABLE, PARAM, RUNS_TABLE, ColumnKey, table_name
+from mlflow_fun.transform.naming import (
+    HISTORY_TABLE,
+    INFO,
+    PARAM,
+    RUNS_TABLE,
+    ColumnKey,
+    table_name,
+)
 from mlflow_fun.transform.typing_rules import ColumnType, widened_type
 
 if TYPE_CHECKING:
@@ -135,6 +143,19 @@ def names_by_key(existing: StructType | None) -> dict[ColumnKey, str]:
     if existing is None:
         return {}
     return {key: column for column, key in column_keys(existing).items()}
+
+
+def merged_columns(existing: StructType | None, flat: FlatRuns) -> dict[ColumnKey, ColumnType]:
+    """(kind, key) -> type of every metric, param and tag column of the table ``existing``
+    once ``flat`` (runs pulled incrementally, typed by `merged_param_types`) is merged."""
+    columns: dict[ColumnKey, ColumnType] = {}
+    keys = column_keys(existing) if existing is not None else {}
+    for field in existing.fields if existing is not None else ():
+        column_type = SPARK_TO_COLUMN.get(field.dataType.simpleString())
+        if field.name in keys and column_type is not None:
+            columns[keys[field.name]] = column_type
+    columns.update({(c.kind, c.key): c.type for c in flat.columns if c.kind != INFO})
+    return columns
 
 
 def merged_param_types(

@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING
 
 from mlflow_fun.extract.incremental import Pull, RefreshState, pull_all, pull_changes
 from mlflow_fun.extract.source import RunSource
-from mlflow_fun.load.plan import merged_param_types, names_by_key
+from mlflow_fun.load.plan import merged_columns, merged_param_types, names_by_key
+from mlflow_fun.load.side_tables import rewrite_for_deletes
 from mlflow_fun.model import MetricPoint, RunRecord
 from mlflow_fun.transform.flatten import FlatRuns, flatten_runs, keep_column_order
 
 if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
     from pyspark.sql.types import StructType
 
 logger = logging.getLogger(__name__)
@@ -94,3 +96,14 @@ def prepare_experiment(
         time.monotonic() - started,
     )
     return Prepared(pull, flat, existing, history, fallback, time.monotonic() - started)
+
+
+def rewrite_reason_of(
+    spark: SparkSession, database: str, name: str, prepared: Prepared
+) -> str | None:
+    """Why an incremental pull must become a full refresh of table ``name``: its
+    `Prepared.fallback`, or runs deleted from the table in a way only a rewrite shows
+    (`rewrite_for_deletes`); None to merge it."""
+    return prepared.fallback or rewrite_for_deletes(
+        spark, database, name, prepared.pull, merged_columns(prepared.existing, prepared.flat)
+    )

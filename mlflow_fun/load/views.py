@@ -30,14 +30,14 @@ thousands of experiments stores the same two short statements (a ``UNION`` of ev
     `metric_summary_sql`): the best value at any step, e.g. for early stopping.
 
 ``<database>.metric_directions``
-    The direction rules ``best_runs`` applies: ``name, direction``. They come from
-    `DEFAULT_DIRECTIONS` (rmse, mae, mse, loss, error: ``min``; r2, accuracy, auc, f1,
-    precision, recall, score: ``max``), then a YAML file (see `resolve_directions`), then
-    the ``directions`` argument. A key matches a rule by its whole normalized name
-    (`normalize_metric_name`) or by its longest trailing run of words, so ``val/rmse``,
-    ``training_log_loss`` and ``training_r2_score`` get a direction. A metric that no rule
-    matches is left out of ``best_runs`` (there is no safe guess) and stays in
-    ``metrics_long``; add it to ``conf/metric_directions.yaml`` to rank it.
+    The direction rules ``best_runs`` applies (`mlflow_fun.load.directions`): ``name,
+    direction``. They come from `DEFAULT_DIRECTIONS` (rmse, mae, mse, loss, error: ``min``;
+    r2, accuracy, auc, f1, precision, recall, score: ``max``), then a YAML file (see
+    `resolve_directions`), then the ``directions`` argument. A key matches a rule by its
+    whole normalized name (`normalize_metric_name`) or by its longest trailing run of words,
+    so ``val/rmse``, ``training_log_loss`` and ``training_r2_score`` get a direction. A
+    metric that no rule matches is left out of ``best_runs`` (there is no safe guess) and
+    stays in ``metrics_long``; add it to ``conf/metric_directions.yaml`` to rank it.
 
 The views are recreated by every job run (cheap: two metastore calls); the rules table is
 rewritten only when the rules change.
@@ -47,14 +47,19 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from mlflow_fun.config import read_yaml_mapping
-from mlflow_fun.errors import ConfigError
+from mlflow_fun.load.commits import ensure_table
+from mlflow_fun.load.directions import (
+    DEFAULT_DIRECTIONS,
+    DIRECTIONS_TABLE,
+    METRIC_WORD,
+    load_metric_directions,
+    merge_directions,
+    write_directions,
+)
 from mlflow_fun.load.side_tables import runs_schema
-from mlflow_fun.load.writer import ensure_table
 from mlflow_fun.transform.naming import (
     HISTORY_TABLE,
     RUNS_TABLE,
@@ -64,7 +69,7 @@ from mlflow_fun.transform.naming import (
 
 # pyspark: the optional [spark] extra, imported inside the functions that use it.
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import SparkSession
 
 logger = logging.getLogger(__name__)
 
@@ -73,102 +78,8 @@ BEST_RUNS_VIEW = "best_runs"
 SUMMARY_VIEW = "metric_summary"
 INPUTS_VIEW = "run_inputs"
 METRICS_LONG_VIEW = "metrics_long"
-DIRECTIONS_TABLE = "metric_directions"
 DIRECTIONS_FILE = os.path.join("conf", "metric_directions.yaml")
 DIRECTIONS_FILE_ENV = "MLFLOW_FUN_METRIC_DIRECTIONS"
-
-DEFAULT_DIRECTIONS: dict[str, str] = {
-    "rmse": "min",
-    "mae": "min",
-    "mse": "min",
-    "loss": "min",
-    "error": "min",
-    "r2": "max",
-    "accuracy": "max",
-    "auc": "max",
-    "f1": "max",
-    "precision": "max",
-    "recall": "max",
-    # sklearn's autologged ``training_score`` is accuracy or R^2: higher is better.
-    "score": "max",
-}
-
-_DIRECTION_WORDS = {
-    "min": "min",
-    "lower": "min",
-    "asc": "min",
-    "max": "max",
-    "higher": "max",
-    "desc": "max",
-}
-_WORD = re.compile(r"[a-z0-9]+")
-
-
-def normalize_metric_name(name: str) -> str:
-    """Lower-case ``name`` and join its words with ``_``: the form directions are matched in.
-
-    Example:
-        >>> normalize_metric_name("Val/RMSE")
-        'val_rmse'
-    """
-    return "_".join(_WORD.findall(name.lower()))
-
-
-def normalize_direction(value: str, where: str = "direction") -> str:
-    """``min`` or ``max`` for ``min/lower/asc`` or ``max/higher/desc`` (any case).
-
-    Example:
-        >>> normalize_direction("Higher")
-        'max'
-
-    Raises:
-        ConfigError: Anything else; the message names ``where`` and the valid words.
-    """
-    direction = _DIRECTION_WORDS.get(str(value).strip().lower())
-    if direction is None:
-        raise ConfigError(
-            f"{where} {value!r} is not a direction: use min (or lower, asc) or max "
-            "(or higher, desc)"
-        )
-    return direction
-
-
-def merge_directions(*layers: Mapping[str, str] | None) -> dict[str, str]:
-    """Merge direction maps, later layers winning; keys and values normalized.
-
-    Example:
-        >>> merge_directions({"rmse": "min"}, {"Val/Acc": "higher"})
-        {'rmse': 'min', 'val_acc': 'max'}
-
-    Raises:
-        ConfigError: A key has no letters or digits, or a value is not a direction.
-    """
-    merged: dict[str, str] = {}
-    for layer in layers:
-        for key, value in (layer or {}).items():
-            name = normalize_metric_name(str(key))
-            if not name:
-                raise ConfigError(f"metric name {key!r} has no letters or digits")
-            merged[name] = normalize_direction(value, f"direction of metric {key!r}")
-    return merged
-
-
-def load_metric_directions(path: str | os.PathLike[str]) -> dict[str, str]:
-    """Read a YAML mapping ``metric: min|max`` (see ``conf/metric_directions.yaml``).
-
-    Example:
-        >>> load_metric_directions("conf/metric_directions.yaml")["rmse"]
-        'min'
-
-    Raises:
-        ConfigError: The file is missing, not YAML, not a mapping, or has a bad direction.
-    """
-    where = os.fspath(path)
-    raw = read_yaml_mapping(path, "metric directions file", "metric: min|max")
-    try:
-        return merge_directions({str(k): str(v) for k, v in raw.items()})
-    except ConfigError as e:
-        raise ConfigError(f"metric directions file {where!r}: {e}") from e
 
 
 def resolve_directions(
@@ -194,37 +105,6 @@ def resolve_directions(
     if path is not None:
         logger.info("metric directions file=%s entries=%d", os.fspath(path), len(from_file))
     return merge_directions(DEFAULT_DIRECTIONS, from_file, directions)
-
-
-def directions_dataframe(spark: SparkSession, directions: Mapping[str, str]) -> DataFrame:
-    """The rows of ``<database>.metric_directions`` for normalized ``directions``, by name."""
-    from pyspark.sql import types as T
-
-    schema = T.StructType(
-        [T.StructField("name", T.StringType()), T.StructField("direction", T.StringType())]
-    )
-    return spark.createDataFrame(sorted(directions.items()), schema)
-
-
-def write_directions(spark: SparkSession, database: str, directions: Mapping[str, str]) -> bool:
-    """Store the direction rules in ``<database>.metric_directions``; no commit if unchanged.
-
-    Returns:
-        Whether the table was (re)written.
-    """
-    qualified = qualified_table(database, DIRECTIONS_TABLE)
-    if spark.catalog.tableExists(f"{database}.{DIRECTIONS_TABLE}"):
-        stored = {row["name"]: row["direction"] for row in spark.table(qualified).collect()}
-        if stored == dict(directions):
-            return False
-    (
-        directions_dataframe(spark, directions)
-        .write.format("delta")
-        .mode("overwrite")
-        .option("overwriteSchema", "true")
-        .saveAsTable(qualified)
-    )
-    return True
 
 
 def metrics_long_sql(database: str) -> str:
@@ -269,7 +149,7 @@ def best_runs_sql(database: str) -> str:
         "SELECT k.metric, r.direction, row_number() OVER (PARTITION BY k.metric "
         "ORDER BY length(r.name) DESC) AS rule_rank FROM ("
         "SELECT DISTINCT metric, "
-        f"array_join(regexp_extract_all(lower(metric), '{_WORD.pattern}', 0), '_') AS words "
+        f"array_join(regexp_extract_all(lower(metric), '{METRIC_WORD.pattern}', 0), '_') AS words "
         f"FROM {runs} LATERAL VIEW explode(map_keys(metrics)) k AS metric) AS k "
         f"JOIN {rules} AS r ON k.words = r.name OR endswith(k.words, concat('_', r.name))"
         ") AS matched WHERE rule_rank = 1"

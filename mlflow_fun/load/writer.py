@@ -1,6 +1,6 @@
-"""Every write to a table: the experiment tables (Delta or Parquet), merges, upserts, the
-side tables' rows, the states and the status rows. The job's other modules decide what to
-write; this one is where it is written.
+"""The job's writes: the experiment tables (Delta or Parquet), the side tables' rows, the
+states and the status rows. The job's other modules decide what to write; this one is where
+it is written (its Delta commits by key are `mlflow_fun.load.commits`).
 
 Writes are atomic. A full refresh replaces a Delta table by one ``overwrite`` commit
 (with ``overwriteSchema``: new keys add columns, a param whose type changes is widened;
@@ -12,36 +12,40 @@ metastore entry is pointed at it; its old folder is removed afterwards.
 
 from __future__ import annotations
 
-import datetime as dt
+import dataclasses
 import logging
 import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from mlflow_fun.errors import TableWriteError
+from mlflow_fun.errors import one_line
 from mlflow_fun.extract.incremental import FULL, RefreshState
-from mlflow_fun.load.results import status_schema
+from mlflow_fun.load.commits import (
+    committed,
+    delete_runs,
+    insert_new,
+    replace_experiments,
+    upsert,
+    write_states,
+)
+from mlflow_fun.load.results import ExperimentResult, status_schema
 from mlflow_fun.load.side_tables import (
-    experiments_dataframe,
     history_keys,
     history_schema,
     history_table,
     runs_schema,
     runs_table,
-    state_schema,
 )
-from mlflow_fun.model import Experiment, MetricPoint, RunRecord
+from mlflow_fun.model import MetricPoint, RunRecord
 from mlflow_fun.transform.frames import arrow_frame
 from mlflow_fun.transform.naming import (
-    EXPERIMENTS_TABLE,
     HISTORY_TABLE,
     RUNS_TABLE,
-    STATE_TABLE,
     STATUS_TABLE,
     qualified_table,
     quote_identifier,
@@ -128,14 +132,27 @@ class TableWriter:
         else:
             committed(name, lambda: writer.saveAsTable(qualified))
 
-    def merge(self, name: str, df: DataFrame, existing: StructType) -> tuple[int, int]:
-        """MERGE ``df`` into the table by ``run_id`` (new columns are added at the end).
+    def merge(
+        self,
+        name: str,
+        df: DataFrame | None,
+        existing: StructType,
+        deleted: Iterable[str] = (),
+    ) -> tuple[int, int]:
+        """Delete the rows of the ``deleted`` runs, then MERGE ``df`` (None: no runs) into
+        the table by ``run_id`` (new columns are added at the end).
+
+        Two commits at most; each leaves the table as a refresh could have: the deletes
+        first, so a failed MERGE leaves the table without the deleted runs, and the next
+        job run (its state not written) merges the changes again.
 
         Returns:
             Rows and columns of the table afterwards.
         """
-        aligned = _aligned(df, existing)
-        upsert(self.spark, self.database, name, aligned, ["run_id"], schema_evolution=True)
+        delete_runs(self.spark, self.database, name, deleted)
+        if df is not None:
+            aligned = _aligned(df, existing)
+            upsert(self.spark, self.database, name, aligned, ["run_id"], schema_evolution=True)
         return self.shape(name)
 
     def shape(self, name: str) -> tuple[int, int]:
@@ -166,7 +183,32 @@ class TableWriter:
         if batch.merged_history:
             union = arrow_frame(spark, batch.merged_history, history_schema())
             insert_new(spark, db, HISTORY_TABLE, union, history_keys())
+        for table in (RUNS_TABLE, HISTORY_TABLE):  # runs deleted without a rewrite
+            delete_runs(spark, db, table, batch.deleted)
         write_states(spark, db, batch.states)
+
+    def flush(self, batch: SideBatch, results: list[ExperimentResult]) -> None:
+        """Write the batch (`write_side_rows`) and empty it.
+
+        If a write fails, the experiments of the batch are reported failed in ``results``:
+        their states are not written, so the next run pulls their changes again.
+        """
+        if batch.empty:
+            return
+        try:
+            self.write_side_rows(batch)
+        except Exception as e:
+            error = one_line(e)
+            logger.error("writing runs, history or state failed error=%s", error)
+            written = set(batch.experiment_ids)
+            results[:] = [
+                dataclasses.replace(r, status="failed", error=error)
+                if r.experiment_id in written
+                else r
+                for r in results
+            ]
+        finally:
+            batch.clear()
 
     def append_status(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """Append status rows (`mlflow_fun.load.results.status_row`) in one commit."""
@@ -216,6 +258,7 @@ class SideBatch:
     full_history: list[pa.Table] = field(default_factory=list)
     merged_runs: list[pa.Table] = field(default_factory=list)
     merged_history: list[pa.Table] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
     states: list[RefreshState] = field(default_factory=list)
     experiment_ids: list[str] = field(default_factory=list)
     rows: int = 0
@@ -238,8 +281,12 @@ class SideBatch:
         runs: Sequence[RunRecord],
         history: Sequence[MetricPoint] | None,
         state: RefreshState,
+        deleted: Iterable[str] = (),
     ) -> None:
-        """Take the rows (as Arrow tables) and the next state of one written experiment."""
+        """Take the rows (as Arrow tables), the runs ``deleted`` since the last refresh
+        (merged: their rows go) and the next state of one written experiment."""
+        if mode != FULL:
+            self.deleted += sorted(deleted)
         if runs or mode == FULL:
             table = runs_table(runs)
             (self.full_runs if mode == FULL else self.merged_runs).append(table)
@@ -251,162 +298,6 @@ class SideBatch:
         self.states.append(state)
         self.experiment_ids.append(experiment_id)
         self.rows += len(runs)
-
-
-def upsert_experiments(
-    spark: SparkSession, database: str, experiments: Sequence[Experiment]
-) -> None:
-    """MERGE ``experiments`` into ``<database>.experiments``; no commit when nothing changed."""
-    from pyspark.sql import functions as F
-
-    if not experiments:
-        return
-    df = experiments_dataframe(spark, experiments)
-    if spark.catalog.tableExists(f"{database}.{EXPERIMENTS_TABLE}"):
-        columns = [F.to_json(c).alias(c) if c == "tags" else F.col(c) for c in df.columns]
-        stored = spark.table(qualified_table(database, EXPERIMENTS_TABLE)).select(*columns)
-        if df.select(*columns).exceptAll(stored).isEmpty():
-            return
-    upsert(spark, database, EXPERIMENTS_TABLE, df, ["experiment_id"])
-
-
-def write_states(spark: SparkSession, database: str, states: Sequence[RefreshState]) -> None:
-    """Store the states of some experiments (one commit)."""
-
-    if not states:
-        return
-    now = dt.datetime.now(dt.timezone.utc)
-    rows = [
-        (
-            state.experiment_id,
-            state.watermark_ms,
-            sorted(state.open_run_ids),
-            sorted(state.deleted_run_ids),
-            state.with_history,
-            dict(state.fingerprints),
-            now,
-        )
-        for state in states
-    ]
-    df = spark.createDataFrame(rows, state_schema())
-    upsert(spark, database, STATE_TABLE, df, ["experiment_id"])
-
-
-def upsert(
-    spark: SparkSession,
-    database: str,
-    table: str,
-    df: DataFrame,
-    keys: Sequence[str],
-    *,
-    schema_evolution: bool = False,
-) -> None:
-    """MERGE ``df`` into ``table`` by ``keys``: update matches, insert the rest.
-
-    Creates the table from ``df`` when it does not exist.
-    """
-    from delta.tables import DeltaTable
-
-    if not spark.catalog.tableExists(f"{database}.{table}"):
-        df.write.format("delta").saveAsTable(qualified_table(database, table))
-        return
-    condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
-    merge = (
-        DeltaTable.forName(spark, qualified_table(database, table))
-        .alias("t")
-        .merge(df.alias("s"), condition)
-        .whenMatchedUpdateAll()
-        .whenNotMatchedInsertAll()
-    )
-    if schema_evolution:
-        merge = merge.withSchemaEvolution()
-    committed(table, merge.execute)
-
-
-# Attempts of one Delta commit that another job's commit made conflict (`committed`).
-CONFLICT_ATTEMPTS = 4
-
-
-def committed(table: str, commit: Callable[[], object]) -> None:
-    """Run ``commit``, one Delta commit of ``table``; retry it when another job's commit
-    conflicted with it.
-
-    Two jobs on one metastore (two hosts, each with its own lock file) meet here: Delta's
-    optimistic concurrency rejects the commit that read what the other changed. The
-    commits of this module are MERGEs by key and replaces of whole experiments, which give
-    the same table when run again, so the loser retries (after 1, 2, 3 s).
-
-    Raises:
-        TableWriteError: Still conflicting after `CONFLICT_ATTEMPTS` attempts: one line.
-    """
-    import delta.exceptions as conflicts  # delta-spark: only where Delta writes
-
-    retried = tuple(getattr(conflicts, name) for name in conflicts.__all__)
-    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
-        try:
-            commit()
-            return
-        except retried as e:
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            if attempt == CONFLICT_ATTEMPTS:
-                raise TableWriteError(
-                    f"{table}: another job's commit conflicted {CONFLICT_ATTEMPTS} times "
-                    f"({reason}); run one job at a time (the lock file covers one host; "
-                    "across hosts, the scheduler's one-at-a-time setting)"
-                ) from e
-            logger.warning(
-                "%s: another job's commit conflicted (%s); retrying (%d of %d)",
-                table,
-                reason,
-                attempt,
-                CONFLICT_ATTEMPTS - 1,
-            )
-            time.sleep(attempt)
-
-
-def insert_new(
-    spark: SparkSession, database: str, table: str, df: DataFrame, keys: Sequence[str]
-) -> None:
-    """Insert the rows of ``df`` that ``table`` does not hold yet (by ``keys``, NULL-safe)."""
-    from delta.tables import DeltaTable
-
-    if not spark.catalog.tableExists(f"{database}.{table}"):
-        df.write.format("delta").saveAsTable(qualified_table(database, table))
-        return
-    condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
-    merge = (
-        DeltaTable.forName(spark, qualified_table(database, table))
-        .alias("t")
-        .merge(df.alias("s"), condition)
-        .whenNotMatchedInsertAll()
-    )
-    committed(table, merge.execute)
-
-
-def ensure_table(spark: SparkSession, database: str, table: str, schema: StructType) -> None:
-    """Create ``table`` as an empty Delta table of ``schema`` unless it exists."""
-    if not spark.catalog.tableExists(f"{database}.{table}"):
-        spark.createDataFrame([], schema).write.format("delta").saveAsTable(
-            qualified_table(database, table)
-        )
-
-
-def replace_experiments(
-    spark: SparkSession, database: str, table: str, experiment_ids: Sequence[str], df: DataFrame
-) -> None:
-    """Replace every row of these experiments in ``table`` with ``df`` (one commit)."""
-    qualified = qualified_table(database, table)
-    if not spark.catalog.tableExists(f"{database}.{table}"):
-        df.write.format("delta").saveAsTable(qualified)
-        return
-    literals = ", ".join(sql_literal(i) for i in experiment_ids)
-    writer = (
-        df.write.format("delta")
-        .mode("overwrite")
-        .option("mergeSchema", "true")  # new columns of a newer release (runs.inputs)
-        .option("replaceWhere", f"experiment_id IN ({literals})")
-    )
-    committed(table, lambda: writer.saveAsTable(qualified))
 
 
 def _aligned(df: Any, existing: StructType | None) -> Any:

@@ -86,6 +86,10 @@ class Refresher:
             assert_df_equality(inc, full, allow_nan_equality=True)
 
 
+def _last_operation(spark: Any, table: str) -> str:
+    return str(spark.sql(f"describe history {table}").first()["operation"])
+
+
 @pytest.fixture(scope="module")
 def experiment(mlflow_server: LocalMlflowServer) -> tuple[MlflowClient, str]:
     client = MlflowClient(mlflow_server.url)
@@ -122,23 +126,45 @@ def test_incremental_equals_full_refresh_after_every_change(
     assert (result.mode, result.runs_pulled) == ("incremental", 2)
     assert read_states(spark, "inc")[experiment_id].open_run_ids == frozenset()
 
-    # a deleted run leaves the table: a full refresh of the experiment
+    # a deleted run leaves the table; every column keeps its keys and type without it, so
+    # its rows are deleted (exp_<id>, runs, metric_history), nothing is rewritten
     client.delete_run(r2)
     result = refresher.step()
-    assert (result.mode, result.run_count) == ("full", 3)
+    assert (result.mode, result.run_count) == ("incremental", 3)
     assert read_states(spark, "inc")[experiment_id].deleted_run_ids == {r2}
+    for table in (f"exp_{experiment_id}", "runs", "metric_history"):
+        assert _last_operation(spark, f"inc.{table}") == "DELETE", table
 
     # a restored run comes back, merged
     client.restore_run(r2)
     result = refresher.step()
     assert (result.mode, result.runs_pulled, result.run_count) == ("incremental", 2, 4)
 
+    # r4 held the only beta.x: deleting it drops a column, which takes a full refresh
+    client.delete_run(r4)
+    result = refresher.step()
+    assert (result.mode, result.run_count) == ("full", 3)
+    assert "_p_beta_x" not in spark.table(f"inc.exp_{experiment_id}").columns
+    client.restore_run(r4)
+    result = refresher.step()
+    assert (result.mode, result.run_count) == ("incremental", 4)
+
     # a param changing type (int -> double): a full refresh types the column again
-    _run(client, experiment_id, 10000, 10500, {"alpha": "0.5"}, [("rmse", 0.4, 0)])
+    r5 = _run(client, experiment_id, 10000, 10500, {"alpha": "0.5"}, [("rmse", 0.4, 0)])
     result = refresher.step()
     assert (result.mode, result.run_count) == ("full", 5)
     alpha = spark.table(f"inc.exp_{experiment_id}").schema["_p_alpha"].dataType.simpleString()
     assert alpha == "double"
+
+    # r5 held the only 0.5: deleting it narrows alpha back to int, a full refresh again
+    client.delete_run(r5)
+    result = refresher.step()
+    assert (result.mode, result.run_count) == ("full", 4)
+    alpha = spark.table(f"inc.exp_{experiment_id}").schema["_p_alpha"].dataType.simpleString()
+    assert alpha == "int"
+    client.restore_run(r5)
+    result = refresher.step()
+    assert (result.mode, result.run_count) == ("full", 5)  # restored: alpha widens again
 
     # nothing changed: the run at the watermark is pulled again, and nothing is written
     version = spark.sql(f"describe history inc.exp_{experiment_id}").first()["version"]
@@ -174,7 +200,10 @@ def test_a_crash_after_a_fallback_full_refresh_is_caught_up(
 
     client = MlflowClient(mlflow_server.url)
     experiment_id = client.create_experiment(f"fallback-{uuid.uuid4().hex[:8]}")
-    doomed = _run(client, experiment_id, 1000, 2000, {"alpha": "1"}, [("rmse", 0.9, 0)])
+    # the only run with beta: deleting it drops a column, so the refresh falls back to full
+    doomed = _run(
+        client, experiment_id, 1000, 2000, {"alpha": "1", "beta": "x"}, [("rmse", 0.9, 0)]
+    )
     _run(client, experiment_id, 3000, 4000, {"alpha": "2"}, [("rmse", 0.8, 0)])
     config = JobConfig(
         database="fallback", experiment_ids=(experiment_id,), tracking_uri=mlflow_server.url

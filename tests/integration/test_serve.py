@@ -22,12 +22,8 @@ from mlflow import MlflowClient
 from sqlalchemy.engine import make_url
 
 from mlflow_fun.extract.local_server import free_port
-from mlflow_fun.load.views import (
-    DEFAULT_DIRECTIONS,
-    create_analyst_views,
-    load_metric_directions,
-    resolve_directions,
-)
+from mlflow_fun.load.directions import DEFAULT_DIRECTIONS, load_metric_directions
+from mlflow_fun.load.views import create_analyst_views, resolve_directions
 from tests.db_servers import postgres_server
 from tests.seed import Seeded, _run
 from tests.sql_endpoint import REPO, beeline, beeline_all, build_command, serving
