@@ -65,7 +65,8 @@ class JobConfig:
         with_registry: Also load ``<database>.model_versions`` (the model registry;
             REST sources only).
         with_models: Also load ``<database>.logged_models`` and ``model_metrics`` (MLflow
-            3's logged models of the loaded experiments; REST sources only).
+            3's logged models of the loaded experiments; from the REST API, MLflow's client
+            or MLflow's database).
         incremental_margin_minutes: How far before the last watermark an incremental
             refresh looks again (covers clock skew between the clients that log runs).
         lock_file: The lock that keeps two runs of the job apart; None for

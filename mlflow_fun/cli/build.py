@@ -97,8 +97,8 @@ DESCRIPTION = "Build one typed table exp_<id> per MLflow experiment in a metasto
     "with_models",
     is_flag=True,
     default=None,
-    help="Also load <database>.logged_models and model_metrics (MLflow 3's logged models; "
-    "REST sources only).",
+    help="Also load <database>.logged_models and model_metrics (MLflow 3's logged models of "
+    "the loaded experiments).",
 )
 @dashed_option(
     "incremental_margin_minutes",

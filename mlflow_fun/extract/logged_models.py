@@ -5,13 +5,19 @@ tags (in ``info``, not ``data``) and its metrics, each tied to the dataset it wa
 measured on. ``POST logged-models/search`` lists them per experiment; an MLflow 2.x server
 has no such endpoint (HTTP 404, or ``ENDPOINT_NOT_FOUND``): `read_logged_models` then
 answers None, "no logged models", not an error.
+
+The records and the rules every reader of logged models shares live here: `status_word`
+(MLflow's status in any spelling -> its Python word) and `in_model_order` (the order of the
+models and of each model's metrics). The readers through MLflow's client
+(`mlflow_fun.extract.client_models`) and of its database
+(`mlflow_fun.extract.database.logged_models`) give the same records as this one.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mlflow_fun.errors import MalformedResponseError, TrackingServerError
@@ -26,12 +32,17 @@ PAGE_SIZE = 50
 # Experiments per search: the page token is bound to them, so each batch pages on its own.
 EXPERIMENTS_PER_SEARCH = 100
 
-# The REST enum's words -> MLflow's Python words (`LoggedModelStatus`).
-_STATUSES = {
+# The REST enum's words and the database's integers (`LoggedModelStatus.to_int`) ->
+# MLflow's Python words (`LoggedModelStatus`).
+_STATUSES: dict[str | int, str] = {
     "LOGGED_MODEL_STATUS_UNSPECIFIED": "UNSPECIFIED",
     "LOGGED_MODEL_PENDING": "PENDING",
     "LOGGED_MODEL_READY": "READY",
     "LOGGED_MODEL_UPLOAD_FAILED": "FAILED",
+    0: "UNSPECIFIED",
+    1: "PENDING",
+    2: "READY",
+    3: "FAILED",
 }
 
 
@@ -74,7 +85,7 @@ class LoggedModelRecord:
         artifact_location: Where the model's files are.
         params: The model's params (strings, as MLflow keeps them).
         tags: The model's tags, MLflow's own (``mlflow.*``) included.
-        metrics: Every metric value of the model, in the server's order.
+        metrics: Every metric value of the model; a reader gives them in `in_model_order`.
     """
 
     model_id: str
@@ -115,7 +126,7 @@ def logged_model_from_json(data: Mapping[str, Any]) -> LoggedModelRecord:
             experiment_id=str(info["experiment_id"]),
             source_run_id=info.get("source_run_id") or None,
             model_type=info.get("model_type") or None,
-            status=_status(info.get("status")),
+            status=status_word(info.get("status")),
             creation_time=optional_int(info.get("creation_timestamp_ms")),
             last_updated_time=optional_int(info.get("last_updated_timestamp_ms")),
             artifact_location=info.get("artifact_uri") or None,
@@ -132,7 +143,7 @@ def logged_model_from_json(data: Mapping[str, Any]) -> LoggedModelRecord:
 def read_logged_models(
     client: MlflowHttpClient, experiment_ids: Sequence[str], page_size: int = PAGE_SIZE
 ) -> list[LoggedModelRecord] | None:
-    """Every logged model of ``experiment_ids``, sorted by experiment and model id.
+    """Every logged model of ``experiment_ids``, in `in_model_order`.
 
     Example:
         >>> models = read_logged_models(MlflowHttpClient("http://127.0.0.1:5000"), ["1"])
@@ -154,10 +165,62 @@ def read_logged_models(
         if is_missing_endpoint(e):
             return None
         raise
-    models.sort(key=lambda m: (m.experiment_id, m.model_id))
+    models = in_model_order(models)
     metrics_count = sum(len(m.metrics) for m in models)
     logger.info("logged models read models=%d metrics=%d", len(models), metrics_count)
     return models
+
+
+def in_model_order(models: Iterable[LoggedModelRecord]) -> list[LoggedModelRecord]:
+    """``models`` sorted by experiment and model id, each one's metrics by `metric_order`:
+    the order every reader of logged models returns.
+
+    MLflow keeps a model's metrics in no order (its server sends them as its database
+    scans them), so each reader sorts them, and every reader gives equal records.
+
+    Example:
+        >>> [(m.experiment_id, m.model_id) for m in in_model_order(records)]
+        [('1', 'm-c'), ('2', 'm-a'), ('2', 'm-b')]
+    """
+    return [
+        replace(m, metrics=tuple(sorted(m.metrics, key=metric_order)))
+        for m in sorted(models, key=lambda m: (m.experiment_id, m.model_id))
+    ]
+
+
+def metric_order(metric: ModelMetric) -> tuple[int, int, str, str, str, str]:
+    """The sort key of a model's metrics: time, step, key, dataset, run (MLflow's key of a
+    model's metric values is model, key, time, step and run, so no two have the same).
+
+    Example:
+        >>> metric_order(ModelMetric("rmse", 0.7, 0, 1700000000000, "wine-test", "3c", "r1"))
+        (1700000000000, 0, 'rmse', 'wine-test', '3c', 'r1')
+    """
+    return (
+        -1 if metric.timestamp is None else metric.timestamp,
+        metric.step,
+        metric.key,
+        metric.dataset_name or "",
+        metric.dataset_digest or "",
+        metric.run_id or "",
+    )
+
+
+def status_word(value: Any) -> str | None:
+    """MLflow's Python word (``READY``, ``PENDING``, ``FAILED``, ``UNSPECIFIED``) for a
+    logged model's status as the REST API (``LOGGED_MODEL_READY``), MLflow's entities
+    (``LoggedModelStatus.READY``) or its database (``2``) give it; None for none.
+
+    An unknown status is kept as it is (as text): a newer MLflow's word, not an error.
+
+    Example:
+        >>> [status_word(s) for s in ("LOGGED_MODEL_READY", 1, "FAILED", "")]
+        ['READY', 'PENDING', 'FAILED', None]
+    """
+    if value is None or value == "":
+        return None
+    key = value if isinstance(value, int) and not isinstance(value, bool) else str(value)
+    return _STATUSES.get(key, str(value))
 
 
 def is_missing_endpoint(error: TrackingServerError) -> bool:
@@ -190,9 +253,3 @@ def _metric(data: Mapping[str, Any]) -> ModelMetric:
 
 def _key_values(items: Any) -> dict[str, str]:
     return {str(item["key"]): str(item.get("value", "")) for item in items}
-
-
-def _status(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    return _STATUSES.get(str(value), str(value))

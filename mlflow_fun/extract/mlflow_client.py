@@ -7,7 +7,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from mlflow_fun.errors import ExperimentNotFoundError, TrackingServerError
 from mlflow_fun.extract.http import RetrySettings, strip_credentials
@@ -26,6 +26,9 @@ from mlflow_fun.model import (
     experiment_from_entity,
     run_from_entity,
 )
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +55,50 @@ def is_transient(error: Exception) -> bool:
     """
     code = getattr(error, "error_code", None)
     return code in _TRANSIENT_CODES or bool(_TRANSIENT_TEXT.search(str(error)))
+
+
+def call_mlflow(
+    call: str, function: Callable[[], T], *, where: str, retry: RetrySettings, lookup: bool = True
+) -> T:
+    """``function()`` (a call of MLflow's client), retried while its failure is transient;
+    else one clean error.
+
+    Example:
+        >>> call_mlflow("get_run", partial(client.get_run, run_id), where=uri, retry=retry)
+
+    Args:
+        call: The call's name, for the error and the retry lines.
+        function: The call.
+        where: The tracking URI (without credentials), for the error.
+        retry: How often and how long to retry.
+        lookup: Let "not found" failures through as they are.
+
+    Raises:
+        MlflowException: A ``lookup`` found nothing (``RESOURCE_DOES_NOT_EXIST`` and
+            the like): the caller says which thing was not found.
+        TrackingServerError: Any other failure, or transient ones past the budget.
+    """
+    from mlflow.exceptions import MlflowException
+
+    attempt = 0
+    while True:
+        try:
+            return function()
+        except MlflowException as e:
+            if lookup and e.error_code in NOT_FOUND_CODES:
+                raise
+            failure: Exception = e
+        except Exception as e:  # a store's own errors (SQLAlchemy, files) reach us bare
+            failure = e
+        if not is_transient(failure) or attempt >= retry.max_retries:
+            reason = (str(failure).strip().splitlines() or [type(failure).__name__])[0]
+            raise TrackingServerError(
+                f"MLflow's client failed at {where} ({call}): {reason[:300]}", endpoint=call
+            ) from failure
+        delay = retry.backoff(attempt)
+        logger.info("retrying call=%s attempt=%d wait_s=%.2f", call, attempt + 1, delay)
+        time.sleep(delay)
+        attempt += 1
 
 
 class MlflowClientSource(FilteredSearches):
@@ -91,35 +138,17 @@ class MlflowClientSource(FilteredSearches):
         return f"MlflowClientSource({self.tracking_uri!r})"
 
     def _call(self, call: str, function: Callable[[], T], *, lookup: bool = True) -> T:
-        """``function()``, retried while its failure is transient; else one clean error.
+        """`call_mlflow` at this source's tracking URI, with its retry settings."""
+        return call_mlflow(call, function, where=self.tracking_uri, retry=self.retry, lookup=lookup)
 
-        Raises:
-            MlflowException: A ``lookup`` found nothing (``RESOURCE_DOES_NOT_EXIST`` and
-                the like): the caller says which thing was not found.
-            TrackingServerError: Any other failure, or transient ones past the budget.
+    @property
+    def client(self) -> MlflowClient:
+        """MLflow's client this source calls (as `RestSource.client` is its HTTP client).
+
+        Example:
+            >>> read_logged_models_with_client(source.client, ["1"], retry=source.retry)
         """
-        from mlflow.exceptions import MlflowException
-
-        attempt = 0
-        while True:
-            try:
-                return function()
-            except MlflowException as e:
-                if lookup and e.error_code in NOT_FOUND_CODES:
-                    raise
-                failure: Exception = e
-            except Exception as e:  # a store's own errors (SQLAlchemy, files) reach us bare
-                failure = e
-            if not is_transient(failure) or attempt >= self.retry.max_retries:
-                reason = (str(failure).strip().splitlines() or [type(failure).__name__])[0]
-                raise TrackingServerError(
-                    f"MLflow's client failed at {self.tracking_uri} ({call}): {reason[:300]}",
-                    endpoint=call,
-                ) from failure
-            delay = self.retry.backoff(attempt)
-            logger.info("retrying call=%s attempt=%d wait_s=%.2f", call, attempt + 1, delay)
-            time.sleep(delay)
-            attempt += 1
+        return self._client
 
     def get_experiment(self, experiment_id: str) -> Experiment:
         """Return one experiment; raise `ExperimentNotFoundError` if there is none."""

@@ -17,21 +17,20 @@ from typing import TYPE_CHECKING
 
 from mlflow_fun.config import JobConfig, check_env_references
 from mlflow_fun.errors import ConfigError, JobFailedError, JobStoppedError, one_line
+from mlflow_fun.extract.client_models import read_logged_models_with_client
 from mlflow_fun.extract.logged_models import read_logged_models
+from mlflow_fun.extract.mlflow_client import MlflowClientSource
 from mlflow_fun.extract.open import open_source
 from mlflow_fun.extract.registry import read_model_versions
 from mlflow_fun.extract.rest import RestSource
 from mlflow_fun.load.builder import TableBuilder
 from mlflow_fun.load.lock import JobLock, default_lock_path
-from mlflow_fun.load.logged_models import (
-    LOGGED_MODELS_TABLE,
-    MODEL_METRICS_TABLE,
-    write_logged_models,
-)
+from mlflow_fun.load.logged_models import write_logged_models
 from mlflow_fun.load.plan import resolve_experiments
 from mlflow_fun.load.registry import MODEL_VERSIONS_TABLE, write_model_versions
 from mlflow_fun.load.views import create_analyst_views, resolve_directions
 from mlflow_fun.session import build_spark_session
+from mlflow_fun.transform.naming import LOGGED_MODELS_TABLE, MODEL_METRICS_TABLE
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -212,21 +211,28 @@ def _load_logged_models(
 ) -> None:
     """The experiments' rows of ``<database>.logged_models`` and ``model_metrics``.
 
-    As `_load_registry`: a REST source only (others: one INFO line); a failure is one
-    warning line and the exit code stays 0. A server without ``logged-models/search``
+    Read from a REST source's ``logged-models/search``, with MLflow's client from any other
+    tracking URI (``MlflowClient.search_logged_models``), or with ``--source db`` from
+    MLflow's database (its ``logged_models`` tables). As `_load_registry`, a failure is one
+    warning line and the exit code stays 0. A server or database without logged models
     (MLflow 2.x) is one INFO line and no table is touched.
     """
     tables = f"{LOGGED_MODELS_TABLE} and {MODEL_METRICS_TABLE}"
-    if not isinstance(source, RestSource):
-        logger.info(
-            "logged models skipped: %s are read from a tracking server's REST API, not from %s",
-            tables,
-            source.tracking_uri,
-        )
-        return
     started = time.monotonic()
     try:
-        models = read_logged_models(source.client, experiment_ids)
+        if isinstance(source, RestSource):
+            models = read_logged_models(source.client, experiment_ids)
+        elif isinstance(source, MlflowClientSource):
+            models = read_logged_models_with_client(
+                source.client, experiment_ids, retry=source.retry
+            )
+        else:
+            # SQLAlchemy and the database drivers: only for --source db.
+            from mlflow_fun.extract.database.logged_models import read_logged_models_from_db
+            from mlflow_fun.extract.database.source import DatabaseSource
+
+            assert isinstance(source, DatabaseSource)  # config.source == "db" opened it
+            models = read_logged_models_from_db(source.engine, experiment_ids)
         if models is None:
             logger.info(
                 "%s has no logged models (MLflow 2.x): %s not written",

@@ -21,17 +21,15 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from mlflow_fun.extract.logged_models import LoggedModelRecord
+from mlflow_fun.load.commits import replace_experiments
 from mlflow_fun.load.side_tables import sorted_map
-from mlflow_fun.load.writer import replace_experiments
 from mlflow_fun.transform.frames import arrow_frame
+from mlflow_fun.transform.naming import LOGGED_MODELS_TABLE, MODEL_METRICS_TABLE
 
 # pyspark: the optional [spark] extra, imported inside the functions that use it.
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
     from pyspark.sql.types import StructType
-
-LOGGED_MODELS_TABLE = "logged_models"
-MODEL_METRICS_TABLE = "model_metrics"
 
 _TIMESTAMP = pa.timestamp("ms", tz="UTC")
 

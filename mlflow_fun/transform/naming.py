@@ -169,6 +169,11 @@ HISTORY_TABLE = "metric_history"
 STATUS_TABLE = "mlflow_status"
 
 
+# MLflow 3's logged models (`--with-models`): one row per model, one per metric value.
+LOGGED_MODELS_TABLE = "logged_models"
+MODEL_METRICS_TABLE = "model_metrics"
+
+
 def table_name(experiment_id: str) -> str:
     """The table of an experiment: ``exp_<experiment_id>``."""
     return validate_identifier(f"exp_{experiment_id}", "table")

@@ -305,7 +305,7 @@ def test_a_deleted_model_leaves_and_other_experiments_stay(
         assert parameters["predicate"] == f"experiment_id IN ('{ids['wine']}', '{ids['outside']}')"
 
 
-def test_a_store_without_rest_skips_the_models(
+def test_a_store_uri_reads_the_models_with_mlflows_client(
     spark: Any,
     models: dict[str, Any],
     mlflow_server: LocalMlflowServer,
@@ -321,13 +321,15 @@ def test_a_store_without_rest_skips_the_models(
     )
     with caplog.at_level(logging.INFO, logger="mlflow_fun.load.job"):
         run_job(config, spark=spark, progress=False)
-    skipped = [r.getMessage() for r in caplog.records if "logged models" in r.getMessage()]
-    assert skipped == [
-        "logged models skipped: logged_models and model_metrics are read from a tracking "
-        f"server's REST API, not from {store}"
-    ]
-    assert not spark.catalog.tableExists(f"{database}.logged_models")
-    assert not spark.catalog.tableExists(f"{database}.model_metrics")
+    expected = _mlflow(models["client"], [models["ids"]["wine"]])
+    counts = f"models={len(expected[0])} metrics={len(expected[1])}"
+    written = [r.getMessage() for r in caplog.records if "model_metrics written" in r.getMessage()]
+    assert len(written) == 1 and counts in written[0]
+    model_rows = spark.sql(f"select {MODEL_COLUMNS} from {database}.logged_models").collect()
+    metric_rows = spark.sql(f"select {METRIC_COLUMNS} from {database}.model_metrics").collect()
+    tables = sorted(tuple(r) for r in model_rows), sorted(tuple(r) for r in metric_rows)
+    assert tables == expected
+    assert len(expected[0]) in (2, 3)  # three ElasticNets, one deleted by another test
     assert spark.table(f"{database}.exp_{models['ids']['wine']}").count() == len(SCORES)
 
 
