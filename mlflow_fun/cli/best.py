@@ -110,6 +110,20 @@ def _source(ctx: click.Context, param: click.Parameter, value: str) -> str:
     "value), min or max at any step; the answer names the step. Without it: MLflow's latest "
     "value, no history read. --source table needs a job run with --with-history.",
 )
+@click.option(
+    "--models",
+    is_flag=True,
+    default=False,
+    help="Rank MLflow 3's logged models instead of runs, with the same grammar: a model's "
+    "rmse is its latest value (on --dataset when given), its params are _p_<key> and its "
+    "columns model_id, name, source_run_id, status, creation_time. --source table needs a "
+    "job run with --with-models.",
+)
+@click.option(
+    "--dataset",
+    default=None,
+    help="With --models: the metrics measured on this dataset (its name), e.g. wine-test.",
+)
 @click.option("--top", type=int, default=1, show_default=True, help="How many runs.")
 @output_option(
     "table, csv, json (one document) or jsonl (one object a line); default: "
@@ -169,6 +183,7 @@ def _one_of(ctx: click.Context, names: tuple[str, ...], required: bool) -> None:
 def run_best(args: SimpleNamespace) -> int:
     """Answer the question the flags ask and print it."""
     _check_experiments(args)
+    _check_models(args)
     if args.where:
         try:  # a typo is one line, exit 2, before any pull or Spark start-up
             check_syntax(args.where)
@@ -229,12 +244,42 @@ def _check_experiments(args: SimpleNamespace) -> None:
         )
 
 
+def _check_models(args: SimpleNamespace) -> None:
+    """Check the flags that go with ``--models``, and ``--dataset`` without it.
+
+    Raises:
+        UsageError: ``--dataset`` without ``--models``, or ``--models`` with ``--agg`` or
+            ``--engine spark``.
+    """
+    if not args.models:
+        if args.dataset is not None:
+            raise UsageError("--dataset names the dataset of logged models' metrics: add --models")
+        return
+    if args.agg is not None:
+        raise UsageError("--agg reads runs' metric history; a logged model's metrics have no --agg")
+    if args.engine == "spark":
+        raise UsageError("--models is answered on pandas: use --engine auto or pandas")
+
+
 def _answer_best(args: SimpleNamespace, query: BestQuery, spark: Any) -> int:
     """Answer and print ``query``; ``--source table`` without ``spark`` reads Delta directly."""
     from mlflow_fun.query.answer import answer_query, best_single_metric
 
     experiment_ids = _experiment_ids(args, spark)
-    if (
+    if args.models:
+        from mlflow_fun.query.models import answer_models, read_models
+
+        models = read_models(
+            args.source,
+            experiment_ids,
+            tracking_uri=args.tracking_uri,
+            connection=args.connection,
+            spark=spark,
+            database=args.database,
+            data_dir=args.data_dir,
+        )
+        rows = answer_models(models, query, args.dataset, experiment_ids)
+    elif (
         query.is_single_metric
         and args.agg is None
         and len(experiment_ids) == 1
@@ -270,13 +315,15 @@ def _answer_best(args: SimpleNamespace, query: BestQuery, spark: Any) -> int:
     if output == "tuple":
         if not rows:
             where = f" matching {args.where!r}" if args.where else ""
+            on = f" on dataset {args.dataset!r}" if args.dataset else ""
             raise MetricNotFoundError(
-                f"no run{where} of experiment(s) {', '.join(experiment_ids)} has a value of "
-                f"{', '.join(names)} that is not NaN"
+                f"no {'model' if args.models else 'run'}{where} of experiment(s) "
+                f"{', '.join(experiment_ids)} has a value of {', '.join(names)}{on} that is "
+                "not NaN"
             )
         print((rows[0].run_id, *list(rows[0].values.values())[: 2 if args.agg else 1]))
         return 0
-    header = ["experiment_id", "run_id", *names]
+    header = ["experiment_id", "model_id" if args.models else "run_id", *names]
     print_rows(header, [[r.experiment_id, r.run_id, *r.values.values()] for r in rows], output)
     return 0
 

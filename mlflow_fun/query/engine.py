@@ -9,9 +9,10 @@ answers on both:
 
 Rules: a metric is named by its key (``rmse``) or column (``_m_rmse``), any other column
 by its column name. A run with NULL or NaN in any ordering or Pareto column is skipped.
-Ties go to the earliest ``start_time``, then the smallest ``run_id``. The Pareto front is
-every run that no other run beats on every listed metric (at least as good on all,
-strictly better on one); it is listed in the order of the first metric.
+Ties go to the earliest ``start_time``, then the smallest ``run_id`` (for a table of logged
+models, `MODELS`: the earliest ``creation_time``, then the smallest ``model_id``). The
+Pareto front is every run that no other run beats on every listed metric (at least as good
+on all, strictly better on one); it is listed in the order of the first metric.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlflow_fun.errors import ConfigError, MetricNotFoundError
@@ -42,11 +44,25 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame as SparkDataFrame
 
 
+@dataclass(frozen=True)
+class Entity:
+    """What a table's rows are: the column naming each row and the column that breaks ties
+    (earliest first, before the id)."""
+
+    id_column: str
+    time_column: str
+
+
+RUNS = Entity("run_id", "start_time")
+MODELS = Entity("model_id", "creation_time")
+
+
 def best_runs(
     df: Any,
     order_by: str | Sequence[OrderKey],
     where: str | None = None,
     top: int = 1,
+    entity: Entity = RUNS,
 ) -> list[RankedRun]:
     """The ``top`` best runs of a Spark or pandas run table.
 
@@ -58,6 +74,8 @@ def best_runs(
         order_by: ``"rmse asc, mae asc"`` or `OrderKey` items, most important first.
         where: A condition (see `mlflow_fun.query.condition`), or None.
         top: How many runs.
+        entity: `RUNS`, or `MODELS` for a table of logged models (its ``model_id`` in
+            `RankedRun.run_id`).
 
     Raises:
         MetricNotFoundError: An ordering name is not a column of ``df``.
@@ -68,7 +86,7 @@ def best_runs(
         raise ConfigError("order_by names no column")
     if top < 1:
         raise ConfigError(f"top={top} must be at least 1")
-    table = _Table.of(df)
+    table = _Table.of(df, entity)
     columns = [table.resolve(key.name) for key in keys]
     rows = table.ranked(columns, [k.ascending for k in keys], where, top)
     return [RankedRun(r[0], r[1], dict(zip(columns, r[3:], strict=True))) for r in rows]
@@ -78,6 +96,7 @@ def pareto_front(
     df: Any,
     objectives: Mapping[str, str] | str | Sequence[OrderKey],
     where: str | None = None,
+    entity: Entity = RUNS,
 ) -> list[RankedRun]:
     """The runs that no other run beats on every objective.
 
@@ -88,6 +107,7 @@ def pareto_front(
         df: A table built by mlflow-fun (Spark or pandas DataFrame).
         objectives: metric -> ``min``/``max``, or ``"rmse min, r2 max"``.
         where: A condition, or None.
+        entity: `RUNS` or `MODELS`, as in `best_runs`.
     """
     if isinstance(objectives, str):
         keys = parse_order_by(objectives, ("min", "max"))
@@ -100,7 +120,7 @@ def pareto_front(
         keys = tuple(objectives)
     if not keys:
         raise ConfigError("a Pareto front needs at least one metric")
-    table = _Table.of(df)
+    table = _Table.of(df, entity)
     columns = [table.resolve(key.name) for key in keys]
     directions = [k.ascending for k in keys]
     rows = table.ranked(columns, directions, where, None)
@@ -154,14 +174,17 @@ class _Table(abc.ABC):
         self.df = df
         self.columns = columns  # column name -> family
         self.keys = keys  # column name -> (kind, MLflow key)
+        self.entity = RUNS
 
     @staticmethod
-    def of(df: Any) -> _Table:
+    def of(df: Any, entity: Entity = RUNS) -> _Table:
         import pandas as pd
 
-        if isinstance(df, pd.DataFrame):
-            return _PandasTable.wrap(df)
-        return _SparkTable.wrap(df)
+        table: _Table = (
+            _PandasTable.wrap(df) if isinstance(df, pd.DataFrame) else _SparkTable.wrap(df)
+        )
+        table.entity = entity
+        return table
 
     def resolve(self, name: str) -> str:
         for column in self.columns:
@@ -189,7 +212,7 @@ class _Table(abc.ABC):
     def ranked(
         self, columns: list[str], ascending: list[bool], where: str | None, top: int | None
     ) -> list[tuple[Any, ...]]:
-        """Rows ``(run_id, experiment_id, start_time, *values)`` best first."""
+        """Rows ``(id, experiment_id, time, *values)`` best first (`Entity`'s columns)."""
 
 
 class _PandasTable(_Table):
@@ -219,8 +242,9 @@ class _PandasTable(_Table):
             lambda s: s.astype("Float64") if self.columns[s.name] == NUMBER else s
         )
         df = df[present.notna().all(axis=1)]
+        id_column, time_column = self.entity.id_column, self.entity.time_column
         ordered = df.sort_values(
-            [*columns, "start_time", "run_id"],
+            [*columns, time_column, id_column],
             ascending=[*ascending, True, True],
             na_position="last",
             kind="mergesort",
@@ -228,7 +252,7 @@ class _PandasTable(_Table):
         if top is not None:
             ordered = ordered.head(top)
         return [
-            (str(row["run_id"]), str(row["experiment_id"]), row["start_time"])
+            (str(row[id_column]), str(row["experiment_id"]), row[time_column])
             + tuple(_plain(row[c]) for c in columns)
             for _, row in ordered.iterrows()
         ]
@@ -274,11 +298,12 @@ class _SparkTable(_Table):
             F.col(quote_identifier(c)).asc() if a else F.col(quote_identifier(c)).desc()
             for c, a in zip(columns, ascending, strict=True)
         ]
-        df = df.orderBy(*order, F.col("start_time").asc_nulls_last(), F.col("run_id").asc())
+        id_column, time_column = self.entity.id_column, self.entity.time_column
+        df = df.orderBy(*order, F.col(time_column).asc_nulls_last(), F.col(id_column).asc())
         if top is not None:
             df = df.limit(top)
         selected = df.select(
-            "run_id", "experiment_id", "start_time", *[quote_identifier(c) for c in columns]
+            id_column, "experiment_id", time_column, *[quote_identifier(c) for c in columns]
         )
         return [(r[0], r[1], r[2], *(_plain(v) for v in r[3:])) for r in selected.collect()]
 
