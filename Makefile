@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test test-fast lint demo bench serve clean
+.PHONY: install test test-fast lint demo bench soak serve clean
 
 install: $(STAMP)
 
@@ -37,8 +37,13 @@ demo: install
 bench: install
 	$(PY) scripts/bench.py
 
+# The incremental job back to back under a load generator (not in CI, which runs a short
+# version: tests/integration/test_soak.py). SOAK_ROUNDS=200 by default.
+soak: install
+	$(PY) scripts/soak.py
+
 serve: install
 	$(VENV)/bin/mlflow-fun serve --data_dir .demo/data
 
 clean:
-	rm -rf .demo .bench .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .demo .bench .soak .pytest_cache .mypy_cache .ruff_cache
