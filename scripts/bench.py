@@ -19,8 +19,23 @@ server`` itself), then measures:
    after 1% of its runs changed (`bench_incremental`: its own store and server);
 6. best run: the server's ``order_by`` search vs ``best_run_from_table`` (and, as a
    what-if outside the targets, the same with ``spark.databricks.delta.snapshotPartitions=1``);
-7. per step, the peak RSS of this process and of the Spark driver JVM, and the CPU time of
+7. side tables: the job over every experiment plain, ``--with-history`` (``metric_history``
+   and the ``metric_summary`` view) and ``--with-models --with-registry``
+   (``logged_models``, ``model_metrics``, ``model_versions``), each into a database of its
+   own (a full build each time): each one's time, its extra time as a share of the plain
+   job's, the rows written (checked against the store) and its peak RSS. Not in the
+   targets (the driver peak target stays that of the plain job steps);
+8. per step, the peak RSS of this process and of the Spark driver JVM, and the CPU time of
    each server process.
+
+The store has ``BENCH_STEPS`` values per metric (default 10, steps 0-9, the metric
+history the side-tables step reads), a logged model every ``BENCH_MODELS_EVERY`` runs
+(default 10) and 3 registered models of 3 versions. The other steps read only the latest
+values (``runs/search``, ``latest_metrics``) and no models, so their figures are those of
+a store of 1 step per metric (before the side-tables step, ``loss`` had 3 steps and the
+rest 1): the seeding takes longer and ``mlflow.db`` is larger, nothing else changes.
+``BENCH_ONLY=side_tables`` seeds and serves the same store but runs only the side-tables
+step (no baseline, so no ratios and no targets).
 
 Fair streams: uvicorn keeps a connection on the worker that accepted it, and two
 connections opened at once often land on one worker (it accepts every pending connection
@@ -38,7 +53,8 @@ of issue 8 are checked (PASS/MISS). Results go to stdout and ``.bench/results.js
 
 Sizes come from the environment: ``BENCH_RUNS`` (default 20000), ``BENCH_EXPERIMENTS``
 (10), ``BENCH_STREAMS`` (2), ``BENCH_PAGE_SIZE`` (5000), ``BENCH_REPEATS`` (7, best-run
-calls), ``BENCH_ROUNDS`` (3), ``BENCH_SERVER_WORKERS`` (4). ``BENCH_RUNS=100000 make
+calls), ``BENCH_ROUNDS`` (3), ``BENCH_SERVER_WORKERS`` (4), ``BENCH_STEPS`` (10),
+``BENCH_MODELS_EVERY`` (10), ``BENCH_ONLY`` (empty: every step). ``BENCH_RUNS=100000 make
 bench`` is the 100k run.
 """
 
@@ -51,6 +67,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -66,7 +83,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import requests
-from seed_store import SeededExperiment, SeedResult, seed_store, verify_run
+from seed_store import SeededExperiment, SeedResult, seed_store, verify_models, verify_run
 
 from mlflow_fun.config import JobConfig
 from mlflow_fun.extract.database.source import DatabaseSource
@@ -81,6 +98,8 @@ SNAPSHOT_PARTITIONS = "spark.databricks.delta.snapshotPartitions"
 GIB = 1024**3
 MIB = 1024**2
 LARGE_PAGE = 1_000  # RestSource.iter_runs asks for a new connection after such pages
+REGISTERED_MODELS = 3  # registered models of the seeded registry, 3 versions each
+ONLY_STEPS = ("side_tables",)  # what BENCH_ONLY may name
 T = TypeVar("T")
 
 
@@ -99,6 +118,9 @@ class Settings:
     repeats: int
     rounds: int
     server_workers: int
+    steps: int
+    models_every: int
+    only: str
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -111,6 +133,9 @@ class Settings:
             repeats=_env_int("BENCH_REPEATS", 7, 1),
             rounds=_env_int("BENCH_ROUNDS", 3, 1),
             server_workers=_env_int("BENCH_SERVER_WORKERS", 4, 1),
+            steps=_env_int("BENCH_STEPS", 10, 1),
+            models_every=_env_int("BENCH_MODELS_EVERY", 10, 1),
+            only=_env_only(),
         )
 
 
@@ -125,6 +150,13 @@ def _env_int(name: str, default: int, minimum: int) -> int:
     if value < minimum:
         raise BenchError(f"{name}={value} must be at least {minimum}")
     return value
+
+
+def _env_only() -> str:
+    only = os.environ.get("BENCH_ONLY", "").strip()
+    if only and only not in ONLY_STEPS:
+        raise BenchError(f"BENCH_ONLY={only!r}: empty (every step) or one of {ONLY_STEPS}")
+    return only
 
 
 @dataclass
@@ -182,7 +214,7 @@ class Target:
 class Report:
     """Everything results.json holds."""
 
-    settings: dict[str, int]
+    settings: dict[str, Any]
     environment: dict[str, Any]
     seed: dict[str, Any]
     setup_seconds: dict[str, float] = field(default_factory=dict)
@@ -191,6 +223,8 @@ class Report:
     checks: dict[str, Any] = field(default_factory=dict)
     incremental: str = ""
     incremental_figures: dict[str, Any] = field(default_factory=dict)
+    side_tables: str = ""
+    side_table_figures: dict[str, Any] = field(default_factory=dict)
 
 
 class PeakRss:
@@ -427,9 +461,15 @@ class Bench:
     # -- the steps -------------------------------------------------------------------
 
     def run_all(self) -> None:
-        """Every step in order; Spark starts after the Spark-free steps."""
+        """Every step in order (or only ``BENCH_ONLY``'s); Spark starts after the Spark-free
+        steps."""
         streams = self.settings.streams
         self.warm_server(self.settings.server_workers)
+        if self.settings.only == "side_tables":
+            print("spark", flush=True)
+            self.start_spark()
+            self.side_tables()
+            return
         print("baseline and extractors, 1 stream", flush=True)
         self.measure(
             "raw_rest_1",
@@ -481,6 +521,7 @@ class Bench:
         self.jobs()
         self.incremental()
         self.best_run()
+        self.side_tables()
 
     def best_by_delta(self, experiment_id: str) -> tuple[str, float]:
         """The CLI's answer for ``--source table --data_dir``, in this process."""
@@ -827,6 +868,171 @@ class Bench:
         self.report.checks["best_run_same_answer"] = same
         print(f"  same best run from both: {'yes' if same else 'NO'} {by_server}", flush=True)
 
+    def side_tables(self) -> None:
+        """What the job's optional tables add to it: the same experiments three times, each
+        into a database of its own (a full build every time), plain, ``--with-history``,
+        then ``--with-models --with-registry``.
+
+        Each variant's extra time is given as a share of the plain job's. The rows written
+        are counted and checked against the seeded store (the job turns a failed read or
+        write of the models or the registry into one warning line, so a missing table would
+        otherwise pass for a fast one).
+        """
+        from mlflow_fun.load.job import run_job
+
+        streams = self.settings.streams
+        has_parallelism = "parallelism" in {f.name for f in dataclasses.fields(JobConfig)}
+        parallelism = streams if has_parallelism else 0
+        suffix = f", parallelism={parallelism}" if parallelism else ""
+        everything: dict[str, Any] = {
+            "with_history": True,
+            "with_models": True,
+            "with_registry": True,
+        }
+        best = self.seeded.best_experiment
+        # Not measured: the first Delta write of each kind pays for class loading.
+        warmup = self._job_config("bench_side_warmup", (best.experiment_id,), parallelism)
+        run_job(dataclasses.replace(warmup, **everything), spark=self.spark)
+
+        variants: tuple[tuple[str, str, dict[str, Any], str], ...] = (
+            ("plain", "bench_side_plain", {}, "job"),
+            ("history", "bench_side_history", {"with_history": True}, "job --with-history"),
+            (
+                "models",
+                "bench_side_models",
+                {"with_models": True, "with_registry": True},
+                "job --with-models --with-registry",
+            ),
+        )
+        print(f"side tables: the job over {len(self.ids)} experiments three ways", flush=True)
+        measured: dict[str, Step] = {}
+        own_seconds: dict[str, float] = {}
+        for name, database, options, label in variants:
+            config = dataclasses.replace(
+                self._job_config(database, tuple(self.ids), parallelism), **options
+            )
+
+            def job(config: JobConfig = config) -> int:
+                return self._job_runs(run_job(config, spark=self.spark))
+
+            with job_lines() as job_log:
+                measured[name], _ = self.measure(
+                    f"side_{name}",
+                    f"side tables: {label}, {len(self.ids)} tables{suffix}",
+                    self.total_runs,
+                    job,
+                )
+            own_seconds[name] = sum(
+                float(m.group(1)) for line in job_log.lines if (m := SECONDS.search(line))
+            )
+
+        rows = self._side_rows()
+        seeded = self.seeded.rows
+        expected = {
+            "metric_history": seeded.get("metrics", 0),
+            "logged_models": seeded.get("logged_models", 0),
+            "model_metrics": seeded.get("logged_model_metrics", 0),
+            "model_versions": seeded.get("model_versions", 0),
+        }
+        wrong = [
+            f"{table}: {rows[table]} rows, the store holds {count}"
+            for table, count in expected.items()
+            if rows[table] != count
+        ]
+        if not rows["metric_summary"]:
+            wrong.append("metric_summary: no such view")
+        plain = measured["plain"]
+        figures: dict[str, Any] = {"plain_seconds": plain.seconds, "rows": rows}
+        lines = [
+            f"job {plain.seconds:.1f} s ({self.total_runs:,} runs, {self.settings.steps} "
+            f"steps per metric; peak RSS {(plain.py_peak + plain.jvm_peak) / MIB:,.0f} MiB)"
+        ]
+        for name, what in (
+            ("history", f"{rows['metric_history']:,} metric_history rows + metric_summary"),
+            (
+                "models",
+                f"{rows['logged_models']:,} logged_models, {rows['model_metrics']:,} "
+                f"model_metrics, {rows['model_versions']:,} model_versions",
+            ),
+        ):
+            step = measured[name]
+            extra = step.seconds - plain.seconds
+            share = extra / plain.seconds
+            figures[f"{name}_seconds"] = step.seconds
+            figures[f"{name}_extra_seconds"] = extra
+            figures[f"{name}_extra_share"] = share
+            if own_seconds.get(name):
+                # The job times its models and registry loads itself: a figure that the
+                # noise of a shared machine does not swamp, unlike a difference of two jobs.
+                own = own_seconds[name]
+                figures[f"{name}_own_seconds"] = own
+                what += f"; {own:.1f} s = {own / plain.seconds:.0%} by the job's own log"
+            peak = (step.py_peak + step.jvm_peak) / MIB
+            lines.append(
+                f"{name}: {step.seconds:.1f} s, {extra:+.1f} s = {share:+.0%} of the job "
+                f"({what}; peak RSS {peak:,.0f} MiB)"
+            )
+            step.note = f"{extra:+.1f} s = {share:+.0%} of the plain job; {what}"
+        self.report.checks["side_tables_rows_as_seeded"] = not wrong
+        self.report.checks["side_tables_differences"] = wrong
+        self.report.side_tables = "; ".join(lines)
+        self.report.side_table_figures = figures
+        for line in lines:
+            print(f"    {line}", flush=True)
+        print(
+            "  side tables hold the store's rows: "
+            + ("yes" if not wrong else "NO: " + "; ".join(wrong)),
+            flush=True,
+        )
+
+    def _side_rows(self) -> dict[str, int]:
+        """Rows of the side tables the job wrote (0: no table); 1 if metric_summary exists."""
+        catalog = self.spark.catalog
+
+        def count(database: str, table: str) -> int:
+            name = f"{database}.{table}"
+            return int(self.spark.table(name).count()) if catalog.tableExists(name) else 0
+
+        with spark_conf(self.spark, SNAPSHOT_PARTITIONS, "1"):
+            return {
+                "metric_history": count("bench_side_history", "metric_history"),
+                "metric_summary": int(catalog.tableExists("bench_side_history.metric_summary")),
+                "logged_models": count("bench_side_models", "logged_models"),
+                "model_metrics": count("bench_side_models", "model_metrics"),
+                "model_versions": count("bench_side_models", "model_versions"),
+            }
+
+
+SECONDS = re.compile(r"\bseconds=([0-9.]+)")
+
+
+class JobLines(logging.Handler):
+    """The job's lines about its models and registry tables (``... written ... seconds=N``,
+    or ``... not written``)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if " written " in message:
+            self.lines.append(message)
+
+
+@contextmanager
+def job_lines() -> Iterator[JobLines]:
+    """Collect `JobLines` of ``mlflow_fun.load.job`` inside the block (they print too)."""
+    job_logger = logging.getLogger("mlflow_fun.load.job")
+    handler, level = JobLines(), job_logger.level
+    job_logger.addHandler(handler)
+    job_logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        job_logger.removeHandler(handler)
+        job_logger.setLevel(level)
+
 
 @contextmanager
 def spark_conf(spark: Any, key: str, value: str) -> Iterator[None]:
@@ -941,7 +1147,10 @@ def compare_tables(spark: Any, left: str, right: str, experiment_ids: Sequence[s
 
 
 def add_ratios(report: Report, raw_rate: float) -> None:
-    """Fill each step's ratios to the baseline (raw REST at BENCH_STREAMS streams) of this run."""
+    """Fill each step's ratios to the baseline (raw REST at BENCH_STREAMS streams) of this run
+    (none when the baseline was not measured: ``BENCH_ONLY``)."""
+    if not raw_rate:
+        return
     for step in report.steps:
         baseline_seconds = step.runs / raw_rate
         step.rate_vs_raw = step.rate / raw_rate
@@ -1080,9 +1289,11 @@ def print_report(report: Report) -> None:
     for s in report.steps:
         seconds = f"{s.seconds:.3f}" if s.seconds < 1 else f"{s.seconds:.2f}"
         jvm = f"{s.jvm_peak / MIB:,.0f}" if s.jvm_peak else "-"
+        # No ratios without a baseline (BENCH_ONLY).
+        to_raw = [f"{r:.2f}" if r else "-" for r in (s.rate_vs_raw, s.time_vs_raw)]
         print(
-            f"{s.label[:62]:<62} {s.runs:>7} {seconds:>8} {s.rate:>9,.0f} {s.rate_vs_raw:>8.2f} "
-            f"{s.time_vs_raw:>8.2f} {s.py_peak / MIB:>7,.0f} {jvm:>7}"
+            f"{s.label[:62]:<62} {s.runs:>7} {seconds:>8} {s.rate:>9,.0f} {to_raw[0]:>8} "
+            f"{to_raw[1]:>8} {s.py_peak / MIB:>7,.0f} {jvm:>7}"
         )
     print(
         "rate/raw = runs/s / baseline runs/s; time/raw = seconds / seconds the baseline takes "
@@ -1093,7 +1304,10 @@ def print_report(report: Report) -> None:
         details = "; ".join(d for d in (s.note, s.server_split) if d)
         if details:
             print(f"  {s.label}: {details}")
-    print(f"incremental refresh at 1% change: {report.incremental}")
+    if report.incremental:
+        print(f"incremental refresh at 1% change: {report.incremental}")
+    if report.side_tables:
+        print(f"side tables: {report.side_tables}")
     print()
     for t in report.targets:
         verdict = "PASS" if t.passed else "MISS"
@@ -1143,15 +1357,28 @@ def main() -> int:
     shutil.rmtree(BENCH, ignore_errors=True)
     print(
         f"bench: {settings.runs} runs in {settings.experiments} experiments, "
-        f"{settings.streams} streams, page size {settings.page_size}; load average "
-        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
+        f"{settings.streams} streams, page size {settings.page_size}"
+        + (f", only {settings.only}" if settings.only else "")
+        + f"; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
         flush=True,
     )
-    seeded = seed_store(server.root, runs=settings.runs, experiments=settings.experiments)
+    seeded = seed_store(
+        server.root,
+        runs=settings.runs,
+        experiments=settings.experiments,
+        steps=settings.steps,
+        models_every=settings.models_every,
+        registered_models=REGISTERED_MODELS,
+    )
     for experiment in seeded.experiments:
         if experiment.first_run is not None:
             verify_run(seeded.db_url, experiment.first_run)
-    print(f"seeded {seeded.run_count} runs in {seeded.seconds:.1f} s ({seeded.db_path})")
+    verify_models(seeded.db_url, seeded)
+    print(
+        f"seeded {seeded.run_count} runs ({settings.steps} steps per metric, "
+        f"{len(seeded.models)} logged models, {len(seeded.versions)} model versions) in "
+        f"{seeded.seconds:.1f} s ({seeded.db_path})"
+    )
     report = Report(
         settings=dataclasses.asdict(settings),
         environment=environment(),

@@ -119,3 +119,18 @@ def test_every_experiment_searches_back_with_nan_where_logged(
 def test_an_existing_store_is_refused(seed_store: ModuleType, seeded: Any) -> None:
     with pytest.raises(seed_store.SeedError, match="exists"):
         seed_store.seed_store(seeded.db_path.parent, runs=5, experiments=1, best_runs=0)
+
+
+def test_bad_side_options_are_refused(seed_store: ModuleType, tmp_path: Any) -> None:
+    with pytest.raises(seed_store.SeedError, match="steps=0 must be at least 1"):
+        seed_store.seed_store(tmp_path / "a", runs=5, experiments=1, best_runs=0, steps=0)
+    with pytest.raises(seed_store.SeedError, match="registered_models=3 needs"):
+        seed_store.seed_store(
+            tmp_path / "b",
+            runs=5,
+            experiments=1,
+            best_runs=0,
+            models_every=5,
+            registered_models=3,
+        )
+    assert not (tmp_path / "b").exists()  # refused before the store was made
