@@ -118,6 +118,11 @@ class DatabaseError(MlflowFunError):
     """MLflow's database could not be reached or a query on it failed (no password shown)."""
 
 
+class DatabaseUnavailableError(DatabaseError):
+    """The database went away or is not back yet (a restart, a dropped connection): a read
+    may be tried again."""
+
+
 def one_line(error: BaseException) -> str:
     """The first line of ``error``'s message; a foreign error is prefixed with its type.
 

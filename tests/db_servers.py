@@ -71,27 +71,95 @@ def ensure_installed() -> None:
 @contextmanager
 def postgres_server() -> Iterator[str]:
     """A throwaway PostgreSQL on 127.0.0.1; yields ``postgresql+psycopg2://…/mlflow``."""
+    with restartable_postgres() as server:
+        yield server.url
+
+
+class PostgresServer:
+    """A running throwaway PostgreSQL that a fault test can `stop` and `start` again on the
+    same port and data directory (see `restartable_postgres`)."""
+
+    def __init__(self, base: Path, port: int, run_as: dict[str, Any], url: str) -> None:
+        self.base, self.port, self.run_as, self.url = base, port, run_as, url
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the server (again) and wait until it takes connections."""
+        import psycopg2
+
+        bin_dir = postgres_bin()
+        assert bin_dir is not None
+        log = self.base / "server.log"
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen(
+                [
+                    str(bin_dir / "postgres"),
+                    "-D",
+                    str(self.base / "data"),
+                    "-p",
+                    str(self.port),
+                    "-k",
+                    str(self.base),
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "synchronous_commit=off",
+                    "-c",
+                    "full_page_writes=off",
+                ],
+                cwd=self.base,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **self.run_as,
+            )
+        admin = _wait(
+            lambda: psycopg2.connect(
+                host=str(self.base), port=self.port, user="postgres", dbname="postgres"
+            ),
+            self.process,
+            log,
+        )
+        admin.close()
+        logger.info("postgres up port=%d pid=%d", self.port, self.process.pid)
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT): open sessions end, as when a database host restarts."""
+        if self.process is not None:
+            _stop(self.process, signal.SIGINT)
+            self.process = None
+
+
+@contextmanager
+def restartable_postgres() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL on 127.0.0.1 with a database ``mlflow``; yields the server.
+
+    Example:
+        >>> with restartable_postgres() as pg:
+        ...     pg.stop(); pg.start()   # same port, same data, same url
+    """
     import psycopg2
 
     ensure_installed()
     bin_dir = postgres_bin()
     assert bin_dir is not None
-    as_root = os.geteuid() == 0
     run_as: dict[str, Any] = {}
     base = Path(tempfile.mkdtemp(prefix="mlflow-fun-pg-"))
-    if as_root:
+    if os.geteuid() == 0:
         owner = pwd.getpwnam("postgres")
         os.chown(base, owner.pw_uid, owner.pw_gid)
         run_as = {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []}
-    data, log = base / "data", base / "server.log"
     password, port = secrets.token_hex(12), free_port()
-    process: subprocess.Popen[bytes] | None = None
+    url = f"postgresql+psycopg2://{USER}:{password}@127.0.0.1:{port}/{DATABASE}"
+    server = PostgresServer(base, port, run_as, url)
     try:
         subprocess.run(
             [
                 str(bin_dir / "initdb"),
                 "-D",
-                str(data),
+                str(base / "data"),
                 "-U",
                 "postgres",
                 "-E",
@@ -106,46 +174,16 @@ def postgres_server() -> Iterator[str]:
             capture_output=True,
             **run_as,
         )
-        with open(log, "ab") as out:
-            process = subprocess.Popen(
-                [
-                    str(bin_dir / "postgres"),
-                    "-D",
-                    str(data),
-                    "-p",
-                    str(port),
-                    "-k",
-                    str(base),
-                    "-c",
-                    "listen_addresses=127.0.0.1",
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "synchronous_commit=off",
-                    "-c",
-                    "full_page_writes=off",
-                ],
-                cwd=base,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                **run_as,
-            )
-        admin = _wait(
-            lambda: psycopg2.connect(host=str(base), port=port, user="postgres", dbname="postgres"),
-            process,
-            log,
-        )
+        server.start()
+        admin = psycopg2.connect(host=str(base), port=port, user="postgres", dbname="postgres")
         admin.autocommit = True
         with admin.cursor() as cursor:
             cursor.execute(f"CREATE ROLE {USER} LOGIN PASSWORD %s", (password,))
             cursor.execute(f"CREATE DATABASE {DATABASE} OWNER {USER}")
         admin.close()
-        logger.info("postgres up port=%d pid=%d", port, process.pid)
-        yield f"postgresql+psycopg2://{USER}:{password}@127.0.0.1:{port}/{DATABASE}"
+        yield server
     finally:
-        if process is not None:
-            _stop(process, signal.SIGINT)  # fast shutdown: ends open sessions
+        server.stop()
         shutil.rmtree(base, ignore_errors=True)
 
 

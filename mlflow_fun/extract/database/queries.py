@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from mlflow_fun.errors import ConfigError, DatabaseError
+from mlflow_fun.errors import ConfigError
 from mlflow_fun.extract.database.schema import (
     DATASETS,
     EXPERIMENTS,
@@ -25,8 +25,7 @@ from mlflow_fun.extract.database.schema import (
     PARAMS,
     RUNS,
     TAGS,
-    first_error_line,
-    safe_url,
+    database_error,
 )
 from mlflow_fun.model import CONTEXT_TAG, DatasetInput, MetricPoint, RunRecord, sorted_inputs
 
@@ -248,8 +247,7 @@ def execute_raw(conn: Connection, statement: str, args: Any) -> list[Any]:
         cursor.execute(statement, args)
         return list(cursor.fetchall())
     except conn.dialect.loaded_dbapi.Error as e:
-        reason = first_error_line(e, conn.engine.url)
-        raise DatabaseError(f"query on database {safe_url(conn.engine)} failed: {reason}") from e
+        raise database_error(e, conn.engine, "query on database", "failed", cursor=cursor) from e
     finally:
         cursor.close()
 
@@ -369,17 +367,22 @@ def view_stages(view_type: str) -> tuple[str, ...]:
     return stages
 
 
-def run_rows_after(
+def run_keys_after(
     selection: tuple[sa.ColumnElement[bool], ...], cursor: Cursor | None, size: int
 ) -> sa.Select[Any]:
-    """The next ``size`` rows of ``runs`` matching ``selection`` after ``cursor``
-    (columns of `RUN_COLUMNS`, then the sort key), in MLflow's order."""
+    """The next ``size`` runs matching ``selection`` after ``cursor``, in MLflow's order:
+    ``(run_uuid, sort key)`` rows."""
     return (
-        sa.select(*RUN_COLUMNS, RUN_ORDER.key)
+        sa.select(RUNS.c.run_uuid, RUN_ORDER.key)
         .where(*selection, *([RUN_ORDER.after(cursor)] if cursor else []))
         .order_by(*RUN_ORDER.order_by())
         .limit(size)
     )
+
+
+def runs_by_id(selection: tuple[sa.ColumnElement[bool], ...], ids: Sequence[str]) -> sa.Select[Any]:
+    """The ``runs`` rows (`RUN_COLUMNS`, the sort key) of ``ids`` that match ``selection``."""
+    return sa.select(*RUN_COLUMNS, RUN_ORDER.key).where(RUNS.c.run_uuid.in_(list(ids)), *selection)
 
 
 def history_points(conn: Connection, wanted: Mapping[str, frozenset[str]]) -> list[MetricPoint]:

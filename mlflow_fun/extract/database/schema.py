@@ -13,7 +13,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from mlflow_fun.errors import ConfigError, DatabaseError, SchemaMismatchError
+from mlflow_fun.errors import (
+    ConfigError,
+    DatabaseError,
+    DatabaseUnavailableError,
+    SchemaMismatchError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -229,30 +234,84 @@ def _check_sqlite_file(url: URL) -> None:
         )
 
 
+# Words of a driver's message that say the server is not there (yet): refused, restarting,
+# timed out. A wrong password or a missing table says none of them and is not retried.
+_UNAVAILABLE_WORDS = (
+    "connection refused",
+    "could not connect",
+    "can't connect",
+    "lost connection",
+    "starting up",
+    "shutting down",
+    "not yet accepting connections",
+    "timed out",
+    "timeout expired",
+    "database is locked",
+)
+
+
 @contextmanager
-def connect(engine: Engine) -> Iterator[Connection]:
+def connect(engine: Engine, *, snapshot: bool = False) -> Iterator[Connection]:
     """A connection of ``engine``; driver errors become `DatabaseError` without the password.
 
+    With ``snapshot``, every query on the connection sees one state of the database: a
+    ``REPEATABLE READ`` transaction (PostgreSQL, MySQL), an explicit read transaction
+    (sqlite), rolled back at the end. The connection must be used for reads only.
+
     Example:
-        >>> with connect(engine) as conn:
+        >>> with connect(engine, snapshot=True) as conn:
         ...     conn.execute(sa.text("select 1")).scalar()
 
     Raises:
-        DatabaseError: The database is unreachable, refused the login, or a query failed.
+        DatabaseUnavailableError: The database is unreachable or dropped the connection.
+        DatabaseError: It refused the login, or a query failed.
     """
     try:
         conn = engine.connect()
     except sa.exc.SQLAlchemyError as e:
-        raise DatabaseError(
-            f"cannot connect to database {safe_url(engine)}: {first_error_line(e, engine.url)}"
-        ) from e
+        raise database_error(e, engine, "cannot connect to database", connecting=True) from e
     try:
         with conn:
+            if snapshot:
+                _begin_snapshot(conn)
             yield conn
     except sa.exc.SQLAlchemyError as e:
-        raise DatabaseError(
-            f"query on database {safe_url(engine)} failed: {first_error_line(e, engine.url)}"
-        ) from e
+        raise database_error(e, engine, "query on database", "failed") from e
+
+
+def _begin_snapshot(conn: Connection) -> None:
+    if conn.dialect.name == "sqlite":
+        # pysqlite opens no transaction for a SELECT: without BEGIN each query would read
+        # the store as it is at that moment.
+        conn.connection.driver_connection.execute("BEGIN")  # type: ignore[union-attr]
+    else:
+        conn.execution_options(isolation_level="REPEATABLE READ")
+
+
+def database_error(
+    error: Exception,
+    engine: Engine,
+    before: str,
+    after: str = "",
+    *,
+    connecting: bool = False,
+    cursor: Any = None,
+) -> DatabaseError:
+    """The project's error for a driver's ``error``: `DatabaseUnavailableError` when the
+    server is not there or dropped the connection, else `DatabaseError`; one line, no
+    password (``before <url> after: <driver's first line>``)."""
+    reason = first_error_line(error, engine.url)
+    message = f"{before} {safe_url(engine)}{' ' + after if after else ''}: {reason}"
+    orig = getattr(error, "orig", None) or error
+    dropped = bool(getattr(error, "connection_invalidated", False))
+    dbapi = engine.dialect.loaded_dbapi
+    if not dropped and isinstance(orig, dbapi.Error):
+        dropped = engine.dialect.is_disconnect(orig, None, cursor)
+    lowered = reason.lower()
+    named = any(word in lowered for word in _UNAVAILABLE_WORDS)
+    if dropped or (named and (connecting or isinstance(orig, dbapi.OperationalError))):
+        return DatabaseUnavailableError(message)
+    return DatabaseError(message)
 
 
 def first_error_line(error: Exception, url: URL) -> str:

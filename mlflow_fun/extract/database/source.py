@@ -23,7 +23,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,8 +32,6 @@ from sqlalchemy.engine import Connection, Engine
 from mlflow_fun.errors import ConfigError, ExperimentNotFoundError
 from mlflow_fun.extract.database.queries import (
     EXPERIMENT_ORDER,
-    RUN_COLUMNS,
-    RUN_ORDER,
     RUN_ROWS_PER_QUERY,
     Cursor,
     checked_run_ids,
@@ -42,19 +40,20 @@ from mlflow_fun.extract.database.queries import (
     history_points,
     ids_per_query,
     parse_experiment_id,
-    run_rows_after,
+    run_keys_after,
+    runs_by_id,
     to_records,
     view_stages,
 )
+from mlflow_fun.extract.database.reader import Reader
 from mlflow_fun.extract.database.schema import (
     EXPERIMENT_TAGS,
     EXPERIMENTS,
     RUNS,
-    check_schema,
-    connect,
     open_engine,
     safe_url,
 )
+from mlflow_fun.extract.http import RetrySettings
 from mlflow_fun.extract.source import DEFAULT_PAGE_SIZE, EXPERIMENTS_PAGE_SIZE, MAX_PAGE_SIZE
 from mlflow_fun.model import Experiment, MetricPoint, RunRecord
 
@@ -69,6 +68,12 @@ class DatabaseSource:
     +-inf as +-1.7976931348623157e308 and so does this source). Runs come in MLflow's
     default order (``start_time`` descending, then ``run_id``; runs without a start time
     last); experiments newest first, then by id.
+
+    Consistent and patient: a batch of runs is read in one snapshot of the database (its
+    ``runs`` rows and all their metrics, params, tags and inputs), so a run being logged
+    while the source reads is seen whole as it was at one moment, never half old and half
+    new. A read that fails because the database is restarting or dropped the connection
+    is read again, with the HTTP client's budget (`RetrySettings`).
 
     Limits: ``filter_string`` and ``order_by`` must be empty (MLflow's search grammar is
     not re-implemented; use `RestSource` for them). Experiments of every workspace are read.
@@ -90,6 +95,8 @@ class DatabaseSource:
         env: Where ``MLFLOW_FUN_DB_PASSWORD`` is read; ``os.environ`` by default.
         run_rows_per_query: Rows of ``runs`` one keyset query reads (default: the larger
             of ``page_size`` and `RUN_ROWS_PER_QUERY`).
+        retry: How reads are retried when the database is unavailable; by default
+            MLflow's ``MLFLOW_HTTP_REQUEST_*`` variables in ``env``.
 
     Raises:
         ConfigError: A bad URL, a missing driver or a page size out of range.
@@ -102,6 +109,7 @@ class DatabaseSource:
         page_size: int = DEFAULT_PAGE_SIZE,
         env: Mapping[str, str] | None = None,
         run_rows_per_query: int | None = None,
+        retry: RetrySettings | None = None,
     ) -> None:
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ConfigError(f"page_size={page_size} must be between 1 and {MAX_PAGE_SIZE}")
@@ -111,8 +119,7 @@ class DatabaseSource:
         self.page_size = page_size
         self.run_rows_per_query = run_rows_per_query or max(page_size, RUN_ROWS_PER_QUERY)
         self.tracking_uri = safe_url(self.engine)
-        self._schema_checked = False
-        self._has_inputs = False
+        self._reader = Reader(self.engine, retry or RetrySettings.from_env(env))
 
     def __repr__(self) -> str:
         return f"DatabaseSource({self.tracking_uri!r}, page_size={self.page_size})"
@@ -127,14 +134,6 @@ class DatabaseSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def _connect(self) -> AbstractContextManager[Connection]:
-        if not self._schema_checked:
-            check_schema(self.engine)
-            inspector = sa.inspect(self.engine)
-            self._has_inputs = all(inspector.has_table(t) for t in ("inputs", "datasets"))
-            self._schema_checked = True
-        return connect(self.engine)
 
     def get_experiment(self, experiment_id: str) -> Experiment:
         """Return one experiment; raise `ExperimentNotFoundError` if there is none.
@@ -192,14 +191,15 @@ class DatabaseSource:
         )
         if limit is not None:
             query = query.limit(limit)
-        with self._connect() as conn:
-            rows = conn.execute(query).all()
-            if not rows:
-                return [], None
-            ids = [row.experiment_id for row in rows]
-            tag_rows = conn.execute(
-                sa.select(EXPERIMENT_TAGS).where(EXPERIMENT_TAGS.c.experiment_id.in_(ids))
-            ).all()
+
+        def read(conn: Connection) -> tuple[list[Any], list[Any]]:
+            rows = list(conn.execute(query).all())
+            tags_of = EXPERIMENT_TAGS.c.experiment_id.in_([row.experiment_id for row in rows])
+            return rows, list(conn.execute(sa.select(EXPERIMENT_TAGS).where(tags_of)).all())
+
+        rows, tag_rows = self._reader.read(read, snapshot=True)
+        if not rows:
+            return [], None
         tags: dict[int, dict[str, str]] = defaultdict(dict)
         for tag in tag_rows:
             tags[tag.experiment_id][tag.key] = "" if tag.value is None else str(tag.value)
@@ -287,9 +287,9 @@ class DatabaseSource:
     ) -> Iterator[RunRecord]:
         """Yield the runs among ``run_ids`` that belong to the experiment and the view type.
 
-        Ids are de-duplicated and asked for up to `RUN_IDS_PER_QUERY` at a time; ids that do not
-        exist, belong to another experiment or have another lifecycle stage are skipped,
-        as `RestSource.iter_runs_by_id` does.
+        Ids are de-duplicated and asked for up to `RUN_IDS_PER_QUERY` at a time, in the order
+        given, each chunk in one snapshot; ids that do not exist, belong to another experiment
+        or have another lifecycle stage are skipped, as `RestSource.iter_runs_by_id` does.
 
         Example:
             >>> [r.run_id for r in source.iter_runs_by_id("1", ids, "DELETED_ONLY")]
@@ -302,20 +302,11 @@ class DatabaseSource:
         number = self._experiment_number(experiment_id)
         ids = checked_run_ids(run_ids)
         per_query = ids_per_query(self.engine)
+        selection = (RUNS.c.experiment_id == number, RUNS.c.lifecycle_stage.in_(stages))
         for start in range(0, len(ids), per_query):
-            query = (
-                sa.select(*RUN_COLUMNS, RUN_ORDER.key)
-                .where(
-                    RUNS.c.run_uuid.in_(ids[start : start + per_query]),
-                    RUNS.c.experiment_id == number,
-                    RUNS.c.lifecycle_stage.in_(stages),
-                )
-                .order_by(*RUN_ORDER.order_by())
-            )
-            with self._connect() as conn:
-                rows = conn.execute(query).all()
-                children = child_rows(conn, [row[0] for row in rows], per_query, self._has_inputs)
-            yield from to_records(rows, *children)
+            chunk = ids[start : start + per_query]
+            read = partial(self._batch, selection=selection, ids=chunk, per_query=per_query)
+            yield from self._reader.read(read, snapshot=True)
 
     def page_search(self) -> None:
         """None: this source is read by one stream per experiment."""
@@ -346,8 +337,7 @@ class DatabaseSource:
             yield from self._history(wanted)
 
     def _history(self, wanted: Mapping[str, frozenset[str]]) -> list[MetricPoint]:
-        with self._connect() as conn:
-            return history_points(conn, wanted)
+        return self._reader.read(lambda conn: history_points(conn, wanted))
 
     def _experiment_number(self, experiment_id: str) -> int:
         number = parse_experiment_id(experiment_id)
@@ -361,33 +351,41 @@ class DatabaseSource:
     def _iter_batches(
         self, selection: tuple[sa.ColumnElement[bool], ...], max_results: int | None
     ) -> Iterator[RunRecord]:
-        """Runs matching ``selection`` in MLflow's order: ``run_rows_per_query`` rows of
-        ``runs`` per keyset query, their children ``page_size`` runs at a time."""
+        """Runs matching ``selection`` in MLflow's order.
+
+        A keyset query names the next ``run_rows_per_query`` runs (id and sort key); then
+        each ``page_size`` of them is read whole in one snapshot: their ``runs`` rows again
+        (a run deleted since the keyset query is skipped) and their children.
+        """
         cursor: Cursor | None = None
         remaining = max_results
         per_query = ids_per_query(self.engine)
         while remaining is None or remaining > 0:
             size = self.run_rows_per_query
             size = size if remaining is None else min(size, remaining)
-            rows = self._run_rows(selection, cursor, size)
-            for start in range(0, len(rows), self.page_size):
+            query = run_keys_after(selection, cursor, size)
+            keys: list[Any] = self._reader.read(partial(fetch_rows, query=query))
+            for start in range(0, len(keys), self.page_size):
                 began = time.monotonic()
-                chunk = rows[start : start + self.page_size]
-                with self._connect() as conn:
-                    children = child_rows(
-                        conn, [row[0] for row in chunk], per_query, self._has_inputs
-                    )
-                batch = to_records(chunk, *children)
+                ids = [key[0] for key in keys[start : start + self.page_size]]
+                read = partial(self._batch, selection=selection, ids=ids, per_query=per_query)
+                batch = self._reader.read(read, snapshot=True)
                 logger.debug("run batch runs=%d seconds=%.3f", len(batch), time.monotonic() - began)
                 yield from batch
-            if len(rows) < size:
+            if len(keys) < size:
                 return
-            cursor = (rows[-1][-1], rows[-1][0])
+            cursor = (keys[-1][1], keys[-1][0])
             if remaining is not None:
-                remaining -= len(rows)
+                remaining -= len(keys)
 
-    def _run_rows(
-        self, selection: tuple[sa.ColumnElement[bool], ...], cursor: Cursor | None, size: int
-    ) -> list[Any]:
-        with self._connect() as conn:
-            return fetch_rows(conn, run_rows_after(selection, cursor, size))
+    def _batch(
+        self,
+        conn: Connection,
+        selection: tuple[sa.ColumnElement[bool], ...],
+        ids: list[str],
+        per_query: int,
+    ) -> list[RunRecord]:
+        """The runs ``ids`` that still match ``selection``, in the order of ``ids``."""
+        found = {row[0]: row for row in fetch_rows(conn, runs_by_id(selection, ids))}
+        rows = [found[run_id] for run_id in ids if run_id in found]
+        return to_records(rows, *child_rows(conn, list(found), per_query, self._reader.has_inputs))
