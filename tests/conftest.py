@@ -48,8 +48,10 @@ LONGEST_FIRST = (
     "test_wheel.py",
     "test_mlflow_versions.py",
     "test_databricks.py",
+    "test_metastore_restart.py",
     "test_moved_data_dir.py",
     "test_class_archive.py",
+    "test_database_faults.py",
     "test_best_at_any_step.py",
     "test_two_jobs.py",
     "test_logged_model_sources.py",
@@ -58,6 +60,7 @@ LONGEST_FIRST = (
     "test_logged_models.py",
     "test_registry.py",
     "test_sql_without_jvm.py",
+    "test_volume_full.py",
 )
 
 

@@ -11,6 +11,7 @@ never load Spark, SQLAlchemy or the writers. ``spark-submit jobs/build_tables.py
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Sequence
 
@@ -73,7 +74,45 @@ def main(argv: Sequence[str] | None = None, prog_name: str = "mlflow-fun") -> in
     except KeyboardInterrupt:
         print(f"{prog_name}: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:
+        if e.errno not in _DISK_ADVICE:
+            raise
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"{prog_name}: error: {e.strerror}{where}: {_DISK_ADVICE[e.errno]}", file=sys.stderr)
+        return 1
+    except Exception as e:
+        if not type(e).__module__.startswith(("pyspark", "py4j")):
+            raise
+        # Spark failed outside an experiment's own write (its catalog, the status table): a
+        # full volume under the metastore, a lost metastore. Say it in one line.
+        print(f"{prog_name}: error: Spark failed: {_spark_reason(e)}", file=sys.stderr)
+        return 1
     return int(code or 0)
+
+
+def _spark_reason(error: Exception) -> str:
+    """The first line of a Spark error, and of its deepest Java cause if the JVM still
+    answers (the cause names the disk or the connection; the first line often does not)."""
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    try:
+        cause = getattr(error, "java_exception", None) or getattr(error, "_origin", None)
+        root = None
+        while cause is not None:
+            root, cause = cause, cause.getCause()
+        deepest = str(root.toString()).splitlines()[0] if root is not None else ""
+    except Exception:  # the JVM is gone: the first line is all there is
+        deepest = ""
+    return f"{first}; cause: {deepest}" if deepest and deepest not in first else first
+
+
+# What to do when the data dir's volume refuses a write; other OS errors keep their traceback.
+_DISK_ADVICE = {
+    errno.ENOSPC: "free space on the data dir's volume (`mlflow-fun maintain` vacuums the "
+    "files old table versions left) and run again; every table is as the last run left it",
+    errno.EDQUOT: "the disk quota is used up: free space or raise the quota, and run again",
+    errno.EROFS: "the data dir's volume is read-only: choose a writable --data-dir",
+    errno.EACCES: "this user may not write there: fix the permissions or choose another --data-dir",
+}
 
 
 def job_main(argv: Sequence[str] | None = None, prog: str = "build_tables.py") -> int:

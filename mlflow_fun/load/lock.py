@@ -56,8 +56,12 @@ class JobLock:
                 "to finish, or give this run its own --lock_file if it writes elsewhere"
             ) from None
         started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} since {started}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} since {started}\n".encode(), 0)
+        except OSError as e:  # a full volume: say which file, hold nothing
+            os.close(fd)
+            raise OSError(e.errno, e.strerror, self.path) from e
         self._fd = fd
         return self
 
