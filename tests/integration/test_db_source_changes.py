@@ -239,3 +239,15 @@ def test_metric_history_reads_only_the_keys_of_the_records(changes: ChangeStore)
         assert list(database.iter_metric_history([])) == []
     assert sorted((p.key, p.value, p.step) for p in points) == [("loss", 1.0, 3), ("loss", 1.5, 5)]
     assert _points(points) == _points(changes.rest().iter_metric_history([only_loss]))
+
+
+def test_runs_read_in_many_in_lists_equal_rest(
+    changes: ChangeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(queries, "RUN_IDS_PER_QUERY", 2)  # a batch's runs asked 2 ids at a time
+    by_rest = list(changes.rest().iter_runs(changes.experiment_id, run_view_type="ALL"))
+    with changes.database() as database:
+        runs = list(database.iter_runs(changes.experiment_id, run_view_type="ALL"))
+    assert [r.run_id for r in runs] == [r.run_id for r in by_rest]  # MLflow's order
+    assert sorted(map(_comparable, runs)) == sorted(map(_comparable, by_rest))
+    assert len(runs) == len(PLAN)

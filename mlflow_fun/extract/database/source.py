@@ -385,7 +385,12 @@ class DatabaseSource:
         ids: list[str],
         per_query: int,
     ) -> list[RunRecord]:
-        """The runs ``ids`` that still match ``selection``, in the order of ``ids``."""
-        found = {row[0]: row for row in fetch_rows(conn, runs_by_id(selection, ids))}
+        """The runs ``ids`` that still match ``selection``, in the order of ``ids``
+        (``per_query`` ids to an IN list, as the children are asked for)."""
+        found = {
+            row[0]: row
+            for start in range(0, len(ids), per_query)
+            for row in fetch_rows(conn, runs_by_id(selection, ids[start : start + per_query]))
+        }
         rows = [found[run_id] for run_id in ids if run_id in found]
         return to_records(rows, *child_rows(conn, list(found), per_query, self._reader.has_inputs))
