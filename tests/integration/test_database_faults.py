@@ -175,10 +175,10 @@ def test_a_batch_is_one_state_while_writers_commit(
     changed together by every writer's transaction, always agree."""
     if store == "sqlite":
         url, experiment_id = _sqlite_store(tmp_path)
-        write = _sqlite_writer(url)
+        write = _writer(url, connect_args={"timeout": 30})
     else:
         server, experiment_id = postgres_store
-        url, write = server.url, _postgres_writer(server.url)
+        url, write = server.url, _writer(server.url, pool_size=2)
     stop = threading.Event()
     commits = [0]
 
@@ -205,13 +205,8 @@ def test_a_batch_is_one_state_while_writers_commit(
     assert commits[0] > 100, commits  # the writers really ran during the reads
 
 
-def _postgres_writer(url: str) -> Callable[[int], None]:
-    engine = sa.create_engine(url, pool_size=2)
-    return lambda n: _write(engine, n)
-
-
-def _sqlite_writer(url: str) -> Callable[[int], None]:
-    engine = sa.create_engine(url, connect_args={"timeout": 30})
+def _writer(url: str, **engine_args: Any) -> Callable[[int], None]:
+    engine = sa.create_engine(url, **engine_args)
     return lambda n: _write(engine, n)
 
 
