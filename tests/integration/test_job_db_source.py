@@ -261,7 +261,8 @@ def test_bad_connections_are_one_line_and_write_nothing(tmp_path: Path) -> None:
             f"postgresql+psycopg2://mlflow:s3cret-pw@127.0.0.1:{port}/mlflow",
             f"mlflow-fun: error: cannot connect to database postgresql+psycopg2://mlflow@"
             f'127.0.0.1:{port}/mlflow: connection to server at "127.0.0.1", port {port} failed: '
-            "Connection refused",
+            "Connection refused (tried 3 times; MLFLOW_HTTP_REQUEST_MAX_RETRIES and "
+            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR set how long to wait)",
         ),
         (
             f"sqlite:///{missing}",

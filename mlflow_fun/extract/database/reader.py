@@ -64,7 +64,7 @@ def read_retried(
                 ) from e
             wait = settings.backoff(attempt)
             attempt += 1
-            logger.warning("%s; retry %d of %d in %.1f s", e, attempt, settings.max_retries, wait)
+            logger.info("%s; retry %d of %d in %.1f s", e, attempt, settings.max_retries, wait)
             sleep(wait)
 
 
