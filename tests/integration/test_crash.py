@@ -21,6 +21,7 @@ from tests.seed import Seeded, _run
 
 SCRIPT = Path(sys.executable).parent / "mlflow-fun"
 KILLS = 12
+JOB_LINE = " mlflow_fun."  # the logger names of the job's own lines
 
 
 def _build_command(data_dir: Path, url: str, *ids: str, full: bool = True) -> list[str]:
@@ -29,6 +30,42 @@ def _build_command(data_dir: Path, url: str, *ids: str, full: bool = True) -> li
         "--experiment_ids", ",".join(ids), "--parallelism", "1",
         *(["--full-refresh"] if full else []),
     ]  # fmt: skip
+
+
+def _job_lines(stderr: str) -> int:
+    """How many of the job's own log lines (``--log-level DEBUG``) ``stderr`` holds."""
+    return sum(JOB_LINE in line for line in stderr.splitlines())
+
+
+def _kill_at(build: list[str], line: int, delay: float) -> str:
+    """Run ``build`` and SIGKILL it (Python and its Spark JVM) ``delay`` seconds after its
+    ``line``-th log line: "killed", or "finished" when it ended first.
+
+    A kill point is an event of the job (a page pulled, a table written, a state saved), not
+    a time since start: on a loaded machine a timed kill lands on the JVM's start-up or
+    after the end, so the points would be neither spread nor counted."""
+    job = subprocess.Popen(
+        [*build[:1], "--log-level", "DEBUG", *build[1:]],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert job.stderr is not None
+    seen = 0
+    for text in job.stderr:
+        seen += JOB_LINE in text
+        if seen >= line:
+            break
+    try:
+        job.wait(timeout=delay if seen >= line else 600)
+        outcome = "finished"
+    except subprocess.TimeoutExpired:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait()
+        outcome = "killed"
+    job.stderr.close()
+    return outcome
 
 
 def _run_ids(spark: Any, table_dir: Path) -> frozenset[str]:
@@ -53,29 +90,17 @@ def test_sigkill_at_random_points_loses_nothing(
     }
     tables = {e: data_dir / "warehouse" / "mlflow_metrics.db" / f"exp_{e}" for e in experiments}
 
-    started = time.monotonic()
-    full = subprocess.run(build, capture_output=True, text=True, timeout=600)
-    job_seconds = time.monotonic() - started
+    debug = [*build[:1], "--log-level", "DEBUG", *build[1:]]
+    full = subprocess.run(debug, capture_output=True, text=True, timeout=600)
     assert full.returncode == 0, full.stderr
+    lines = _job_lines(full.stderr)
     for e in experiments:  # the refreshed version; kills below must leave old or new
         assert _run_ids(spark, tables[e]) == new[e]
 
     rng = random.Random(20261129)
     outcomes: list[str] = []
-    # A job that finishes before its kill is tried again: on a loaded machine the first
-    # timing overstates later runs, so allow many of those.
-    while outcomes.count("killed") < KILLS and len(outcomes) < 3 * KILLS:
-        delay = rng.uniform(0.5, 0.9 * job_seconds)
-        job = subprocess.Popen(
-            build, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
-        try:
-            job.wait(timeout=delay)
-            outcomes.append("finished")
-        except subprocess.TimeoutExpired:
-            os.killpg(job.pid, signal.SIGKILL)  # the job: Python and its Spark JVM
-            job.wait()
-            outcomes.append("killed")
+    while outcomes.count("killed") < KILLS and len(outcomes) < 2 * KILLS:
+        outcomes.append(_kill_at(build, rng.randint(1, lines), rng.uniform(0.0, 0.5)))
         for e in experiments:
             assert _run_ids(spark, tables[e]) in (frozenset(old[e]), frozenset(new[e]))
     final = subprocess.run(build, capture_output=True, text=True, timeout=600)
@@ -103,10 +128,13 @@ def test_incremental_killed_at_any_point_catches_up(
     data_dir = tmp_path / "data"
     build = _build_command(data_dir, seeded.url, experiment_id, full=False)
     database = data_dir / "warehouse" / "mlflow_metrics.db"
-    started = time.monotonic()
     first = subprocess.run(build, capture_output=True, text=True, timeout=600)
-    job_seconds = time.monotonic() - started
     assert first.returncode == 0, first.stderr
+    client.log_metric(running, "m", 0.5, step=0)  # a change: a refresh's events, counted
+    debug = [*build[:1], "--log-level", "DEBUG", *build[1:]]
+    measured = subprocess.run(debug, capture_output=True, text=True, timeout=600)
+    assert measured.returncode == 0, measured.stderr
+    lines = _job_lines(measured.stderr)
 
     rng = random.Random(5)
     outcomes = []
@@ -115,16 +143,7 @@ def test_incremental_killed_at_any_point_catches_up(
         client.log_metric(running, "m", float(round_ + 1), step=round_ + 1)
         if round_ == INCREMENTAL_ROUNDS // 2:
             client.delete_run(runs[0])
-        job = subprocess.Popen(
-            build, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
-        try:
-            job.wait(timeout=rng.uniform(0.5, job_seconds))
-            outcomes.append("finished")
-        except subprocess.TimeoutExpired:
-            os.killpg(job.pid, signal.SIGKILL)
-            job.wait()
-            outcomes.append("killed")
+        outcomes.append(_kill_at(build, rng.randint(1, lines), rng.uniform(0.0, 0.5)))
         for table in (f"exp_{experiment_id}", "runs", "mlflow_state"):  # readable
             spark.read.format("delta").load(str(database / table)).collect()
 
