@@ -25,7 +25,7 @@ lint: install
 # processes (a test file stays in one, with its module fixtures; the longest files first,
 # in the order tests/conftest.py gives).
 test: lint
-	$(VENV)/bin/pytest tests -n 2 --dist loadfile --no-loadscope-reorder --durations=15
+	$(VENV)/bin/pytest tests -n 2 --dist loadfile --no-loadscope-reorder --durations=40
 
 # The inner loop: lint, then the unit and spark tiers (no MLflow server, a few minutes).
 test-fast: lint

@@ -10,7 +10,8 @@ on running runs, finishes, deletes and restores. Every ``SOAK_MAINTAIN_EVERY`` r
 
 Per round: the refresh's time, runs pulled, the largest file count and Delta log length
 (JSON commits) of the experiment tables and ``runs``, and the RSS of this process and of
-its Spark driver JVM. At the end the generator stops, one more refresh runs, and every
+its Spark driver JVM, and the generator's running runs (at most 20, and at most 20
+deleted ones). At the end the generator stops, one more refresh runs, and every
 ``exp_<id>`` must equal a full refresh into another database and MLflow's ``search_runs``
 (every active run, its latest rmse). The targets (issue 18): the last rounds' time within
 1.3x of rounds 11-30's, the file count bounded by the maintenance, the RSS flat.
@@ -59,6 +60,7 @@ class Round:
     log_length: int
     rss_mb: float
     maintained: bool
+    running: int = 0  # the generator's running runs at the round's end
 
 
 @dataclass
@@ -99,9 +101,14 @@ class SoakReport:
 class LoadGenerator(threading.Thread):
     """Logs changes through MLflow's client, one every ``pause`` seconds, until stopped."""
 
-    # As many runs finish as start (the running ones stay few, as in a real store), and
-    # as many are restored as deleted, give or take the draw.
+    # As many runs finish as start, and as many are restored as deleted. Left to the draw,
+    # the running and the deleted runs would be random walks that grow with the square
+    # root of the changes (a 147-round soak ended with ~50 running runs, each pulled again
+    # every round): the load would grow, not the job's cost. As in a real store, they stay
+    # few: at the cap a new run becomes a finish, a delete a restore.
     WEIGHTS = {"new": 20, "step": 40, "finish": 20, "delete": 10, "restore": 10}
+    MAX_RUNNING = 20
+    MAX_DELETED = 20
 
     def __init__(self, url: str, experiment_ids: Sequence[str], pause: float, seed: int = 7):
         super().__init__(name="soak-load", daemon=True)
@@ -131,6 +138,10 @@ class LoadGenerator(threading.Thread):
         pools["restore"] = self.deleted
         if kind != "new" and not pools[kind]:
             kind = "new"
+        if kind == "new" and len(self.running) >= self.MAX_RUNNING:
+            kind = "finish"
+        if kind == "delete" and len(self.deleted) >= self.MAX_DELETED:
+            kind = "restore"
         self.counts[kind] += 1
         if kind == "new":
             self.new_run()
@@ -247,6 +258,7 @@ def run(
                 log_length,
                 _rss_mb(spark),
                 maintained,
+                len(load.running),
             )
             report.rounds.append(done)
             if on_round is not None:
@@ -336,13 +348,13 @@ def main() -> int:
         f"maintain every {maintain_every} rounds",
         flush=True,
     )
-    print("round seconds pulled mode files log_json rss_mb", flush=True)
+    print("round seconds pulled mode files log_json rss_mb running", flush=True)
 
     def show(r: Round) -> None:
         mark = " maintained" if r.maintained else ""
         print(
             f"{r.index:5d} {r.seconds:7.1f} {r.pulled:6d} {r.modes} {r.files} {r.log_length} "
-            f"{r.rss_mb:.0f}{mark}",
+            f"{r.rss_mb:.0f} {r.running}{mark}",
             flush=True,
         )
 
