@@ -17,12 +17,14 @@ deleted ones). At the end the generator stops, one more refresh runs, and every
 1.3x of rounds 11-30's, the file count bounded by the maintenance, the RSS flat.
 
 ``tests/integration/test_soak.py`` runs a short version (a few rounds) in CI. Results go to
-stdout and ``.soak/results.json``.
+stdout and ``.soak/results.json``; the job's own INFO log, a line ``soak round N`` after each
+round, to ``.soak/job.log`` (where a round's time went: pulls, rewrites, table writes).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import statistics
@@ -332,6 +334,7 @@ def main() -> int:
     from mlflow_fun.extract.local_server import LocalMlflowServer
     from mlflow_fun.session import build_spark_session
 
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # a run's link
     rounds = int(os.environ.get("SOAK_ROUNDS", "200"))
     experiments = int(os.environ.get("SOAK_EXPERIMENTS", "2"))
     runs = int(os.environ.get("SOAK_RUNS", "400"))
@@ -343,6 +346,11 @@ def main() -> int:
         shutil.rmtree(SOAK)
     SOAK.mkdir(parents=True)
     spark = build_spark_session(data_dir=str(SOAK / "data"), master="local[2]")
+    job_log = logging.FileHandler(SOAK / "job.log")
+    job_log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    for name in ("mlflow_fun", "soak"):
+        logging.getLogger(name).addHandler(job_log)
+        logging.getLogger(name).setLevel(logging.INFO)
     print(
         f"soak: {rounds} rounds, {experiments} x {runs} runs, a change every {pause} s, "
         f"maintain every {maintain_every} rounds",
@@ -352,6 +360,7 @@ def main() -> int:
 
     def show(r: Round) -> None:
         mark = " maintained" if r.maintained else ""
+        logging.getLogger("soak").info("soak round %d seconds=%.1f", r.index, r.seconds)
         print(
             f"{r.index:5d} {r.seconds:7.1f} {r.pulled:6d} {r.modes} {r.files} {r.log_length} "
             f"{r.rss_mb:.0f} {r.running}{mark}",
