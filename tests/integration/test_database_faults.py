@@ -78,7 +78,7 @@ def test_source_reads_through_a_restart(
     read: list[RunRecord] = []
     restarter = threading.Timer(2.0, server.start)
     source = DatabaseSource(server.url, page_size=20, run_rows_per_query=40, retry=PATIENT)
-    with source, caplog.at_level(logging.WARNING, logger="mlflow_fun.extract.database.reader"):
+    with source, caplog.at_level(logging.INFO, logger="mlflow_fun.extract.database.reader"):
         for run in source.iter_runs(experiment_id):
             read.append(run)
             if len(read) == 50:  # mid-read: inside a keyset window, between two batches
