@@ -62,7 +62,7 @@ class Round:
     log_length: int
     rss_mb: float
     maintained: bool
-    running: int = 0  # the generator's running runs at the round's end
+    running: int  # the generator's running runs at the round's end
 
 
 @dataclass

@@ -32,20 +32,26 @@ def _build_command(data_dir: Path, url: str, *ids: str, full: bool = True) -> li
     ]  # fmt: skip
 
 
+def _debug(command: list[str]) -> list[str]:
+    """``command`` (an `mlflow-fun` command line) logging at DEBUG: the kill points."""
+    return [*command[:1], "--log-level", "DEBUG", *command[1:]]
+
+
 def _job_lines(stderr: str) -> int:
     """How many of the job's own log lines (``--log-level DEBUG``) ``stderr`` holds."""
     return sum(JOB_LINE in line for line in stderr.splitlines())
 
 
-def _kill_at(build: list[str], line: int, delay: float) -> str:
-    """Run ``build`` and SIGKILL it (Python and its Spark JVM) ``delay`` seconds after its
-    ``line``-th log line: "killed", or "finished" when it ended first.
+def _kill_at(debug: list[str], line: int, delay: float) -> str:
+    """Run ``debug`` (a `_debug` build) and SIGKILL it (Python and its Spark JVM)
+    ``delay`` seconds after its ``line``-th log line: "killed", or "finished" when it ended
+    first.
 
     A kill point is an event of the job (a page pulled, a table written, a state saved), not
     a time since start: on a loaded machine a timed kill lands on the JVM's start-up or
     after the end, so the points would be neither spread nor counted."""
     job = subprocess.Popen(
-        [*build[:1], "--log-level", "DEBUG", *build[1:]],
+        debug,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -90,7 +96,7 @@ def test_sigkill_at_random_points_loses_nothing(
     }
     tables = {e: data_dir / "warehouse" / "mlflow_metrics.db" / f"exp_{e}" for e in experiments}
 
-    debug = [*build[:1], "--log-level", "DEBUG", *build[1:]]
+    debug = _debug(build)
     full = subprocess.run(debug, capture_output=True, text=True, timeout=600)
     assert full.returncode == 0, full.stderr
     lines = _job_lines(full.stderr)
@@ -100,7 +106,7 @@ def test_sigkill_at_random_points_loses_nothing(
     rng = random.Random(20261129)
     outcomes: list[str] = []
     while outcomes.count("killed") < KILLS and len(outcomes) < 2 * KILLS:
-        outcomes.append(_kill_at(build, rng.randint(1, lines), rng.uniform(0.0, 0.5)))
+        outcomes.append(_kill_at(debug, rng.randint(1, lines), rng.uniform(0.0, 0.5)))
         for e in experiments:
             assert _run_ids(spark, tables[e]) in (frozenset(old[e]), frozenset(new[e]))
     final = subprocess.run(build, capture_output=True, text=True, timeout=600)
@@ -131,7 +137,7 @@ def test_incremental_killed_at_any_point_catches_up(
     first = subprocess.run(build, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr
     client.log_metric(running, "m", 0.5, step=0)  # a change: a refresh's events, counted
-    debug = [*build[:1], "--log-level", "DEBUG", *build[1:]]
+    debug = _debug(build)
     measured = subprocess.run(debug, capture_output=True, text=True, timeout=600)
     assert measured.returncode == 0, measured.stderr
     lines = _job_lines(measured.stderr)
@@ -143,7 +149,7 @@ def test_incremental_killed_at_any_point_catches_up(
         client.log_metric(running, "m", float(round_ + 1), step=round_ + 1)
         if round_ == INCREMENTAL_ROUNDS // 2:
             client.delete_run(runs[0])
-        outcomes.append(_kill_at(build, rng.randint(1, lines), rng.uniform(0.0, 0.5)))
+        outcomes.append(_kill_at(debug, rng.randint(1, lines), rng.uniform(0.0, 0.5)))
         for table in (f"exp_{experiment_id}", "runs", "mlflow_state"):  # readable
             spark.read.format("delta").load(str(database / table)).collect()
 
