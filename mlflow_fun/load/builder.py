@@ -323,7 +323,7 @@ class TableBuilder:
             mode = pull.mode
             if mode == FULL:
                 exists = prepared.existing is not None
-                self.writer.replace(name, to_spark(self.spark, prepared.flat), exists)
+                self.writer.replace_runs(name, prepared.flat, exists)
                 run_count, column_count = prepared.flat.num_rows, len(prepared.flat.columns)
             elif (pull.runs or pull.newly_deleted) and prepared.existing is not None:
                 df = to_spark(self.spark, prepared.flat) if pull.runs else None

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from mlflow_fun.errors import TableWriteError
 from mlflow_fun.extract.incremental import RefreshState
+from mlflow_fun.load.delta_files import conflict_errors
 from mlflow_fun.load.side_tables import experiments_dataframe, state_schema
 from mlflow_fun.model import Experiment
 from mlflow_fun.transform.naming import EXPERIMENTS_TABLE, STATE_TABLE, qualified_table, sql_literal
@@ -118,7 +119,7 @@ def committed(table: str, commit: Callable[[], object]) -> None:
     """
     import delta.exceptions as conflicts  # delta-spark: only where Delta writes
 
-    retried = tuple(getattr(conflicts, name) for name in conflicts.__all__)
+    retried = tuple(getattr(conflicts, name) for name in conflicts.__all__) + conflict_errors()
     for attempt in range(1, CONFLICT_ATTEMPTS + 1):
         try:
             commit()

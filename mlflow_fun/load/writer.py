@@ -3,8 +3,9 @@ states and the status rows. The job's other modules decide what to write; this o
 it is written (its Delta commits by key are `mlflow_fun.load.commits`).
 
 Writes are atomic. A full refresh replaces a Delta table by one ``overwrite`` commit
-(with ``overwriteSchema``: new keys add columns, a param whose type changes is widened;
-the columns the table had keep their place), a MERGE is one commit too: a reader sees
+(its schema is the new one: new keys add columns, a param whose type changes is widened;
+the columns the table had keep their place), written by delta-rs where it can
+(`mlflow_fun.load.delta_files`), else by Spark; a MERGE is one commit too: a reader sees
 the old version or the new one, and a job killed mid-write leaves the old version. A
 Parquet table (always refreshed in full) is written to a fresh folder first, then the
 metastore entry is pointed at it; its old folder is removed afterwards.
@@ -16,6 +17,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -25,6 +27,7 @@ from urllib.parse import urlparse
 
 from mlflow_fun.errors import one_line
 from mlflow_fun.extract.incremental import FULL, RefreshState
+from mlflow_fun.load import delta_files
 from mlflow_fun.load.commits import (
     committed,
     delete_runs,
@@ -42,7 +45,8 @@ from mlflow_fun.load.side_tables import (
     runs_table,
 )
 from mlflow_fun.model import MetricPoint, RunRecord
-from mlflow_fun.transform.frames import arrow_frame
+from mlflow_fun.transform.flatten import FlatRuns, to_arrow
+from mlflow_fun.transform.frames import arrow_frame, to_spark
 from mlflow_fun.transform.naming import (
     HISTORY_TABLE,
     RUNS_TABLE,
@@ -84,6 +88,9 @@ class TableWriter:
         self.database = database
         self.data_dir = data_dir
         self.table_format = table_format
+        self._location: str | None = None  # the database's, once asked
+        self._table_dirs: dict[str, str] | None = None  # its tables', once asked
+        self._lock = threading.Lock()  # two writer threads ask
 
     def create_database(self) -> None:
         """Create the database unless it exists (under ``data_dir`` when given)."""
@@ -110,7 +117,15 @@ class TableWriter:
         return self.schema(name) if self.table_exists(name) else None
 
     def schema(self, name: str) -> StructType:
-        """The schema of ``<database>.<name>``, a table known to exist."""
+        """The schema of ``<database>.<name>``, a table known to exist.
+
+        A local Delta table's is read from its log by delta-rs (2 ms; Spark loads a
+        snapshot, 0.1 s a table in a new process), any other table's by Spark.
+        """
+        location = self._locations().get(name) if self.table_format == "delta" else None
+        path = delta_files.local_path(location) if location else None
+        if path is not None and delta_files.is_delta(path):
+            return delta_files.spark_schema(path)
         schema: StructType = self.spark.table(qualified_table(self.database, name)).schema
         return schema
 
@@ -131,6 +146,27 @@ class TableWriter:
             committed(name, lambda: writer.save(location))
         else:
             committed(name, lambda: writer.saveAsTable(qualified))
+
+    def replace_runs(self, name: str, flat: FlatRuns, exists: bool) -> None:
+        """Replace an experiment table by ``flat`` in one commit.
+
+        A local Delta table that delta-rs writes as Spark would (`delta_files`) is written
+        by delta-rs, a new one then registered in the catalog (an external table at the
+        place Spark gives a new table); every other table by Spark (`replace`).
+        """
+        target = self._delta_rs_target(name, exists) if self.table_format == "delta" else None
+        if target is None:
+            self.replace(name, to_spark(self.spark, flat), exists)
+            return
+        location, path = target
+        table = to_arrow(flat)
+        committed(name, lambda: delta_files.overwrite(path, table))
+        if not exists:
+            qualified = qualified_table(self.database, name)
+            self.spark.sql(
+                f"CREATE TABLE IF NOT EXISTS {qualified} USING DELTA "
+                f"LOCATION {sql_literal(location)}"
+            )
 
     def merge(
         self,
@@ -234,6 +270,40 @@ class TableWriter:
             parsed = urlparse(old_location)
             if parsed.scheme in ("", "file"):
                 shutil.rmtree(parsed.path, ignore_errors=True)
+
+    def _delta_rs_target(self, name: str, exists: bool) -> tuple[str, str] | None:
+        """(location, local path) of a table delta-rs may replace, else None."""
+        if exists:
+            location = self._locations().get(name) or self._table_location(
+                qualified_table(self.database, name)
+            )
+        else:
+            if self._location is None:
+                self._location = self._database_location()
+            location = f"{self._location.rstrip('/')}/{name}"
+        path = delta_files.local_path(location) if location else None
+        if location is None or path is None or not delta_files.writable(path):
+            return None
+        return location, path
+
+    def _locations(self) -> dict[str, str]:
+        """Table -> location, for the tables of the database when first asked.
+
+        One ``SHOW TABLE EXTENDED`` asks the metastore only (0.7 s for 200 tables); a
+        ``DESCRIBE FORMATTED`` per table also reads its Delta log (0.1 s each).
+        """
+        with self._lock:
+            if self._table_dirs is None:
+                rows = self.spark.sql(
+                    f"SHOW TABLE EXTENDED IN {quote_identifier(self.database)} LIKE '*'"
+                ).collect()
+                self._table_dirs = {
+                    row["tableName"]: line[len("Location: ") :]
+                    for row in rows
+                    for line in str(row["information"]).splitlines()
+                    if line.startswith("Location: ")
+                }
+            return self._table_dirs
 
     def _database_location(self) -> str:
         rows = self.spark.sql(f"DESCRIBE DATABASE {quote_identifier(self.database)}").collect()

@@ -168,12 +168,13 @@ def keep_column_order(flat: FlatRuns, existing: Sequence[str]) -> FlatRuns:
 
 
 def to_arrow(flat: FlatRuns) -> pa.Table:
-    """Convert to an Arrow table; each field carries ``mlflow_key`` and ``mlflow_kind``."""
+    """Convert to an Arrow table; each field carries ``mlflow_key`` and ``mlflow_kind``, and
+    the key as its ``comment`` (what a table written from it shows, as `spark_schema`)."""
     fields = [
         pa.field(
             c.name,
             ARROW_TYPES[c.type],
-            metadata={METADATA_KEY: c.key, METADATA_KIND: c.kind},
+            metadata={"comment": c.key, METADATA_KEY: c.key, METADATA_KIND: c.kind},
         )
         for c in flat.columns
     ]

@@ -84,6 +84,7 @@ def test_arrow_types_and_key_metadata(page: dict) -> None:
     assert table.schema.field("_p_LR").type == pa.int32()
     assert table.schema.field("_p_flag").type == pa.bool_()
     assert table.schema.field("_m_train_loss").metadata == {
+        b"comment": b"train/loss",
         b"mlflow_key": b"train/loss",
         b"mlflow_kind": b"metric",
     }

@@ -1,0 +1,115 @@
+"""`TableWriter.replace_runs`: delta-rs writes what Spark would, where it can; Spark elsewhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from chispa import assert_df_equality
+
+from mlflow_fun.load import delta_files
+from mlflow_fun.load.writer import TableWriter
+from mlflow_fun.transform.flatten import FlatRuns, flatten_runs
+from mlflow_fun.transform.frames import to_spark
+from tests.spark.conftest import make_run
+
+ODD_KEYS = {"123": 1.0, "true": 2.0, "null": 3.0, "a b/c": 4.0, '{"k":1}': 5.0}
+
+
+def _flat(*run_ids: str, extra: str | None = None) -> FlatRuns:
+    runs = [
+        make_run(r, "7", 1_700_000_000_000 + i, {**ODD_KEYS, "rmse": 0.1 * i}, {"alpha": str(i)})
+        for i, r in enumerate(run_ids)
+    ]
+    if extra:
+        runs.append(make_run(extra, "7", None, {"acc": 0.5}, {"alpha": "0.5", "flag": "true"}))
+    return flatten_runs(runs)
+
+
+def _history(spark: Any, table: str) -> list[str]:
+    rows = spark.sql(f"DESCRIBE HISTORY {table}").collect()
+    return [r["operation"] for r in sorted(rows, key=lambda r: r["version"])]
+
+
+def test_delta_rs_writes_the_table_spark_would(spark: Any, data_dir: Path, database: str) -> None:
+    writer = TableWriter(spark, database, str(data_dir), "delta")
+    writer.create_database()
+    flat = _flat("r1", "r2", extra="r3")
+
+    writer.replace_runs("exp_7", flat, exists=False)  # delta-rs, then registered
+    writer.replace("exp_8", to_spark(spark, flat))  # Spark's own write, for comparison
+
+    ours, spark_own = spark.table(f"{database}.exp_7"), spark.table(f"{database}.exp_8")
+    assert_df_equality(ours, spark_own, ignore_row_order=True)
+    assert [f.metadata for f in ours.schema.fields] == [f.metadata for f in spark_own.schema.fields]
+    assert {f.metadata["mlflow_key"] for f in ours.schema.fields} >= set(ODD_KEYS)
+    location = _location(spark, f"{database}.exp_7")
+    assert location == f"file:{data_dir / 'warehouse' / (database + '.db') / 'exp_7'}"
+    assert _history(spark, f"{database}.exp_7") == ["WRITE"]  # delta-rs's one commit
+
+
+def test_an_existing_table_is_replaced_in_one_commit_at_its_place(
+    spark: Any, data_dir: Path, database: str
+) -> None:
+    writer = TableWriter(spark, database, str(data_dir), "delta")
+    writer.create_database()
+    writer.replace("exp_7", to_spark(spark, _flat("r1")))  # written by Spark first
+    location = _location(spark, f"{database}.exp_7")
+    wider = _flat("r1", "r2", extra="r3")
+
+    writer.replace_runs("exp_7", wider, exists=True)
+
+    table = spark.table(f"{database}.exp_7")
+    assert_df_equality(table, to_spark(spark, wider), ignore_row_order=True)
+    assert _location(spark, f"{database}.exp_7") == location
+    assert _history(spark, f"{database}.exp_7") == ["CREATE OR REPLACE TABLE AS SELECT", "WRITE"]
+    narrower = _flat("r9")
+    writer.replace_runs("exp_7", narrower, exists=True)
+    assert spark.table(f"{database}.exp_7").columns == list(narrower.data)
+    assert [r["run_id"] for r in spark.table(f"{database}.exp_7").collect()] == ["r9"]
+
+
+def test_the_schema_read_from_the_log_is_sparks(spark: Any, data_dir: Path, database: str) -> None:
+    writer = TableWriter(spark, database, str(data_dir), "delta")
+    writer.create_database()
+    writer.replace_runs("exp_7", _flat("r1", extra="r2"), exists=False)  # by delta-rs
+    writer.replace("exp_8", to_spark(spark, _flat("r3")))  # by Spark
+    parquet = TableWriter(spark, database, str(data_dir), "parquet")
+    parquet.replace("exp_9", to_spark(spark, _flat("r4")))
+    fresh = TableWriter(spark, database, str(data_dir), "delta")  # asks the metastore anew
+
+    for name in ("exp_7", "exp_8", "exp_9"):
+        assert fresh.schema(name) == spark.table(f"{database}.{name}").schema
+    keys = {f.metadata["mlflow_key"] for f in fresh.schema("exp_7").fields}
+    assert keys >= {"acc", "flag", "alpha", "rmse", *ODD_KEYS}
+
+
+def test_a_folder_delta_rs_cannot_own_is_left_to_spark(
+    spark: Any, data_dir: Path, database: str
+) -> None:
+    writer = TableWriter(spark, database, str(data_dir), "delta")
+    writer.create_database()
+    folder = data_dir / "warehouse" / f"{database}.db" / "exp_5"
+    folder.mkdir(parents=True)
+    (folder / "stray.txt").write_text("not a table")
+    assert not delta_files.writable(str(folder))
+
+    writer.replace_runs("exp_5", _flat("r1"), exists=False)
+
+    assert [r["run_id"] for r in spark.table(f"{database}.exp_5").collect()] == ["r1"]
+    assert _history(spark, f"{database}.exp_5") == ["CREATE OR REPLACE TABLE AS SELECT"]  # Spark's
+    assert (folder / "stray.txt").read_text() == "not a table"
+
+
+def test_only_local_locations_are_written_by_delta_rs() -> None:
+    assert delta_files.local_path("file:/srv/w/db.db/exp_1") == "/srv/w/db.db/exp_1"
+    assert delta_files.local_path("file:///srv/w/exp_1") == "/srv/w/exp_1"
+    assert delta_files.local_path("hdfs://nn:8020/w/exp_1") is None
+    assert delta_files.local_path("s3a://bucket/w/exp_1") is None
+    assert delta_files.local_path("dbfs:/user/hive/warehouse/exp_1") is None
+    assert delta_files.local_path("file:/srv/a%20b/exp_1") is None
+
+
+def _location(spark: Any, table: str) -> str:
+    rows = spark.sql(f"DESCRIBE FORMATTED {table}").collect()
+    return next(str(r[1]) for r in rows if r[0] == "Location")
