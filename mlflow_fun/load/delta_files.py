@@ -85,6 +85,22 @@ def spark_schema(path: str) -> StructType:
     return StructType.fromJson(json.loads(DeltaTable(path).schema().to_json()))
 
 
+def shape(path: str) -> tuple[int, int] | None:
+    """Rows and columns of the Delta table at ``path``, from its log (each data file's
+    record count), or None when the log cannot say (a file without its count, or table
+    features such as deletion vectors, whose files' counts include deleted rows)."""
+    import pyarrow as pa
+    from deltalake import DeltaTable
+
+    if not writable(path):
+        return None
+    table = DeltaTable(path)
+    counts = pa.table(table.get_add_actions(flatten=True)).column("num_records").to_pylist()
+    if any(count is None for count in counts):
+        return None
+    return sum(counts), len(table.schema().fields)
+
+
 def overwrite(path: str, table: pa.Table) -> None:
     """Replace the table at ``path`` by ``table`` in one commit (its schema is the new one).
 

@@ -122,9 +122,8 @@ class TableWriter:
         A local Delta table's is read from its log by delta-rs (2 ms; Spark loads a
         snapshot, 0.1 s a table in a new process), any other table's by Spark.
         """
-        location = self._locations().get(name) if self.table_format == "delta" else None
-        path = delta_files.local_path(location) if location else None
-        if path is not None and delta_files.is_delta(path):
+        path = self._local_delta(name)
+        if path is not None:
             return delta_files.spark_schema(path)
         schema: StructType = self.spark.table(qualified_table(self.database, name)).schema
         return schema
@@ -192,7 +191,12 @@ class TableWriter:
         return self.shape(name)
 
     def shape(self, name: str) -> tuple[int, int]:
-        """Rows and columns of the table."""
+        """Rows and columns of the table: a local Delta table's from its log, where it
+        says (`delta_files.shape`), else counted by Spark."""
+        path = self._local_delta(name)
+        counted = delta_files.shape(path) if path is not None else None
+        if counted is not None:
+            return counted
         table = self.spark.table(qualified_table(self.database, name))
         return table.count(), len(table.columns)
 
@@ -285,6 +289,12 @@ class TableWriter:
         if location is None or path is None or not delta_files.writable(path):
             return None
         return location, path
+
+    def _local_delta(self, name: str) -> str | None:
+        """The local path of ``name`` if it is a Delta table on the local file system."""
+        location = self._locations().get(name) if self.table_format == "delta" else None
+        path = delta_files.local_path(location) if location else None
+        return path if path is not None and delta_files.is_delta(path) else None
 
     def _locations(self) -> dict[str, str]:
         """Table -> location, for the tables of the database when first asked.

@@ -69,7 +69,9 @@ def test_an_existing_table_is_replaced_in_one_commit_at_its_place(
     assert [r["run_id"] for r in spark.table(f"{database}.exp_7").collect()] == ["r9"]
 
 
-def test_the_schema_read_from_the_log_is_sparks(spark: Any, data_dir: Path, database: str) -> None:
+def test_the_schema_and_shape_read_from_the_log_are_sparks(
+    spark: Any, data_dir: Path, database: str
+) -> None:
     writer = TableWriter(spark, database, str(data_dir), "delta")
     writer.create_database()
     writer.replace_runs("exp_7", _flat("r1", extra="r2"), exists=False)  # by delta-rs
@@ -79,7 +81,10 @@ def test_the_schema_read_from_the_log_is_sparks(spark: Any, data_dir: Path, data
     fresh = TableWriter(spark, database, str(data_dir), "delta")  # asks the metastore anew
 
     for name in ("exp_7", "exp_8", "exp_9"):
-        assert fresh.schema(name) == spark.table(f"{database}.{name}").schema
+        table = spark.table(f"{database}.{name}")
+        assert fresh.schema(name) == table.schema
+        assert fresh.shape(name) == (table.count(), len(table.columns))
+    assert fresh.shape("exp_7") == (2, len(_flat("r1", extra="r2").columns))
     keys = {f.metadata["mlflow_key"] for f in fresh.schema("exp_7").fields}
     assert keys >= {"acc", "flag", "alpha", "rmse", *ODD_KEYS}
 
