@@ -14,7 +14,9 @@ server`` itself), then measures:
 4. ``FastDataframeBuilder`` on the 1,000-run and on the largest experiment; the job
    (``run_job``) to Delta for every experiment (at ``parallelism`` N and 1 when the job
    has that setting); the same tables from ``DatabaseSource`` (checked equal to the
-   REST-built ones);
+   REST-built ones); the same runs in 10 and in 200 experiments, built in full from REST
+   and from the database (`bench_shape`: its own stores and servers; ``BENCH_ONLY=shape``
+   runs that step alone);
 5. incremental refresh of a ``BENCH_INCREMENTAL_RUNS``-run experiment (default 100,000)
    after 1% of its runs changed (`bench_incremental`: its own store and server);
 6. best run: the server's ``order_by`` search vs ``best_run_from_table`` (and, as a
@@ -99,7 +101,7 @@ GIB = 1024**3
 MIB = 1024**2
 LARGE_PAGE = 1_000  # RestSource.iter_runs asks for a new connection after such pages
 REGISTERED_MODELS = 3  # registered models of the seeded registry, 3 versions each
-ONLY_STEPS = ("side_tables",)  # what BENCH_ONLY may name
+ONLY_STEPS = ("side_tables", "shape")  # what BENCH_ONLY may name
 T = TypeVar("T")
 
 
@@ -223,6 +225,8 @@ class Report:
     checks: dict[str, Any] = field(default_factory=dict)
     incremental: str = ""
     incremental_figures: dict[str, Any] = field(default_factory=dict)
+    shape: str = ""
+    shape_figures: dict[str, Any] = field(default_factory=dict)
     side_tables: str = ""
     side_table_figures: dict[str, Any] = field(default_factory=dict)
 
@@ -465,10 +469,10 @@ class Bench:
         steps."""
         streams = self.settings.streams
         self.warm_server(self.settings.server_workers)
-        if self.settings.only == "side_tables":
+        if self.settings.only in ("side_tables", "shape"):
             print("spark", flush=True)
             self.start_spark()
-            self.side_tables()
+            self.side_tables() if self.settings.only == "side_tables" else self.shape()
             return
         print("baseline and extractors, 1 stream", flush=True)
         self.measure(
@@ -519,6 +523,7 @@ class Bench:
         self.fast_builder()
         self.builders_all()
         self.jobs()
+        self.shape()
         self.incremental()
         self.best_run()
         self.side_tables()
@@ -813,6 +818,21 @@ class Bench:
         result = bench_incremental.run(self.spark, runs, BENCH / "incremental")
         self.report.incremental = "; ".join(result.lines())
         self.report.incremental_figures = result.as_dict()
+        for line in result.lines():
+            print(f"    {line}", flush=True)
+
+    def shape(self) -> None:
+        """The same runs in few and in many experiments: `bench_shape`, its own stores."""
+        import bench_shape
+
+        runs = _env_int("BENCH_SHAPE_RUNS", 20_000, 1_000)
+        few = _env_int("BENCH_SHAPE_FEW", 10, 1)
+        many = _env_int("BENCH_SHAPE_MANY", 200, 2)
+        print(f"  cost per run: {runs:,} runs in {few} and in {many} experiments ...", flush=True)
+        self.memory.reset()
+        result = bench_shape.run(self.spark, runs, few, many, self.settings.rounds, BENCH / "shape")
+        self.report.shape = "; ".join(result.lines())
+        self.report.shape_figures = result.as_dict()
         for line in result.lines():
             print(f"    {line}", flush=True)
 
@@ -1247,7 +1267,7 @@ def check_targets(bench: Bench) -> list[Target]:
     delta, cold = bench.step("best_delta"), bench.step("best_cli_cold")
     same = bool(bench.report.checks.get("best_run_same_answer"))
     for name, step in (
-        ("best --source table >= 10x faster than the server's order_by (1,000 runs)", table),
+        ("best_run_from_table (Spark) >= 10x faster than the server's order_by", table),
         ("best from the tables without a JVM >= 10x faster than the server's order_by", delta),
     ):
         if server and step:
@@ -1263,6 +1283,20 @@ def check_targets(bench: Bench) -> list[Target]:
                     + ("" if same else "; DIFFERENT answers"),
                 )
             )
+    ratios = bench.report.shape_figures.get("ratios", {})
+    figures = bench.report.shape_figures
+    for source, ratio in ratios.items():
+        targets.append(
+            Target(
+                f"full build of many small experiments <= 1.5 x few large ones ({source})",
+                ratio,
+                1.5,
+                "x",
+                ratio <= 1.5,
+                f"{figures['many']} vs {figures['few']} experiments, {figures['runs']:,} runs "
+                "each store, median of interleaved rounds",
+            )
+        )
     if cold:
         targets.append(
             Target(
@@ -1306,6 +1340,8 @@ def print_report(report: Report) -> None:
             print(f"  {s.label}: {details}")
     if report.incremental:
         print(f"incremental refresh at 1% change: {report.incremental}")
+    if report.shape:
+        print(f"cost per run, few and many experiments: {report.shape}")
     if report.side_tables:
         print(f"side tables: {report.side_tables}")
     print()
