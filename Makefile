@@ -34,8 +34,19 @@ test-fast: lint
 demo: install
 	$(PY) scripts/demo.py
 
+# SIZE: empty (20,000 runs), 100k (BENCH_RUNS=100000), or 1m (scripts/bench_million.py:
+# 1.2 million runs in 10,001 experiments, about an hour; not in CI).
+SIZE ?=
 bench: install
+ifeq ($(SIZE),1m)
+	$(PY) scripts/bench_million.py
+else ifeq ($(SIZE),100k)
+	BENCH_RUNS=100000 $(PY) scripts/bench.py
+else ifeq ($(SIZE),)
 	$(PY) scripts/bench.py
+else
+	@echo "SIZE=$(SIZE): empty (20k), 100k or 1m" >&2; exit 2
+endif
 
 # The incremental job back to back under a load generator (not in CI, which runs a short
 # version: tests/integration/test_soak.py). SOAK_ROUNDS=200 by default.

@@ -876,6 +876,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--registered-models", type=int, default=0, help="registered models (default 0)"
     )
+    parser.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip the check of one run per experiment (10,000 experiments: minutes)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -892,7 +897,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             models_every=args.models_every,
             registered_models=args.registered_models,
         )
-        for experiment in result.experiments:
+        for experiment in () if args.no_verify else result.experiments:
             if experiment.first_run is not None:
                 verify_run(result.db_url, experiment.first_run)
         verify_models(result.db_url, result)
@@ -904,7 +909,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{result.seconds:.1f} s: {result.db_url}"
     )
     print("rows: " + ", ".join(f"{k}={v}" for k, v in result.rows.items()))
-    print("checked the first run of every experiment and every model with MlflowClient: ok")
+    if not args.no_verify:
+        print("checked the first run of every experiment and every model with MlflowClient: ok")
     return 0
 
 
