@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,49 @@ def test_the_schema_and_shape_read_from_the_log_are_sparks(
     assert fresh.shape("exp_7") == (2, len(_flat("r1", extra="r2").columns))
     keys = {f.metadata["mlflow_key"] for f in fresh.schema("exp_7").fields}
     assert keys >= {"acc", "flag", "alpha", "rmse", *ODD_KEYS}
+
+
+def test_each_delta_rs_version_has_the_checksum_spark_would_write(
+    spark: Any, data_dir: Path, database: str
+) -> None:
+    writer = TableWriter(spark, database, str(data_dir), "delta")
+    writer.create_database()
+    writer.replace_runs("exp_7", _flat("r1", "r2", extra="r3"), exists=False)  # version 0
+    writer.replace_runs("exp_7", _flat("r4", "r5", extra="r6"), exists=True)  # 1: same schema
+    writer.replace_runs("exp_7", _flat("r7", "r8"), exists=True)  # 2: fewer columns
+    log = data_dir / "warehouse" / f"{database}.db" / "exp_7" / "_delta_log"
+
+    checksums = [json.loads((log / f"{v:020d}.crc").read_text()) for v in (0, 1, 2)]
+    for version, ours in enumerate(checksums):
+        files = _added(log, version)  # an overwrite's files are its own adds
+        assert (ours["numFiles"], ours["tableSizeBytes"]) == (len(files), sum(files.values()))
+        assert all((log.parent / f).stat().st_size == size for f, size in files.items())
+        assert ours["protocol"] == {"minReaderVersion": 1, "minWriterVersion": 2}
+    logged = [[a["metaData"] for a in _actions(log, v) if "metaData" in a] for v in (0, 1, 2)]
+    assert [len(m) for m in logged] == [1, 0, 1]
+    for version in (0, 2):  # the metadata as logged, its text too (Spark compares them)
+        as_logged = {k: v for k, v in logged[version][0].items() if v is not None}
+        assert checksums[version]["metadata"] == as_logged
+    assert checksums[1]["metadata"] == checksums[0]["metadata"]  # no metaData of its own
+    assert spark.table(f"{database}.exp_7").schema == writer.schema("exp_7")
+
+    # Spark's next commit goes on from our checksum; its own must still match the files.
+    spark.sql(f"INSERT INTO {database}.exp_7 SELECT * FROM {database}.exp_7")
+    theirs = json.loads((log / f"{3:020d}.crc").read_text())
+    files = {**_added(log, 2), **_added(log, 3)}
+    assert (theirs["numFiles"], theirs["tableSizeBytes"]) == (len(files), sum(files.values()))
+    assert theirs["metadata"]["schemaString"] == checksums[2]["metadata"]["schemaString"]
+    assert sorted(r["run_id"] for r in spark.table(f"{database}.exp_7").collect()) == [
+        "r7", "r7", "r8", "r8"
+    ]  # fmt: skip
+
+
+def _actions(log: Path, version: int) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (log / f"{version:020d}.json").read_text().splitlines()]
+
+
+def _added(log: Path, version: int) -> dict[str, int]:
+    return {a["add"]["path"]: a["add"]["size"] for a in _actions(log, version) if "add" in a}
 
 
 def test_a_folder_delta_rs_cannot_own_is_left_to_spark(
