@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
 from mlflow_fun.errors import ConfigError
@@ -81,6 +82,12 @@ class RunSource(Protocol):
 
     def page_search(self) -> PageSearch | None:
         """The source's ordered page search when it can be pulled from both ends, else None."""
+        ...
+
+    def indexed(self, experiments: int) -> AbstractContextManager[None]:
+        """Around the reads of a job over ``experiments`` experiments: a source whose
+        per-experiment query costs a scan of the store reads one index first
+        (`DatabaseSource`); the others read as always."""
         ...
 
 
@@ -172,6 +179,10 @@ class FilteredSearches:
             self.iter_runs(experiment_id, filter_string=f, run_view_type=run_view_type)
             for f in run_id_filters(run_ids)
         )
+
+    def indexed(self, experiments: int) -> AbstractContextManager[None]:
+        """Nothing to read first: a search names one experiment's runs by itself."""
+        return nullcontext()
 
 
 def check_view_type(view_type: str) -> None:

@@ -171,6 +171,7 @@ class TableBuilder:
         disable = None if self.progress is None else not self.progress
         with (
             fewer_collections(),
+            self.source.indexed(len(plans)),  # MLflow's database: one scan, not one each
             tqdm(total=len(plans), unit="exp", desc="experiments", disable=disable) as bar,
             ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="pull") as pool,
             ThreadPoolExecutor(max_workers=self.writers, thread_name_prefix="write") as writers,

@@ -7,6 +7,7 @@ with known start and end times; what the database yields must equal what REST yi
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from mlflow.entities import Metric, Param, RunTag
 
 from mlflow_fun.errors import ConfigError, ExperimentNotFoundError
 from mlflow_fun.extract.database import queries
+from mlflow_fun.extract.database.run_index import INDEX_FROM_EXPERIMENTS
 from mlflow_fun.extract.database.source import DatabaseSource
 from mlflow_fun.extract.local_server import LocalMlflowServer
 from mlflow_fun.extract.open import open_source
@@ -165,6 +167,32 @@ def test_changed_runs_come_in_mlflow_order(changes: ChangeStore) -> None:
         "ended-at",
     ]
     assert runs[1].info["end_time"] is None
+
+
+@pytest.mark.parametrize("view_type", ["ACTIVE_ONLY", "DELETED_ONLY", "ALL"])
+def test_an_indexed_read_equals_a_query_per_experiment(
+    changes: ChangeStore, view_type: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    eid = changes.experiment_id
+    caplog.set_level(logging.INFO, logger="mlflow_fun.extract.database.source")
+    with changes.database() as database:
+        plain = list(database.iter_runs(eid, run_view_type=view_type))
+        with database.indexed(INDEX_FROM_EXPERIMENTS - 1):  # too few experiments: no index
+            assert list(database.iter_runs(eid, run_view_type=view_type)) == plain
+        assert "run index read" not in caplog.text
+        with database.indexed(INDEX_FROM_EXPERIMENTS):
+            indexed = list(database.iter_runs(eid, run_view_type=view_type))
+            first = list(database.iter_runs(eid, run_view_type=view_type, max_results=3))
+            changed = {s: list(database.iter_changed_runs(eid, s)) for s in (0, SINCE, 10**13)}
+            assert list(database.iter_runs("987654")) == []
+        assert "run index read runs=" in caplog.text
+        plain_changed = {s: list(database.iter_changed_runs(eid, s)) for s in changed}
+    assert [r.run_id for r in indexed] == [r.run_id for r in plain]  # MLflow's order too
+    assert list(map(_comparable, indexed)) == list(map(_comparable, plain))
+    assert [r.run_id for r in first] == [r.run_id for r in plain[:3]]
+    for since, runs in changed.items():
+        assert [r.run_id for r in runs] == [r.run_id for r in plain_changed[since]]
+    assert changes.names(changed[SINCE]) == sorted(CHANGED_AT_SINCE)
 
 
 @pytest.mark.parametrize("view_type", ["ACTIVE_ONLY", "DELETED_ONLY", "ALL"])

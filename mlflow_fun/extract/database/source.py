@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -30,6 +30,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from mlflow_fun.errors import ConfigError, ExperimentNotFoundError
+from mlflow_fun.extract.database.experiments import (
+    experiments_query,
+    read_experiments,
+    to_experiments,
+)
 from mlflow_fun.extract.database.queries import (
     EXPERIMENT_ORDER,
     RUN_ROWS_PER_QUERY,
@@ -46,13 +51,8 @@ from mlflow_fun.extract.database.queries import (
     view_stages,
 )
 from mlflow_fun.extract.database.reader import Reader
-from mlflow_fun.extract.database.schema import (
-    EXPERIMENT_TAGS,
-    EXPERIMENTS,
-    RUNS,
-    open_engine,
-    safe_url,
-)
+from mlflow_fun.extract.database.run_index import INDEX_FROM_EXPERIMENTS, RunIndex, read_run_index
+from mlflow_fun.extract.database.schema import EXPERIMENTS, RUNS, open_engine, safe_url
 from mlflow_fun.extract.http import RetrySettings
 from mlflow_fun.extract.source import DEFAULT_PAGE_SIZE, EXPERIMENTS_PAGE_SIZE, MAX_PAGE_SIZE
 from mlflow_fun.model import Experiment, MetricPoint, RunRecord
@@ -115,6 +115,7 @@ class DatabaseSource:
             raise ConfigError(f"page_size={page_size} must be between 1 and {MAX_PAGE_SIZE}")
         if run_rows_per_query is not None and run_rows_per_query < 1:
             raise ConfigError(f"run_rows_per_query={run_rows_per_query} must be at least 1")
+        self._index: RunIndex | None = None
         self.engine, self._owns_engine = open_engine(connection, env=env)
         self.page_size = page_size
         self.run_rows_per_query = run_rows_per_query or max(page_size, RUN_ROWS_PER_QUERY)
@@ -184,38 +185,8 @@ class DatabaseSource:
         self, *where: sa.ColumnElement[bool], limit: int | None = None
     ) -> tuple[list[Experiment], Cursor | None]:
         """Experiments matching ``where`` in MLflow's order, and the cursor of the last."""
-        query = (
-            sa.select(EXPERIMENTS, EXPERIMENT_ORDER.key.label("sort_key"))
-            .where(*where)
-            .order_by(*EXPERIMENT_ORDER.order_by())
-        )
-        if limit is not None:
-            query = query.limit(limit)
-
-        def read(conn: Connection) -> tuple[list[Any], list[Any]]:
-            rows = list(conn.execute(query).all())
-            tags_of = EXPERIMENT_TAGS.c.experiment_id.in_([row.experiment_id for row in rows])
-            return rows, list(conn.execute(sa.select(EXPERIMENT_TAGS).where(tags_of)).all())
-
-        rows, tag_rows = self._reader.read(read, snapshot=True)
-        if not rows:
-            return [], None
-        tags: dict[int, dict[str, str]] = defaultdict(dict)
-        for tag in tag_rows:
-            tags[tag.experiment_id][tag.key] = "" if tag.value is None else str(tag.value)
-        experiments = [
-            Experiment(
-                experiment_id=str(row.experiment_id),
-                name=row.name,
-                lifecycle_stage=row.lifecycle_stage,
-                artifact_location=row.artifact_location,
-                creation_time=row.creation_time or None,
-                last_update_time=row.last_update_time or None,
-                tags=tags[row.experiment_id],
-            )
-            for row in rows
-        ]
-        return experiments, (rows[-1].sort_key, rows[-1].experiment_id)
+        read = partial(read_experiments, query=experiments_query(where, limit))
+        return to_experiments(*self._reader.read(read, snapshot=True))
 
     def iter_runs(
         self,
@@ -260,6 +231,10 @@ class DatabaseSource:
         if not parsed:
             return
         selection = (RUNS.c.experiment_id.in_(parsed), RUNS.c.lifecycle_stage.in_(stages))
+        if self._index is not None and len(parsed) == 1 and parsed[0] is not None:
+            ids = self._index.run_ids(parsed[0], stages)
+            yield from self._read_ids(selection, ids[:max_results] if max_results else ids)
+            return
         yield from self._iter_batches(selection, max_results)
 
     def iter_changed_runs(self, experiment_id: str, since_ms: int) -> Iterator[RunRecord]:
@@ -275,11 +250,15 @@ class DatabaseSource:
             ExperimentNotFoundError: An experiment id that is not a number.
         """
         since = int(since_ms)
+        number = self._experiment_number(experiment_id)
         selection = (
-            RUNS.c.experiment_id == self._experiment_number(experiment_id),
+            RUNS.c.experiment_id == number,
             RUNS.c.lifecycle_stage == "active",
             sa.or_(RUNS.c.start_time >= since, RUNS.c.end_time >= since),
         )
+        if self._index is not None:
+            yield from self._read_ids(selection, self._index.run_ids(number, ("active",), since))
+            return
         yield from self._iter_batches(selection, None)
 
     def iter_runs_by_id(
@@ -301,16 +280,41 @@ class DatabaseSource:
         stages = view_stages(run_view_type)
         number = self._experiment_number(experiment_id)
         ids = checked_run_ids(run_ids)
-        per_query = ids_per_query(self.engine)
         selection = (RUNS.c.experiment_id == number, RUNS.c.lifecycle_stage.in_(stages))
-        for start in range(0, len(ids), per_query):
-            chunk = ids[start : start + per_query]
-            read = partial(self._batch, selection=selection, ids=chunk, per_query=per_query)
+        yield from self._read_ids(selection, ids, ids_per_query(self.engine))
+
+    def _read_ids(
+        self,
+        selection: tuple[sa.ColumnElement[bool], ...],
+        ids: Sequence[str],
+        chunk: int | None = None,
+    ) -> Iterator[RunRecord]:
+        """The runs ``ids`` matching ``selection``, in order, ``chunk`` ids to a snapshot."""
+        per_query = ids_per_query(self.engine)
+        chunk = chunk or self.page_size
+        for start in range(0, len(ids), chunk):
+            part = list(ids[start : start + chunk])
+            read = partial(self._batch, selection=selection, ids=part, per_query=per_query)
             yield from self._reader.read(read, snapshot=True)
+
+    @contextmanager
+    def indexed(self, experiments: int) -> Iterator[None]:
+        """Within it, one experiment's runs are named by a `RunIndex` read at its start,
+        when at least `INDEX_FROM_EXPERIMENTS` ``experiments`` are to be read."""
+        if experiments < INDEX_FROM_EXPERIMENTS or self._index is not None:
+            yield
+            return
+        started = time.monotonic()
+        self._index = index = self._reader.read(read_run_index, snapshot=True)
+        seconds = time.monotonic() - started
+        logger.info("run index read runs=%d seconds=%.2f", index.count, seconds)
+        try:
+            yield
+        finally:
+            self._index = None
 
     def page_search(self) -> None:
         """None: this source is read by one stream per experiment."""
-        return None
 
     def iter_metric_history(self, runs: Iterable[RunRecord]) -> Iterator[MetricPoint]:
         """Yield every logged value (MLflow's ``metrics`` table) of every metric of ``runs``.

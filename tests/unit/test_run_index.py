@@ -1,0 +1,41 @@
+"""`RunIndex`: each experiment's run ids in MLflow's order, from rows of one scan."""
+
+from __future__ import annotations
+
+from mlflow_fun.extract.database.run_index import RunIndex
+
+ROWS = [
+    (1, "active", "b", 100, 150),
+    (1, "active", "a", 100, None),  # same start: by id
+    (1, "active", "late", 300, 400),
+    (1, "active", "no-start", None, 500),  # no start time: last
+    (1, "deleted", "gone", 200, 250),
+    (2, "active", "other", 999, 1000),
+    (1, "weird", "odd", 50, 60),  # a stage MLflow does not write: in no view
+]
+
+
+def test_runs_come_in_mlflow_order_per_stage() -> None:
+    index = RunIndex.from_rows(ROWS)
+    assert index.count == len(ROWS)
+    assert index.run_ids(1, ("active",)) == ["late", "a", "b", "no-start"]
+    assert index.run_ids(1, ("deleted",)) == ["gone"]
+    assert index.run_ids(1, ("active", "deleted")) == ["late", "gone", "a", "b", "no-start"]
+    assert index.run_ids(2, ("active",)) == ["other"]
+    assert index.run_ids(3, ("active",)) == []
+
+
+def test_changed_since_is_a_start_or_an_end_at_or_after_it() -> None:
+    index = RunIndex.from_rows(ROWS)
+    assert index.run_ids(1, ("active",), since_ms=150) == ["late", "b", "no-start"]
+    assert index.run_ids(1, ("active",), since_ms=151) == ["late", "no-start"]
+    assert index.run_ids(1, ("active",), since_ms=500) == ["no-start"]
+    assert index.run_ids(1, ("active",), since_ms=501) == []
+    assert index.run_ids(1, ("active",), since_ms=0) == index.run_ids(1, ("active",))
+
+
+def test_rows_can_come_in_several_parts() -> None:
+    index = RunIndex()
+    index.add(ROWS[:3])
+    index.add(ROWS[3:])
+    assert index.run_ids(1, ("active",)) == RunIndex.from_rows(ROWS).run_ids(1, ("active",))
