@@ -102,26 +102,29 @@ class JobFigures:
     table_seconds: float = 0.0
     modes: dict[str, int] = field(default_factory=dict)
     cpu: dict[str, float] = field(default_factory=dict)
+    peaks: dict[str, int] = field(default_factory=dict)
 
     def line(self) -> str:
         return (
-            f"{self.step}: {self.seconds:,.0f} s, peak RSS {self.peak_rss / GIB:.2f} GiB; "
+            f"{self.step}: {self.seconds:,.0f} s, peak RSS {self.peak_rss / GIB:.2f} GiB ("
+            + ", ".join(f"{p} {m / GIB:.2f}" for p, m in sorted(self.peaks.items()))
+            + "); "
             f"start-up {self.startup:,.1f} s, tables {self.tables:,.1f} s "
             f"({self.tables_written:,} tables, {self.runs_written:,} runs; modes {self.modes}; "
             f"per-table pull+flatten {self.pull_seconds:,.0f} s and pull+write "
             f"{self.table_seconds:,.0f} s summed over 2 threads), after the tables "
             f"{self.after_tables:,.1f} s; CPU "
-            + ", ".join(f"{p} {c:,.0f} s" for p, c in sorted(self.cpu.items()))
+            + ", ".join(f"{p} {c:,.0f} s" for p, c in sorted(self.cpu.items()) if c >= 1)
         )
 
 
 class TreePeak:
-    """The peak RSS and the CPU time of a process and its descendants (the job and its
-    Spark JVM).
+    """The peak RSS of a process and its JVM (the job's driver), and the CPU time of
+    them and their descendants.
 
-    Every ``interval`` seconds each live process's ``VmHWM`` (its own high-water mark)
-    and CPU time are read; the peak sums each process's highest mark (never below the
-    true peak), the CPU time is summed per program (``python``, ``java``).
+    Every ``interval`` seconds each live process's CPU time is read, and the ``VmHWM``
+    (its own high-water mark) of the job's process and of ``java``; the peak sums their
+    highest marks (never below the true peak), the CPU time is summed per program.
     """
 
     def __init__(self, pid: int, interval: float = 0.5) -> None:
@@ -138,6 +141,10 @@ class TreePeak:
         self._thread.join()
         return sum(self.marks.values())
 
+    def peak_by_program(self) -> dict[str, int]:
+        """The highest mark of the job's process (``python``) and of its JVM (``java``)."""
+        return {"python" if pid == self.pid else "java": mark for pid, mark in self.marks.items()}
+
     def cpu_by_program(self) -> dict[str, float]:
         totals: dict[str, float] = {}
         for program, seconds in self.cpu.values():
@@ -147,10 +154,14 @@ class TreePeak:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             for pid in _tree(self.pid):
-                self.marks[pid] = max(self.marks.get(pid, 0), _hwm(pid))
                 usage = _cpu(pid)
-                if usage is not None:
-                    self.cpu[pid] = usage
+                if usage is None:
+                    continue
+                self.cpu[pid] = usage
+                # The driver: the job's own process and its JVM. Not the helpers the JVM
+                # forks (chmod, ls): until they exec, they share and count its memory.
+                if pid == self.pid or usage[0] == "java":
+                    self.marks[pid] = max(self.marks.get(pid, 0), _hwm(pid))
 
 
 def _tree(root: int) -> list[int]:
@@ -295,7 +306,9 @@ def run_job(step: str, args: Sequence[str], env: dict[str, str] | None = None) -
         peak = TreePeak(process.pid)
         code = process.wait()
     seconds = time.time() - started
-    figures = JobFigures(step, seconds, peak.stop(), cpu=peak.cpu_by_program())
+    figures = JobFigures(
+        step, seconds, peak.stop(), cpu=peak.cpu_by_program(), peaks=peak.peak_by_program()
+    )
     if code != 0:
         tail = log.read_text(encoding="utf-8").splitlines()[-5:]
         raise RuntimeError(f"{step} job exited {code}: " + " | ".join(tail))

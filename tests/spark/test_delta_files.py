@@ -162,3 +162,9 @@ def test_only_local_locations_are_written_by_delta_rs() -> None:
 def _location(spark: Any, table: str) -> str:
     rows = spark.sql(f"DESCRIBE FORMATTED {table}").collect()
     return next(str(r[1]) for r in rows if r[0] == "Location")
+
+
+def test_the_driver_keeps_a_few_hundred_delta_logs_not_ten_thousand(spark: Any) -> None:
+    # Delta's default (10,000 logs and snapshots) filled a 1 GiB driver heap at about 6,000
+    # tables of a job over 10,000 experiments (make bench SIZE=1m).
+    assert spark.conf.get("spark.databricks.delta.delta.log.cacheSize") == "500"
