@@ -37,6 +37,7 @@ class OffsetSearch:
         self.fail = fail
         self.calls: list[tuple[str, int, int]] = []  # (order, asked, sent)
         self.joined = threading.Event()
+        self.together: threading.Barrier | None = None  # each order's first call waits
 
     def search_page(
         self,
@@ -53,6 +54,8 @@ class OffsetSearch:
             raise TrackingServerError("answered HTTP 500 on runs/search", status=500)
         runs = self.ascending if order_by[0] == ASCENDING else self.ascending[::-1]
         offset = int(page_token or 0)
+        if self.together is not None and not any(c[0] == order_by[0] for c in self.calls):
+            self.together.wait()  # both streams under way, whatever the scheduler does
         page = runs[offset : offset + max_results]
         self.calls.append((order_by[0], max_results, len(page)))
         time.sleep(self.seconds_per_run * len(page))
@@ -116,6 +119,8 @@ def test_a_helper_alone_finishes_the_pull_and_the_first_stream_then_asks_nothing
 def test_two_streams_get_every_run_once_with_a_small_overlap(seed: int) -> None:
     runs = _uuid_runs(3000 + 517 * seed, seed)
     search = OffsetSearch(runs, seconds_per_run=2e-6)
+    # On a loaded machine one stream could finish before the other is scheduled.
+    search.together = threading.Barrier(2, timeout=30)
     result = _pull_both(search, page_size=1000)
     assert result == default_order(runs)
     orders = {order for order, _, _ in search.calls}
