@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGET = 1.5
 SOURCES = ("rest", "db")
 KINDS = ("first", "rebuild")
+LABELS = {"first": "first build", "rebuild": "rebuild"}
 
 
 @dataclass
@@ -66,7 +67,7 @@ class ShapeReport:
                 ratio = self.ratio(source, kind)
                 verdict = "PASS" if ratio <= TARGET else "MISS"
                 lines.append(
-                    f"[{verdict}] {kind} build, {source}: {self.many} x "
+                    f"[{verdict}] {LABELS[kind]}, {source}: {self.many} x "
                     f"{self.runs // self.many:,} runs {self.median('many', source, kind):.1f} s "
                     f"vs {self.few} x {self.runs // self.few:,} runs "
                     f"{self.median('few', source, kind):.1f} s: {ratio:.2f}x "
@@ -82,7 +83,7 @@ class ShapeReport:
             "many": self.many,
             "seconds": self.seconds,
             "ratios": {
-                f"{kind} build, {source}": self.ratio(source, kind)
+                f"{LABELS[kind]}, {source}": self.ratio(source, kind)
                 for kind in KINDS
                 for source in SOURCES
             },
@@ -148,7 +149,7 @@ def run(spark: Any, runs: int, few: int, many: int, rounds: int, workdir: Path) 
                         report.seconds.setdefault(f"{shape}_{source}_{kind}", []).append(seconds)
                         print(
                             f"    round {index + 1}: {shape} ({len(seeded.experiments)} "
-                            f"experiments), {source}, {kind} build: {seconds:.1f} s",
+                            f"experiments), {source}, {LABELS[kind]}: {seconds:.1f} s",
                             flush=True,
                         )
     finally:
