@@ -63,16 +63,27 @@ def writable(path: str) -> bool:
         return not os.path.exists(path) or not os.listdir(path)
     from deltalake import DeltaTable
 
-    return _plain(DeltaTable(path).protocol())
+    return _plain(_as_logged(DeltaTable(path).protocol()))
 
 
-def _plain(protocol: ProtocolVersions) -> bool:
-    """Reader 1, writer 2 at most, no table features: what delta-rs writes as Spark."""
+def _as_logged(protocol: ProtocolVersions) -> dict[str, object]:
+    """delta-rs's view of a protocol as the log's ``protocol`` action writes it."""
+    return {
+        "minReaderVersion": protocol.min_reader_version,
+        "minWriterVersion": protocol.min_writer_version,
+        "readerFeatures": protocol.reader_features,
+        "writerFeatures": protocol.writer_features,
+    }
+
+
+def _plain(protocol: dict[str, object]) -> bool:
+    """Reader 1, writer 2 at most, no table features (a logged ``protocol`` action): what
+    delta-rs writes as Spark does."""
     return (
-        protocol.min_reader_version == 1
-        and protocol.min_writer_version <= 2
-        and not protocol.reader_features
-        and not protocol.writer_features
+        protocol.get("minReaderVersion") == 1
+        and protocol.get("minWriterVersion") in (1, 2)
+        and not protocol.get("readerFeatures")
+        and not protocol.get("writerFeatures")
     )
 
 
@@ -96,10 +107,10 @@ def shape(path: str) -> tuple[int, int] | None:
     features such as deletion vectors, whose files' counts include deleted rows)."""
     from deltalake import DeltaTable
 
-    if not writable(path):
+    table = DeltaTable(path)  # one read of the log: its protocol, files and schema
+    if not _plain(_as_logged(table.protocol())):
         return None
-    table = DeltaTable(path)
-    counts = pa_column(table.get_add_actions(flatten=True), "num_records")
+    counts = _column(table.get_add_actions(flatten=True), "num_records")
     if any(count is None for count in counts):
         return None
     return sum(counts), len(table.schema().fields)
@@ -142,9 +153,9 @@ def write_checksum(path: str) -> None:
     previous = _checksum(log, version - 1) if version > 0 else {}
     metadata = logged.get("metaData") or previous.get("metadata")
     protocol = logged.get("protocol") or previous.get("protocol")
-    if metadata is None or protocol is None or not _plain_logged(protocol):
+    if metadata is None or protocol is None or not _plain(protocol):
         return
-    sizes = pa_column(table.get_add_actions(flatten=True), "size_bytes")
+    sizes = _column(table.get_add_actions(flatten=True), "size_bytes")
     checksum = {
         "tableSizeBytes": sum(sizes),
         "numFiles": len(sizes),
@@ -182,17 +193,7 @@ def _checksum(log: str, version: int) -> dict[str, dict[str, object]]:
     return loaded if isinstance(loaded, dict) else {}
 
 
-def _plain_logged(protocol: dict[str, object]) -> bool:
-    """`_plain` of a logged ``protocol`` action."""
-    return (
-        protocol.get("minReaderVersion") == 1
-        and protocol.get("minWriterVersion") in (1, 2)
-        and not protocol.get("readerFeatures")
-        and not protocol.get("writerFeatures")
-    )
-
-
-def pa_column(batches: object, name: str) -> list[int]:
+def _column(batches: object, name: str) -> list[int]:
     """The values of column ``name`` of an Arrow table or record batch (delta-rs's
     add-action listings are one or the other across its versions)."""
     import pyarrow as pa

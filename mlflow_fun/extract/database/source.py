@@ -233,7 +233,7 @@ class DatabaseSource:
         selection = (RUNS.c.experiment_id.in_(parsed), RUNS.c.lifecycle_stage.in_(stages))
         if self._index is not None and len(parsed) == 1 and parsed[0] is not None:
             ids = self._index.run_ids(parsed[0], stages)
-            yield from self._read_ids(selection, ids[:max_results] if max_results else ids)
+            yield from self._read_ids(selection, ids if max_results is None else ids[:max_results])
             return
         yield from self._iter_batches(selection, max_results)
 
