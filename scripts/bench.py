@@ -266,8 +266,8 @@ class PeakRss:
         with self._lock:
             self._find_jvm(force=True)
             self._hwm_reset = {pid for pid in self._pids() if _reset_hwm(pid)}
-            self._py = _status_kib(self._pid, "VmRSS") * 1024
-            self._jvm = _status_kib(self._jvm_pid, "VmRSS") * 1024 if self._jvm_pid else 0
+            self._py = status_kib(self._pid, "VmRSS") * 1024
+            self._jvm = status_kib(self._jvm_pid, "VmRSS") * 1024 if self._jvm_pid else 0
 
     def peaks(self) -> tuple[int, int]:
         """``(python, jvm)`` peak RSS in bytes since the last `reset`."""
@@ -275,9 +275,9 @@ class PeakRss:
         with self._lock:
             py, jvm = self._py, self._jvm
             if self._pid in self._hwm_reset:
-                py = max(py, _status_kib(self._pid, "VmHWM") * 1024)
+                py = max(py, status_kib(self._pid, "VmHWM") * 1024)
             if self._jvm_pid and self._jvm_pid in self._hwm_reset:
-                jvm = max(jvm, _status_kib(self._jvm_pid, "VmHWM") * 1024)
+                jvm = max(jvm, status_kib(self._jvm_pid, "VmHWM") * 1024)
         return py, jvm
 
     @property
@@ -295,9 +295,9 @@ class PeakRss:
     def _sample(self) -> None:
         with self._lock:
             self._find_jvm()
-            self._py = max(self._py, _status_kib(self._pid, "VmRSS") * 1024)
+            self._py = max(self._py, status_kib(self._pid, "VmRSS") * 1024)
             if self._jvm_pid:
-                self._jvm = max(self._jvm, _status_kib(self._jvm_pid, "VmRSS") * 1024)
+                self._jvm = max(self._jvm, status_kib(self._jvm_pid, "VmRSS") * 1024)
 
     def _find_jvm(self, force: bool = False) -> None:
         if self._jvm_pid and Path(f"/proc/{self._jvm_pid}").exists():
@@ -306,10 +306,10 @@ class PeakRss:
         if not force and now - self._last_search < 1.0:
             return
         self._last_search = now
-        self._jvm_pid = _descendant_named(self._pid, "java")
+        self._jvm_pid = descendant_named(self._pid, "java")
 
 
-def _status_kib(pid: int | None, field_name: str) -> int:
+def status_kib(pid: int | None, field_name: str) -> int:
     if pid is None:
         return 0
     try:
@@ -331,7 +331,7 @@ def _reset_hwm(pid: int) -> bool:
         return False
 
 
-def _descendant_named(root: int, name: str) -> int | None:
+def descendant_named(root: int, name: str) -> int | None:
     parents: dict[int, int] = {}
     names: dict[int, str] = {}
     for entry in os.scandir("/proc"):
@@ -437,7 +437,7 @@ class Bench:
 
     def server_cpu(self) -> dict[int, float]:
         """CPU seconds so far of each process of the server's process group."""
-        return _group_cpu_seconds(self.server_group) if self.server_group else {}
+        return group_cpu_seconds(self.server_group) if self.server_group else {}
 
     def measure_median(
         self, key: str, label: str, runs: int, action: Callable[[], T], note: str = ""
@@ -1109,7 +1109,7 @@ def _raw_pull(
     return received
 
 
-def _group_cpu_seconds(group: int) -> dict[int, float]:
+def group_cpu_seconds(group: int) -> dict[int, float]:
     """CPU seconds (user + system) so far of each live process of process group ``group``."""
     ticks = os.sysconf("SC_CLK_TCK")
     seconds = {}
@@ -1128,7 +1128,7 @@ def _group_cpu_seconds(group: int) -> dict[int, float]:
 
 
 def _busy(before: dict[int, float], after: dict[int, float]) -> list[float]:
-    """CPU seconds each process used between two `_group_cpu_seconds`, most first; only
+    """CPU seconds each process used between two `group_cpu_seconds`, most first; only
     processes that used more than 0.05 s (a worker, not the idle supervisor)."""
     used = [after[pid] - before.get(pid, 0.0) for pid in after]
     return sorted((u for u in used if u > 0.05), reverse=True)

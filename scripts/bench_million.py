@@ -49,6 +49,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import descendant_named, group_cpu_seconds, status_kib
+
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".bench" / "million"
 CLI = Path(sys.executable).parent / "mlflow-fun"
@@ -118,91 +120,40 @@ class JobFigures:
         )
 
 
-class TreePeak:
-    """The peak RSS of a process and its JVM (the job's driver), and the CPU time of
-    them and their descendants.
+class DriverPeak:
+    """The peak RSS of a job's process and of its Spark JVM, and the CPU time of both.
 
-    Every ``interval`` seconds each live process's CPU time is read, and the ``VmHWM``
-    (its own high-water mark) of the job's process and of ``java``; the peak sums their
-    highest marks (never below the true peak), the CPU time is summed per program.
+    Every ``interval`` seconds the ``VmHWM`` of each (its own high-water mark) and the CPU
+    seconds of the job's process group (it runs in a session of its own) are read; the
+    peak sums the two highest marks, never below the true peak. Not counted: the helpers
+    the JVM forks (chmod, ls), which until they exec share and count its memory.
     """
 
     def __init__(self, pid: int, interval: float = 0.5) -> None:
         self.pid = pid
-        self.interval = interval
-        self.marks: dict[int, int] = {}
-        self.cpu: dict[int, tuple[str, float]] = {}
+        self.jvm: int | None = None
+        self.peaks = {"python": 0, "java": 0}
+        self.cpu: dict[str, float] = {}
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread = threading.Thread(target=self._loop, args=(interval,), daemon=True)
         self._thread.start()
 
     def stop(self) -> int:
         self._stop.set()
         self._thread.join()
-        return sum(self.marks.values())
+        return sum(self.peaks.values())
 
-    def peak_by_program(self) -> dict[str, int]:
-        """The highest mark of the job's process (``python``) and of its JVM (``java``)."""
-        return {"python" if pid == self.pid else "java": mark for pid, mark in self.marks.items()}
-
-    def cpu_by_program(self) -> dict[str, float]:
-        totals: dict[str, float] = {}
-        for program, seconds in self.cpu.values():
-            totals[program] = totals.get(program, 0.0) + seconds
-        return totals
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            for pid in _tree(self.pid):
-                usage = _cpu(pid)
-                if usage is None:
-                    continue
-                self.cpu[pid] = usage
-                # The driver: the job's own process and its JVM. Not the helpers the JVM
-                # forks (chmod, ls): until they exec, they share and count its memory.
-                if pid == self.pid or usage[0] == "java":
-                    self.marks[pid] = max(self.marks.get(pid, 0), _hwm(pid))
-
-
-def _tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", encoding="ascii") as handle:
-                    ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo += children.get(pid, [])
-    return found
-
-
-def _cpu(pid: int) -> tuple[str, float] | None:
-    """(program, user + system CPU seconds) of ``pid``."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            head, tail = handle.read().rsplit(")", 1)
-    except (OSError, ValueError):
-        return None
-    fields = tail.split()
-    program = head.split("(", 1)[1]
-    return program, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _hwm(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return 0
-    return 0
+    def _loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            if not self.jvm or not os.path.exists(f"/proc/{self.jvm}"):  # spark-submit's
+                self.jvm = descendant_named(self.pid, "java")  # launcher is a java too
+            for program, pid in (("python", self.pid), ("java", self.jvm)):
+                mark = status_kib(pid, "VmHWM") * 1024
+                self.peaks[program] = max(self.peaks[program], mark)
+            seconds = group_cpu_seconds(self.pid)
+            for program, pid in (("python", self.pid), ("java", self.jvm)):
+                if pid in seconds:
+                    self.cpu[program] = seconds[pid]
 
 
 def seed(sizes: Sizes) -> Path:
@@ -302,13 +253,12 @@ def run_job(step: str, args: Sequence[str], env: dict[str, str] | None = None) -
             stdout=subprocess.DEVNULL,
             stderr=stderr,
             env={**os.environ, **(env or {})},
+            start_new_session=True,  # its process group: the job and its JVM
         )
-        peak = TreePeak(process.pid)
+        peak = DriverPeak(process.pid)
         code = process.wait()
     seconds = time.time() - started
-    figures = JobFigures(
-        step, seconds, peak.stop(), cpu=peak.cpu_by_program(), peaks=peak.peak_by_program()
-    )
+    figures = JobFigures(step, seconds, peak.stop(), cpu=peak.cpu, peaks=peak.peaks)
     if code != 0:
         tail = log.read_text(encoding="utf-8").splitlines()[-5:]
         raise RuntimeError(f"{step} job exited {code}: " + " | ".join(tail))
@@ -428,18 +378,18 @@ def rest_build(store: Path, common: list[str]) -> JobFigures:
 
     server = LocalMlflowServer(store, workers=4)
     server.start()
-    assert server._process is not None
-    server_cpu = TreePeak(server._process.pid)
+    group = int(server.pid_file.read_text())  # started in a session of its own
     try:
+        before = group_cpu_seconds(group)
         figures = run_job(
             "rest",
             [*common, "--tracking-uri", server.url, "--database", "million_rest", "--full-refresh"],
         )
+        after = group_cpu_seconds(group)
     finally:
-        server_cpu.stop()
         server.stop()
-    figures.cpu.update({f"server {p}": c for p, c in server_cpu.cpu_by_program().items()})
-    print(f"  the server's CPU: {server_cpu.cpu_by_program()}", flush=True)
+    figures.cpu["server"] = sum(after.values()) - sum(before.get(p, 0.0) for p in after)
+    print(f"  the server's CPU during the job: {figures.cpu['server']:,.0f} s", flush=True)
     return figures
 
 
