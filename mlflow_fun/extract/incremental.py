@@ -10,16 +10,21 @@ runs that may have changed since the previous refresh of the experiment:
 3. runs restored since: deleted at the previous refresh (the state keeps the ids of the
    deleted runs) but not any more.
 
-Runs are fingerprinted: a run pulled again (it sits inside the margin, or is still
-running) but unchanged since the previous refresh is dropped, so a refresh that finds
-nothing new writes nothing. A ``DELETED_ONLY`` search lists the deleted runs; those
+A run pulled again (it sits inside the margin, or is still running) but unchanged since
+the previous refresh is dropped, so a refresh that finds nothing new writes nothing. A
+run that was running is compared by its `fingerprint`; one that had finished is
+*settled*: the state keeps its end time, and while it is still finished with that end
+time it is not read again (a source may leave it out: `DatabaseSource` then reads none
+of its metrics, params and tags; resuming a finished run changes its status, finishing
+it again its end time). A ``DELETED_ONLY`` search lists the deleted runs; those
 deleted since the previous refresh must leave the table. The watermark is the latest
 start or end time among the runs seen (the clock of the clients that logged them, not
 the job's), so the margin only has to cover skew between those clients.
 
 Not seen by an incremental refresh (MLflow records no time for them): a metric logged
-to, or a tag changed on, a run that had already finished at the previous refresh, and
-runs removed for good by ``mlflow gc``. A ``--full-refresh`` (e.g. weekly) picks them up.
+to, or a tag changed on, a run that had already finished at the previous refresh (and
+was not resumed), and runs removed for good by ``mlflow gc``. A ``--full-refresh`` (e.g.
+weekly) picks them up.
 """
 
 from __future__ import annotations
@@ -48,7 +53,10 @@ class RefreshState:
         open_run_ids: Runs that were not terminal.
         deleted_run_ids: Runs that were deleted.
         with_history: The metric history was loaded too.
-        fingerprints: run id -> `fingerprint`, for the runs the next refresh pulls again.
+        fingerprints: run id -> `fingerprint`, of the runs the next refresh pulls again
+            that were not settled.
+        settled: run id -> end time (epoch ms), of the finished runs the next refresh
+            pulls again.
     """
 
     experiment_id: str
@@ -57,6 +65,7 @@ class RefreshState:
     deleted_run_ids: frozenset[str] = frozenset()
     with_history: bool = False
     fingerprints: Mapping[str, str] = field(default_factory=dict)
+    settled: Mapping[str, int] = field(default_factory=dict)
 
     def pending(self) -> RefreshState:
         """This state marked so that the next refresh is a full one."""
@@ -77,7 +86,10 @@ class Pull:
         pulled: Runs the source sent (incremental: changed or not).
         watermark_ms: The watermark once these runs are written.
         open_run_ids: Runs not terminal once these runs are written.
-        fingerprints: Of the runs the next incremental refresh will pull again.
+        fingerprints: Of the runs the next incremental refresh will pull again, but
+            the settled ones.
+        settled: End times of the finished runs the next incremental refresh will pull
+            again.
         changed: Something to write (always, for a full pull); False when the tables and
             the state already hold everything this pull found.
     """
@@ -91,6 +103,7 @@ class Pull:
     watermark_ms: int
     open_run_ids: frozenset[str]
     fingerprints: Mapping[str, str]
+    settled: Mapping[str, int]
     changed: bool = True
 
     def next_state(self, *, with_history: bool = False) -> RefreshState:
@@ -102,6 +115,7 @@ class Pull:
             self.deleted_run_ids,
             with_history,
             self.fingerprints,
+            self.settled,
         )
 
 
@@ -142,7 +156,8 @@ def pull_all(
     watermark = _latest(runs, 0)
     open_ids = _open(runs)
     again = [r for r in runs if r.run_id in open_ids or _latest([r], 0) >= watermark - margin_ms]
-    fingerprints = {run.run_id: fingerprint(run) for run in again}
+    settled = _settled(again)
+    fingerprints = {r.run_id: fingerprint(r) for r in again if r.run_id not in settled}
     return Pull(
         experiment_id,
         FULL,
@@ -153,6 +168,7 @@ def pull_all(
         watermark,
         open_ids,
         fingerprints,
+        settled,
     )
 
 
@@ -169,22 +185,36 @@ def pull_changes(
     deleted = _ids(source.iter_runs(experiment_id, run_view_type="DELETED_ONLY"))
     restored = state.deleted_run_ids - deleted
     since = max(0, state.watermark_ms - margin_ms)
+    settled = {i: end for i, end in state.settled.items() if i not in restored | deleted}
     pulled = tuple(
         unique_runs(
             (
-                source.iter_changed_runs(experiment_id, since),
+                source.iter_changed_runs(experiment_id, since, settled),
                 source.iter_runs_by_id(experiment_id, state.open_run_ids | restored),
             )
         )
     )
-    fingerprints = {run.run_id: fingerprint(run) for run in pulled}
+    fresh = [r for r in pulled if not _still_settled(r, settled)]
+    fingerprints = {run.run_id: fingerprint(run) for run in fresh}
     changed = tuple(
-        run
-        for run in pulled
-        if run.run_id in restored or state.fingerprints.get(run.run_id) != fingerprints[run.run_id]
+        r
+        for r in fresh
+        if r.run_id in restored or state.fingerprints.get(r.run_id) != fingerprints[r.run_id]
     )
     open_ids = _open(pulled)
-    something = bool(changed) or deleted != state.deleted_run_ids or open_ids != state.open_run_ids
+    watermark = _latest(pulled, state.watermark_ms)
+    # settled runs left out (or still settled) stay so while the margin covers them
+    kept = {i: end for i, end in settled.items() if i not in fingerprints}
+    now_settled = {i: end for i, end in kept.items() if end >= watermark - margin_ms}
+    now_settled.update(_settled(fresh))
+    for run_id in now_settled:
+        fingerprints.pop(run_id, None)
+    something = (
+        bool(changed)
+        or deleted != state.deleted_run_ids
+        or open_ids != state.open_run_ids
+        or now_settled != dict(state.settled)
+    )
     return Pull(
         experiment_id,
         INCREMENTAL,
@@ -192,9 +222,10 @@ def pull_changes(
         deleted,
         deleted - state.deleted_run_ids,
         len(pulled),
-        _latest(pulled, state.watermark_ms),
+        watermark,
         open_ids,
         fingerprints,
+        now_settled,
         something,
     )
 
@@ -203,6 +234,25 @@ def _latest(runs: Iterable[RunRecord], floor: int) -> int:
     """The latest start or end time of ``runs``, at least ``floor``."""
     times = (t for run in runs for t in (run.info.get("start_time"), run.info.get("end_time")))
     return max([floor, *(t for t in times if t is not None)])
+
+
+def _settled(runs: Iterable[RunRecord]) -> dict[str, int]:
+    """run id -> end time of the finished runs among ``runs`` (those with an end time)."""
+    return {
+        run.run_id: int(run.info["end_time"])
+        for run in runs
+        if run.info.get("status") in TERMINAL_STATUSES and run.info.get("end_time") is not None
+    }
+
+
+def _still_settled(run: RunRecord, settled: Mapping[str, int]) -> bool:
+    """True when ``run`` is settled and still finished with the same end time."""
+    end = settled.get(run.run_id)
+    return (
+        end is not None
+        and run.info.get("status") in TERMINAL_STATUSES
+        and run.info.get("end_time") == end
+    )
 
 
 def _open(runs: Iterable[RunRecord]) -> frozenset[str]:

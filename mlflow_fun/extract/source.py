@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
@@ -66,8 +66,11 @@ class RunSource(Protocol):
         max_results: int | None = None,
     ) -> Iterator[RunRecord]: ...
 
-    def iter_changed_runs(self, experiment_id: str, since_ms: int) -> Iterator[RunRecord]:
-        """Active runs that started or ended at or after ``since_ms``, each once."""
+    def iter_changed_runs(
+        self, experiment_id: str, since_ms: int, settled: Mapping[str, int] | None = None
+    ) -> Iterator[RunRecord]:
+        """Active runs that started or ended at or after ``since_ms``, each once; those of
+        ``settled`` (run id -> end time) still finished with that end time may be left out."""
         ...
 
     def iter_runs_by_id(
@@ -165,8 +168,11 @@ class FilteredSearches:
     ) -> Iterator[RunRecord]:
         raise NotImplementedError
 
-    def iter_changed_runs(self, experiment_id: str, since_ms: int) -> Iterator[RunRecord]:
-        """Active runs that started or ended at or after ``since_ms``, each once."""
+    def iter_changed_runs(
+        self, experiment_id: str, since_ms: int, settled: Mapping[str, int] | None = None
+    ) -> Iterator[RunRecord]:
+        """Active runs that started or ended at or after ``since_ms``, each once (a search
+        reads the settled runs with the others: none is left out)."""
         return unique_runs(
             self.iter_runs(experiment_id, filter_string=f) for f in changed_since_filters(since_ms)
         )

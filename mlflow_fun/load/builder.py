@@ -160,11 +160,7 @@ class TableBuilder:
         self.writer.create_database()
         present = self.writer.table_names()  # one metastore call, not one per experiment
         plans = plan_experiments(
-            experiments,
-            read_states(self.spark, self.database),
-            self.options,
-            lambda name: self.writer.schema(name) if name in present else None,
-            present.__contains__,
+            experiments, read_states(self.spark, self.database), self.options, present.__contains__
         )
         self.writer.write_states([p.rebuild_pending for p in plans if p.rebuild_pending])
         results: list[ExperimentResult] = []
@@ -268,7 +264,7 @@ class TableBuilder:
     def _prepare(
         self,
         experiment: Experiment,
-        existing: StructType | None,
+        existing: Callable[[], StructType | None],
         state: RefreshState | None,
         shared: TwoEndedPull | None = None,
     ) -> Prepared:
@@ -291,10 +287,15 @@ class TableBuilder:
             failed: Future[Prepared] = Future()
             failed.set_exception(plan.error)
             return failed
+        name = table_name(plan.experiment.experiment_id)
+
+        def existing() -> StructType | None:  # read in the pulling thread, when needed
+            return self.writer.schema(name) if plan.exists else None
+
         if plan.merge:
-            return pool.submit(self._prepare, plan.experiment, plan.existing, plan.state)
+            return pool.submit(self._prepare, plan.experiment, existing, plan.state)
         shared = self._shared.register(plan.experiment.experiment_id)
-        return pool.submit(self._prepare, plan.experiment, plan.existing, None, shared)
+        return pool.submit(self._prepare, plan.experiment, existing, None, shared)
 
     def _write_one(
         self, plan: ExperimentPlan, pulled: Future[Prepared], batch: SideBatch
@@ -315,7 +316,8 @@ class TableBuilder:
                     logger.info(
                         "full refresh experiment_id=%s reason=%s", experiment.experiment_id, reason
                     )
-                    prepared = self._prepare(experiment, prepared.existing, None)
+                    schema = prepared.existing
+                    prepared = self._prepare(experiment, lambda: schema, None)
                     runs_pulled += prepared.pull.pulled
                     if plan.state is not None:  # a crash from here on must not go back to merging
                         with self._state_lock:

@@ -63,11 +63,12 @@ def write_states(spark: SparkSession, database: str, states: Sequence[RefreshSta
             state.with_history,
             dict(state.fingerprints),
             now,
+            dict(state.settled),
         )
         for state in states
     ]
     df = spark.createDataFrame(rows, state_schema())
-    upsert(spark, database, STATE_TABLE, df, ["experiment_id"])
+    upsert(spark, database, STATE_TABLE, df, ["experiment_id"], schema_evolution=True)
 
 
 def upsert(

@@ -39,14 +39,14 @@ class ExperimentPlan:
     Attributes:
         experiment: The experiment.
         state: What the last refresh saw; None before the first.
-        existing: The table's schema; None if there is no table.
+        exists: The table exists (its schema is read when the experiment is pulled).
         merge: True to MERGE the runs that changed; False to rewrite the table.
         error: Why the plan could not be made (reported as the experiment's failure).
     """
 
     experiment: Experiment
     state: RefreshState | None
-    existing: StructType | None
+    exists: bool
     merge: bool
     error: Exception | None = None
 
@@ -76,17 +76,17 @@ class RefreshOptions:
 
 def can_merge(
     options: RefreshOptions,
-    existing: StructType | None,
+    exists: bool,
     state: RefreshState | None,
     side_tables_exist: bool,
 ) -> bool:
     """True when an experiment can be refreshed incrementally (MERGE of what changed).
 
     Example:
-        >>> can_merge(RefreshOptions(full_refresh=True), schema, state, True)
+        >>> can_merge(RefreshOptions(full_refresh=True), True, state, True)
         False
     """
-    if options.full_refresh or options.table_format != "delta" or existing is None or state is None:
+    if options.full_refresh or options.table_format != "delta" or not exists or state is None:
         return False
     if state.watermark_ms is None or (options.with_history and not state.with_history):
         return False
@@ -97,7 +97,6 @@ def plan_experiments(
     experiments: Sequence[Experiment],
     states: Mapping[str, RefreshState],
     options: RefreshOptions,
-    existing_schema: Callable[[str], StructType | None],
     table_exists: Callable[[str], bool],
 ) -> list[ExperimentPlan]:
     """One `ExperimentPlan` per experiment, in order; a failure is kept in its plan."""
@@ -106,11 +105,11 @@ def plan_experiments(
     for experiment in experiments:
         state = states.get(experiment.experiment_id)
         try:
-            existing = existing_schema(table_name(experiment.experiment_id))
-            merge = can_merge(options, existing, state, all(table_exists(t) for t in side))
-            plans.append(ExperimentPlan(experiment, state, existing, merge))
+            exists = table_exists(table_name(experiment.experiment_id))
+            merge = can_merge(options, exists, state, all(table_exists(t) for t in side))
+            plans.append(ExperimentPlan(experiment, state, exists, merge))
         except Exception as e:  # reported as this experiment's failure
-            plans.append(ExperimentPlan(experiment, state, None, False, e))
+            plans.append(ExperimentPlan(experiment, state, False, False, e))
     return plans
 
 

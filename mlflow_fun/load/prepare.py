@@ -14,6 +14,7 @@ from mlflow_fun.load.plan import merged_columns, merged_param_types, names_by_ke
 from mlflow_fun.load.side_tables import rewrite_for_deletes
 from mlflow_fun.model import MetricPoint, RunRecord
 from mlflow_fun.transform.flatten import FlatRuns, flatten_runs, keep_column_order
+from mlflow_fun.transform.typing_rules import ColumnType
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -29,7 +30,8 @@ class Prepared:
     Attributes:
         pull: The runs pulled.
         flat: ``pull.runs`` flattened with the table's names and types.
-        existing: The table's schema before this refresh; None if there is no table.
+        existing: The table's schema before this refresh; None if there is no table (or
+            an incremental pull found nothing to merge: then it is not read).
         history: Metric values of ``pull.runs`` (with history only).
         fallback: Why an incremental pull cannot be merged (a full refresh is needed).
         seconds: Time spent pulling and flattening.
@@ -46,7 +48,7 @@ class Prepared:
 def prepare_experiment(
     source: RunSource,
     experiment_id: str,
-    existing: StructType | None,
+    existing: Callable[[], StructType | None],
     state: RefreshState | None,
     *,
     margin_ms: int,
@@ -63,7 +65,8 @@ def prepare_experiment(
     Args:
         source: Where the runs come from.
         experiment_id: The experiment.
-        existing: The table's schema; None if there is no table.
+        existing: Reads the table's schema (None if there is no table); an incremental
+            pull that finds nothing to merge does not call it.
         state: The last refresh's state; None for a full pull.
         margin_ms: How far before the watermark an incremental pull looks.
         with_history: Also pull the metric history (not when falling back).
@@ -71,19 +74,23 @@ def prepare_experiment(
         on_pulled: Called once a full pull's runs are in (or it failed).
     """
     started = time.monotonic()
-    previous = names_by_key(existing)
-    fallback = None
+    schema, fallback = None, None
     if state is None:
         try:
             pull = pull_all(source, experiment_id, margin_ms, active_runs)
         finally:
             on_pulled()
-        flat = flatten_runs(pull.runs, previous)
-        if existing is not None:
-            flat = keep_column_order(flat, existing.fieldNames())
+        schema = existing()
+        flat = flatten_runs(pull.runs, names_by_key(schema))
+        if schema is not None:
+            flat = keep_column_order(flat, schema.fieldNames())
     else:
         pull = pull_changes(source, experiment_id, state, margin_ms)
-        param_types, fallback = merged_param_types(pull, existing, previous)
+        param_types: dict[str, ColumnType] = {}
+        if pull.runs or pull.newly_deleted:  # else nothing to merge: no schema to read
+            schema = existing()
+            param_types, fallback = merged_param_types(pull, schema, names_by_key(schema))
+        previous = names_by_key(schema)
         flat = flatten_runs(pull.runs, previous, reserve_previous=True, param_types=param_types)
     history = None
     if with_history and fallback is None:
@@ -95,7 +102,7 @@ def prepare_experiment(
         len(pull.runs),
         time.monotonic() - started,
     )
-    return Prepared(pull, flat, existing, history, fallback, time.monotonic() - started)
+    return Prepared(pull, flat, schema, history, fallback, time.monotonic() - started)
 
 
 def rewrite_reason_of(

@@ -57,6 +57,8 @@ def state_schema() -> StructType:
             T.StructField("with_history", T.BooleanType()),
             T.StructField("fingerprints", T.MapType(T.StringType(), T.StringType())),
             T.StructField("refreshed_at", T.TimestampType()),
+            # last: a table written before this column got it appended by its next MERGE
+            T.StructField("settled", T.MapType(T.StringType(), T.LongType())),
         ]
     )
 
@@ -227,6 +229,7 @@ def read_states(spark: SparkSession, database: str) -> dict[str, RefreshState]:
             frozenset(row["deleted_run_ids"] or ()),
             bool(row["with_history"]),
             dict(row["fingerprints"] or {}),
+            dict(row.asDict().get("settled") or {}),
         )
         for row in rows
     }

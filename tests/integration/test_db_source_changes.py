@@ -184,6 +184,9 @@ def test_an_indexed_read_equals_a_query_per_experiment(
             indexed = list(database.iter_runs(eid, run_view_type=view_type))
             first = list(database.iter_runs(eid, run_view_type=view_type, max_results=3))
             changed = {s: list(database.iter_changed_runs(eid, s)) for s in (0, SINCE, 10**13)}
+            ids = changes.run_ids  # settled: "ended-at" ended at 10,000, not 10,001
+            settled = {ids["late"]: 25_000, ids["ended-at"]: 10_001, ids["running-new"]: 0}
+            unsettled = list(database.iter_changed_runs(eid, SINCE, settled))
             assert list(database.iter_runs("987654")) == []
         assert "run index read runs=" in caplog.text
         plain_changed = {s: list(database.iter_changed_runs(eid, s)) for s in changed}
@@ -193,6 +196,7 @@ def test_an_indexed_read_equals_a_query_per_experiment(
     for since, runs in changed.items():
         assert [r.run_id for r in runs] == [r.run_id for r in plain_changed[since]]
     assert changes.names(changed[SINCE]) == sorted(CHANGED_AT_SINCE)
+    assert changes.names(unsettled) == sorted(CHANGED_AT_SINCE - {"late"})  # left out, unread
 
 
 @pytest.mark.parametrize("view_type", ["ACTIVE_ONLY", "DELETED_ONLY", "ALL"])

@@ -11,8 +11,9 @@ from chispa import assert_df_equality
 from pyspark.sql import types as T
 
 from mlflow_fun.extract.incremental import FULL, INCREMENTAL, RefreshState
+from mlflow_fun.load.commits import write_states
 from mlflow_fun.load.results import ExperimentResult, status_row
-from mlflow_fun.load.side_tables import read_states
+from mlflow_fun.load.side_tables import read_states, state_schema
 from mlflow_fun.load.writer import SideBatch, TableWriter
 from tests.spark.conftest import make_run
 
@@ -107,6 +108,23 @@ def test_side_rows_replace_an_experiment_then_merge_its_changes(
     ]
     states = read_states(spark, database)
     assert {k: s.watermark_ms for k, s in states.items()} == {"1": 3_000, "2": 510}
+
+
+def test_a_state_table_without_settled_runs_reads_and_gets_the_column(
+    spark: Any, database: str
+) -> None:
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
+    older = T.StructType([f for f in state_schema().fields if f.name != "settled"])
+    row = ("1", 2_000, [], [], False, {"a": "f1"}, dt.datetime(2026, 1, 1))
+    spark.createDataFrame([row], older).write.format("delta").saveAsTable(
+        f"{database}.mlflow_state"
+    )
+    assert read_states(spark, database)["1"] == RefreshState("1", 2_000, fingerprints={"a": "f1"})
+
+    written = [RefreshState("1", 3_000, settled={"a": 2_500}), RefreshState("2", 10)]
+    write_states(spark, database, written)
+    assert spark.table(f"{database}.mlflow_state").columns[-1] == "settled"
+    assert read_states(spark, database) == {"1": written[0], "2": written[1]}
 
 
 def test_status_rows_are_appended_without_credentials(

@@ -3,7 +3,7 @@ columns, and what `pull_changes` asks a source for and keeps."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -76,8 +76,11 @@ class ListSource:
     ) -> Iterator[RunRecord]:
         return iter(self.deleted if run_view_type == "DELETED_ONLY" else self.active)
 
-    def iter_changed_runs(self, experiment_id: str, since_ms: int) -> Iterator[RunRecord]:
+    def iter_changed_runs(
+        self, experiment_id: str, since_ms: int, settled: Mapping[str, int] | None = None
+    ) -> Iterator[RunRecord]:
         self.asked.append(("since", since_ms))
+        self.settled = dict(settled or {})
         return (
             r
             for r in self.active
@@ -122,3 +125,50 @@ def test_pull_changes_without_changes_writes_nothing() -> None:
 def test_pull_changes_needs_a_watermark() -> None:
     with pytest.raises(ValueError, match="refresh it in full"):
         pull_changes(ListSource([]), "1", RefreshState("1", None), margin_ms=0)
+
+
+def test_finished_runs_in_the_margin_are_settled_not_read_again() -> None:
+    early, late, running = _record("early", 10, 20), _record("late", 30, 40), _record("r", 35, None)
+    state = pull_all(ListSource([early, late, running]), "1", margin_ms=25).next_state()
+    # in the margin (40 - 25 = 15): "early" and "late" finished, "r" running
+    assert state.settled == {"early": 20, "late": 40}
+    assert set(state.fingerprints) == {"r"}
+
+    # a late tag on a settled run is not read (as after the margin); the source is told
+    tagged = RunRecord("late", late.info, late.metrics, late.params, {"note": "late"})
+    source = ListSource([early, tagged, running])
+    pull = pull_changes(source, "1", state, margin_ms=25)
+    assert source.settled == {"early": 20, "late": 40}
+    assert (pull.pulled, pull.runs, pull.changed) == (3, (), False)
+    assert pull.settled == state.settled
+
+    # resumed (running again), then finished again: read both times
+    resumed = _record("late", 30, None)
+    pull = pull_changes(ListSource([early, resumed, running]), "1", state, margin_ms=25)
+    assert [r.run_id for r in pull.runs] == ["late"] and pull.open_run_ids == {"late", "r"}
+    assert set(pull.settled) == {"early"} and set(pull.fingerprints) == {"late", "r"}
+    refinished = _record("late", 30, 60)
+    pull = pull_changes(ListSource([early, refinished, running]), "1", state, margin_ms=25)
+    assert [r.run_id for r in pull.runs] == ["late"]
+    # the watermark moved to 60: "early" (20) is out of the margin (35), "late" settles anew
+    assert (pull.watermark_ms, pull.settled) == (60, {"late": 60})
+
+
+def test_a_source_that_leaves_settled_runs_out_keeps_them_settled() -> None:
+    early, late = _record("early", 10, 20), _record("late", 30, 40)
+    state = pull_all(ListSource([early, late]), "1", margin_ms=25).next_state()
+    new = _record("new", 41, 45)
+    pull = pull_changes(ListSource([new]), "1", state, margin_ms=25)  # "early", "late" left out
+    assert [r.run_id for r in pull.runs] == ["new"]
+    assert pull.settled == {"early": 20, "late": 40, "new": 45}  # all within 45 - 25 = 20
+
+
+def test_a_state_without_settled_runs_compares_fingerprints_then_settles() -> None:
+    runs = [_record("a", 10, 20), _record("b", 30, 40)]
+    full = pull_all(ListSource(runs), "1", margin_ms=100).next_state()
+    older = RefreshState(
+        "1", full.watermark_ms, fingerprints={r.run_id: fingerprint(r) for r in runs}
+    )
+    pull = pull_changes(ListSource(runs), "1", older, margin_ms=100)
+    assert (pull.runs, pull.settled, pull.fingerprints) == ((), {"a": 20, "b": 40}, {})
+    assert pull.changed  # only the state: written once, in the new form

@@ -237,27 +237,27 @@ class DatabaseSource:
             return
         yield from self._iter_batches(selection, max_results)
 
-    def iter_changed_runs(self, experiment_id: str, since_ms: int) -> Iterator[RunRecord]:
+    def iter_changed_runs(
+        self, experiment_id: str, since_ms: int, settled: Mapping[str, int] | None = None
+    ) -> Iterator[RunRecord]:
         """Yield the active runs that started or ended at or after ``since_ms``, each once.
 
         One keyset-paginated query (``start_time >= since_ms OR end_time >= since_ms``);
-        the same runs as `RestSource.iter_changed_runs`, in MLflow's default order.
-
-        Example:
-            >>> [r.run_id for r in source.iter_changed_runs("1", 1_700_000_000_000)]
+        the same runs as `RestSource.iter_changed_runs`, in MLflow's default order. Within
+        `indexed`, those of ``settled`` (id -> end time) still so finished are left out.
 
         Raises:
             ExperimentNotFoundError: An experiment id that is not a number.
         """
-        since = int(since_ms)
-        number = self._experiment_number(experiment_id)
+        since, number = int(since_ms), self._experiment_number(experiment_id)
         selection = (
             RUNS.c.experiment_id == number,
             RUNS.c.lifecycle_stage == "active",
             sa.or_(RUNS.c.start_time >= since, RUNS.c.end_time >= since),
         )
         if self._index is not None:
-            yield from self._read_ids(selection, self._index.run_ids(number, ("active",), since))
+            named = self._index.run_ids(number, ("active",), since, settled)
+            yield from self._read_ids(selection, named)
             return
         yield from self._iter_batches(selection, None)
 
