@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +13,7 @@ from typing import Any
 import pytest
 
 from mlflow_fun.extract.local_server import LocalMlflowServer
+from mlflow_fun.load.lock import LOCK_DIR_ENV
 from tests.seed import Seeded, seed_all
 
 # Fail fast in tests that expect a failure: no long backoff.
@@ -17,6 +21,13 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")  # MLflow reads an int
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "0.05")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+
+# The job's default lock files (one per database) of this test run only, shared by its
+# workers: a second test run on the same machine must not stop this one's jobs.
+if LOCK_DIR_ENV not in os.environ:
+    _LOCKS = tempfile.mkdtemp(prefix="mlflow-fun-test-locks-")
+    os.environ[LOCK_DIR_ENV] = _LOCKS
+    atexit.register(shutil.rmtree, _LOCKS, ignore_errors=True)
 
 
 TIERS = ("unit", "spark", "integration")

@@ -19,13 +19,16 @@ from types import TracebackType
 from mlflow_fun.errors import JobLockedError
 
 LOCK_NAME = ".mlflow-fun.lock"
+LOCK_DIR_ENV = "MLFLOW_FUN_LOCK_DIR"
 
 
 def default_lock_path(data_dir: str | None, database: str) -> str:
-    """``<data_dir>/.mlflow-fun.lock``, else one per database in the temp folder."""
+    """``<data_dir>/.mlflow-fun.lock``, else one per database in ``$MLFLOW_FUN_LOCK_DIR``
+    (by default the temp folder)."""
     if data_dir is not None:
         return os.path.join(data_dir, LOCK_NAME)
-    return os.path.join(tempfile.gettempdir(), f"mlflow-fun-{database}.lock")
+    folder = os.environ.get(LOCK_DIR_ENV) or tempfile.gettempdir()
+    return os.path.join(folder, f"mlflow-fun-{database}.lock")
 
 
 class JobLock:

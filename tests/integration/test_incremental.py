@@ -7,6 +7,7 @@ known exactly (the watermark is the latest start or end time seen; margin 0 here
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from typing import Any
@@ -20,7 +21,7 @@ from mlflow_fun.config import JobConfig
 from mlflow_fun.errors import JobLockedError
 from mlflow_fun.extract.local_server import LocalMlflowServer
 from mlflow_fun.load.job import run_job
-from mlflow_fun.load.lock import JobLock, default_lock_path
+from mlflow_fun.load.lock import LOCK_DIR_ENV, JobLock, default_lock_path
 from mlflow_fun.load.side_tables import read_states
 
 T0 = int(time.time() * 1000) - 3_600_000
@@ -179,6 +180,7 @@ def test_second_job_stops_at_the_lock(
 ) -> None:
     _, experiment_id = experiment
     path = default_lock_path(None, "locked")
+    assert path == os.path.join(os.environ[LOCK_DIR_ENV], "mlflow-fun-locked.lock")  # conftest's
     config = JobConfig(
         database="locked", experiment_ids=(experiment_id,), tracking_uri=mlflow_server.url
     )
