@@ -31,7 +31,6 @@ from mlflow_fun.extract.incremental import FULL, INCREMENTAL, RefreshState
 from mlflow_fun.extract.open import open_source
 from mlflow_fun.extract.source import DEFAULT_PAGE_SIZE, RunSource
 from mlflow_fun.extract.two_ended import TwoEndedPull, shared_pulls
-from mlflow_fun.load.commits import upsert_experiments
 from mlflow_fun.load.pipeline import OrderedWrites, ReadAhead
 from mlflow_fun.load.plan import (
     ExperimentPlan,
@@ -41,8 +40,9 @@ from mlflow_fun.load.plan import (
 )
 from mlflow_fun.load.prepare import Prepared, prepare_experiment, rewrite_reason_of
 from mlflow_fun.load.results import BuildResult, ExperimentResult, ok_ids, status_row
+from mlflow_fun.load.side_batch import SideBatch
 from mlflow_fun.load.side_tables import read_states
-from mlflow_fun.load.writer import SideBatch, TableWriter
+from mlflow_fun.load.writer import TableWriter
 from mlflow_fun.model import Experiment, fewer_collections
 from mlflow_fun.transform.frames import to_spark
 from mlflow_fun.transform.naming import table_name, validate_identifier
@@ -237,7 +237,7 @@ class TableBuilder:
         side = views = None
         if tables_done:
             written = [e for e in experiments if e.experiment_id in ok_ids(results)]
-            side = pool.submit(upsert_experiments, self.spark, self.database, written)
+            side = pool.submit(self.writer.upsert_experiments, written)
         try:
             self.writer.flush(batch, results)
             if tables_done and after_tables is not None:

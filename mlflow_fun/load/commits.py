@@ -14,17 +14,25 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mlflow_fun.errors import TableWriteError
 from mlflow_fun.extract.incremental import RefreshState
+from mlflow_fun.load import delta_files
 from mlflow_fun.load.delta_files import conflict_errors
 from mlflow_fun.load.side_tables import experiments_dataframe, state_schema
 from mlflow_fun.model import Experiment
-from mlflow_fun.transform.naming import EXPERIMENTS_TABLE, STATE_TABLE, qualified_table, sql_literal
+from mlflow_fun.transform.naming import (
+    EXPERIMENTS_TABLE,
+    STATE_TABLE,
+    qualified_table,
+    quote_identifier,
+    sql_literal,
+)
 
 # delta, pyspark: the optional [spark] extras, imported inside the functions that use them.
 if TYPE_CHECKING:
+    import pyarrow as pa
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
@@ -48,13 +56,10 @@ def upsert_experiments(
     upsert(spark, database, EXPERIMENTS_TABLE, df, ["experiment_id"])
 
 
-def write_states(spark: SparkSession, database: str, states: Sequence[RefreshState]) -> None:
-    """Store the states of some experiments (one commit)."""
-
-    if not states:
-        return
+def state_rows(states: Sequence[RefreshState]) -> list[tuple[Any, ...]]:
+    """``states`` as rows of `state_schema`, stamped now."""
     now = dt.datetime.now(dt.timezone.utc)
-    rows = [
+    return [
         (
             state.experiment_id,
             state.watermark_ms,
@@ -67,7 +72,14 @@ def write_states(spark: SparkSession, database: str, states: Sequence[RefreshSta
         )
         for state in states
     ]
-    df = spark.createDataFrame(rows, state_schema())
+
+
+def write_states(spark: SparkSession, database: str, states: Sequence[RefreshState]) -> None:
+    """Store the states of some experiments (one commit)."""
+
+    if not states:
+        return
+    df = spark.createDataFrame(state_rows(states), state_schema())
     upsert(spark, database, STATE_TABLE, df, ["experiment_id"], schema_evolution=True)
 
 
@@ -173,6 +185,46 @@ def delete_runs(spark: SparkSession, database: str, table: str, run_ids: Iterabl
         return
     delta_table = DeltaTable.forName(spark, qualified_table(database, table))
     committed(table, lambda: delta_table.delete(F.col("run_id").isin(ids)))
+
+
+def create_by_delta_rs(
+    spark: SparkSession,
+    database: str,
+    name: str,
+    tables: Sequence[pa.Table],
+    schema: StructType,
+) -> bool:
+    """Create the new Delta table ``<database>.<name>`` holding ``tables`` (as Spark's
+    ``schema``) through delta-rs and register it, as a new experiment table is:
+    milliseconds, where Spark's first write of a table runs a job (1-6 s in a new process).
+    False, writing nothing, where delta-rs may not write it (not a local folder, or one
+    holding something else): then Spark does.
+
+    Raises:
+        deltalake.exceptions.DeltaError: A table is there already (another job's).
+    """
+    location = f"{database_location(spark, database).rstrip('/')}/{name}"
+    path = delta_files.local_path(location)
+    if path is None or not delta_files.writable(path):
+        return False
+    delta_files.create(path, delta_files.conformed(tables, schema))
+    register(spark, database, name, location)
+    return True
+
+
+def register(spark: SparkSession, database: str, name: str, location: str) -> None:
+    """Name the Delta table at ``location`` ``<database>.<name>`` in the metastore."""
+    qualified = qualified_table(database, name)
+    spark.sql(
+        f"CREATE TABLE IF NOT EXISTS {qualified} USING DELTA LOCATION {sql_literal(location)}"
+    )
+
+
+def database_location(spark: SparkSession, database: str) -> str:
+    """Where ``database`` keeps its tables (``DESCRIBE DATABASE``)."""
+    rows = spark.sql(f"DESCRIBE DATABASE {quote_identifier(database)}").collect()
+    info = {row[0]: row[1] for row in rows}
+    return str(info.get("Location") or info.get("Database Location"))
 
 
 def ensure_table(spark: SparkSession, database: str, table: str, schema: StructType) -> None:

@@ -1,4 +1,5 @@
-"""Whole-table replaces of the experiment tables through delta-rs (``deltalake``).
+"""Whole-table replaces of the experiment tables, and the first write of the side tables,
+through delta-rs (``deltalake``).
 
 A full refresh replaces an experiment's Delta table in one commit. Through Spark that
 commit costs half a second or more even for a table of four runs (a Spark job, a snapshot,
@@ -22,7 +23,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 # deltalake, pyspark: imported inside the functions (the job's optional [spark] extra, and a
 # Rust extension loaded only when the job writes).
@@ -128,6 +130,40 @@ def overwrite(path: str, table: pa.Table) -> None:
 
     write_deltalake(path, table, mode="overwrite", schema_mode="overwrite")
     write_checksum(path)
+
+
+def create(path: str, table: pa.Table) -> None:
+    """Create a Delta table at ``path`` holding ``table`` in one commit, then its checksum
+    file; a table already there is an error, as for Spark's ``saveAsTable``.
+
+    Raises:
+        deltalake.exceptions.DeltaError: A table is there already.
+    """
+    from deltalake import write_deltalake
+
+    write_deltalake(path, table, mode="error")
+    write_checksum(path)
+
+
+def conformed(tables: Sequence[pa.Table], schema: StructType) -> pa.Table:
+    """Same-shaped Arrow ``tables`` as one table of Spark's ``schema`` (its column order
+    and types, timestamps in UTC: what Spark would write)."""
+    import pyarrow as pa
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    arrow = to_arrow_schema(schema, timezone="UTC")
+    return pa.concat_tables(tables).select(arrow.names).cast(arrow)
+
+
+def rows_table(rows: Sequence[Sequence[Any]], schema: StructType) -> pa.Table:
+    """Rows (values in the order of Spark's ``schema``) as an Arrow table of it."""
+    import pyarrow as pa
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    arrow = to_arrow_schema(schema, timezone="UTC")
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in arrow]
+    arrays = [pa.array(list(c), type=f.type) for c, f in zip(columns, arrow, strict=True)]
+    return pa.table(arrays, schema=arrow)
 
 
 def write_checksum(path: str) -> None:

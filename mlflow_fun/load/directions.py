@@ -18,11 +18,14 @@ from typing import TYPE_CHECKING
 
 from mlflow_fun.config import read_yaml_mapping
 from mlflow_fun.errors import ConfigError
+from mlflow_fun.load import delta_files
+from mlflow_fun.load.commits import create_by_delta_rs
 from mlflow_fun.transform.naming import qualified_table
 
 # pyspark: the optional [spark] extra, imported inside the functions that use it.
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
 
 
 DIRECTIONS_TABLE = "metric_directions"
@@ -124,12 +127,15 @@ def load_metric_directions(path: str | os.PathLike[str]) -> dict[str, str]:
 
 def directions_dataframe(spark: SparkSession, directions: Mapping[str, str]) -> DataFrame:
     """The rows of ``<database>.metric_directions`` for normalized ``directions``, by name."""
+    return spark.createDataFrame(sorted(directions.items()), _directions_schema())
+
+
+def _directions_schema() -> StructType:
     from pyspark.sql import types as T
 
-    schema = T.StructType(
+    return T.StructType(
         [T.StructField("name", T.StringType()), T.StructField("direction", T.StringType())]
     )
-    return spark.createDataFrame(sorted(directions.items()), schema)
 
 
 def write_directions(spark: SparkSession, database: str, directions: Mapping[str, str]) -> bool:
@@ -143,6 +149,11 @@ def write_directions(spark: SparkSession, database: str, directions: Mapping[str
         stored = {row["name"]: row["direction"] for row in spark.table(qualified).collect()}
         if stored == dict(directions):
             return False
+    else:
+        rows, schema = sorted(directions.items()), _directions_schema()
+        table = delta_files.rows_table(rows, schema)
+        if create_by_delta_rs(spark, database, DIRECTIONS_TABLE, [table], schema):
+            return True
     (
         directions_dataframe(spark, directions)
         .write.format("delta")

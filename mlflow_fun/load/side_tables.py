@@ -186,7 +186,12 @@ def sorted_map(mappings: Sequence[Mapping[str, Any]], value_type: pa.DataType) -
 
 def experiments_dataframe(spark: SparkSession, experiments: Sequence[Experiment]) -> DataFrame:
     """``<database>.experiments`` rows of ``experiments``."""
-    table = pa.table(
+    return spark.createDataFrame(experiments_table(experiments), schema=experiments_schema())
+
+
+def experiments_table(experiments: Sequence[Experiment]) -> pa.Table:
+    """``<database>.experiments`` rows of ``experiments`` as an Arrow table."""
+    return pa.table(
         {
             "experiment_id": pa.array([e.experiment_id for e in experiments], pa.string()),
             "name": pa.array([e.name for e in experiments], pa.string()),
@@ -197,7 +202,6 @@ def experiments_dataframe(spark: SparkSession, experiments: Sequence[Experiment]
             "last_update_time": pa.array([e.last_update_time for e in experiments], _TIMESTAMP),
         }
     )
-    return spark.createDataFrame(table, schema=experiments_schema())
 
 
 def history_table(experiment_id: str, points: Iterable[MetricPoint]) -> pa.Table:

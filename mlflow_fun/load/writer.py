@@ -21,35 +21,43 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from mlflow_fun.errors import one_line
-from mlflow_fun.extract.incremental import FULL, RefreshState
+from mlflow_fun.extract.incremental import RefreshState
 from mlflow_fun.load import delta_files
 from mlflow_fun.load.commits import (
     committed,
+    create_by_delta_rs,
+    database_location,
     delete_runs,
     insert_new,
+    register,
     replace_experiments,
+    state_rows,
     upsert,
+    upsert_experiments,
     write_states,
 )
 from mlflow_fun.load.results import ExperimentResult, status_schema
+from mlflow_fun.load.side_batch import SideBatch
 from mlflow_fun.load.side_tables import (
+    experiments_schema,
+    experiments_table,
     history_keys,
     history_schema,
-    history_table,
     runs_schema,
-    runs_table,
+    state_schema,
 )
-from mlflow_fun.model import MetricPoint, RunRecord
+from mlflow_fun.model import Experiment
 from mlflow_fun.transform.flatten import FlatRuns, to_arrow
 from mlflow_fun.transform.frames import arrow_frame, to_spark
 from mlflow_fun.transform.naming import (
+    EXPERIMENTS_TABLE,
     HISTORY_TABLE,
     RUNS_TABLE,
+    STATE_TABLE,
     STATUS_TABLE,
     qualified_table,
     quote_identifier,
@@ -161,11 +169,7 @@ class TableWriter:
         table = to_arrow(flat)
         committed(name, lambda: delta_files.overwrite(path, table))
         if not exists:
-            qualified = qualified_table(self.database, name)
-            self.spark.sql(
-                f"CREATE TABLE IF NOT EXISTS {qualified} USING DELTA "
-                f"LOCATION {sql_literal(location)}"
-            )
+            register(self.spark, self.database, name, location)
 
     def merge(
         self,
@@ -202,7 +206,21 @@ class TableWriter:
 
     def write_states(self, states: Sequence[RefreshState]) -> None:
         """Store the states of some experiments (one commit)."""
+        rows, schema = state_rows(states), state_schema()
+        if rows and not self.table_exists(STATE_TABLE):
+            table = delta_files.rows_table(rows, schema)
+            if create_by_delta_rs(self.spark, self.database, STATE_TABLE, [table], schema):
+                return
         write_states(self.spark, self.database, states)
+
+    def upsert_experiments(self, experiments: Sequence[Experiment]) -> None:
+        """MERGE ``experiments`` into ``<database>.experiments``; a new table is created by
+        delta-rs where it may (`create_by_delta_rs`)."""
+        if experiments and not self.table_exists(EXPERIMENTS_TABLE):
+            table, schema = experiments_table(experiments), experiments_schema()
+            if create_by_delta_rs(self.spark, self.database, EXPERIMENTS_TABLE, [table], schema):
+                return
+        upsert_experiments(self.spark, self.database, experiments)
 
     def write_side_rows(self, batch: SideBatch) -> None:
         """Write the batch's rows of ``runs`` and ``metric_history``, then its states.
@@ -212,20 +230,28 @@ class TableWriter:
         """
         db, spark = self.database, self.spark
         if batch.full_runs:
-            union = arrow_frame(spark, batch.full_runs, runs_schema())
-            replace_experiments(spark, db, RUNS_TABLE, batch.full, union)
+            self._replace_rows(RUNS_TABLE, batch.full, batch.full_runs, runs_schema())
         if batch.merged_runs:  # schema evolution: a runs table from before `inputs`
             union = arrow_frame(spark, batch.merged_runs, runs_schema())
             upsert(spark, db, RUNS_TABLE, union, ["run_id"], schema_evolution=True)
         if batch.full_history:
-            union = arrow_frame(spark, batch.full_history, history_schema())
-            replace_experiments(spark, db, HISTORY_TABLE, batch.full, union)
+            self._replace_rows(HISTORY_TABLE, batch.full, batch.full_history, history_schema())
         if batch.merged_history:
             union = arrow_frame(spark, batch.merged_history, history_schema())
             insert_new(spark, db, HISTORY_TABLE, union, history_keys())
         for table in (RUNS_TABLE, HISTORY_TABLE):  # runs deleted without a rewrite
             delete_runs(spark, db, table, batch.deleted)
-        write_states(spark, db, batch.states)
+        self.write_states(batch.states)
+
+    def _replace_rows(
+        self, name: str, experiment_ids: Sequence[str], tables: Sequence[pa.Table], schema: Any
+    ) -> None:
+        """Replace the experiments' rows of side table ``name`` by ``tables`` (one commit);
+        a new table is created by delta-rs where it may (`create_by_delta_rs`)."""
+        exists = self.table_exists(name)
+        if exists or not create_by_delta_rs(self.spark, self.database, name, tables, schema):
+            frame = arrow_frame(self.spark, tables, schema)
+            replace_experiments(self.spark, self.database, name, experiment_ids, frame)
 
     def flush(self, batch: SideBatch, results: list[ExperimentResult]) -> None:
         """Write the batch (`write_side_rows`) and empty it.
@@ -254,13 +280,19 @@ class TableWriter:
         """Append status rows (`mlflow_fun.load.results.status_row`) in one commit."""
         if not rows:
             return
+        if self.table_format == "delta" and not self.table_exists(STATUS_TABLE):
+            table = delta_files.rows_table(rows, status_schema())
+            if create_by_delta_rs(
+                self.spark, self.database, STATUS_TABLE, [table], status_schema()
+            ):
+                return
         df = self.spark.createDataFrame(list(rows), status_schema())
         df.write.format(self.table_format).mode("append").option("mergeSchema", "true").saveAsTable(
             qualified_table(self.database, STATUS_TABLE)
         )
 
     def _replace_parquet(self, name: str, qualified: str, df: DataFrame) -> None:
-        base = self._database_location()
+        base = database_location(self.spark, self.database)
         path = f"{base.rstrip('/')}/{name}/v_{int(time.time() * 1000)}_{uuid.uuid4().hex[:8]}"
         df.write.parquet(path)
         old_location = None
@@ -283,7 +315,7 @@ class TableWriter:
             )
         else:
             if self._location is None:
-                self._location = self._database_location()
+                self._location = database_location(self.spark, self.database)
             location = f"{self._location.rstrip('/')}/{name}"
         path = delta_files.local_path(location) if location else None
         if location is None or path is None or not delta_files.writable(path):
@@ -315,69 +347,12 @@ class TableWriter:
                 }
             return self._table_dirs
 
-    def _database_location(self) -> str:
-        rows = self.spark.sql(f"DESCRIBE DATABASE {quote_identifier(self.database)}").collect()
-        info = {row[0]: row[1] for row in rows}
-        return str(info.get("Location") or info.get("Database Location"))
-
     def _table_location(self, qualified: str) -> str | None:
         rows = self.spark.sql(f"DESCRIBE FORMATTED {qualified}").collect()
         for row in rows:
             if row[0] == "Location":
                 return str(row[1])
         return None
-
-
-@dataclass
-class SideBatch:
-    """Rows for ``runs`` and ``metric_history`` and the states of written experiments,
-    kept until they are written together (`TableWriter.write_side_rows`)."""
-
-    full: list[str] = field(default_factory=list)
-    full_runs: list[pa.Table] = field(default_factory=list)
-    full_history: list[pa.Table] = field(default_factory=list)
-    merged_runs: list[pa.Table] = field(default_factory=list)
-    merged_history: list[pa.Table] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)
-    states: list[RefreshState] = field(default_factory=list)
-    experiment_ids: list[str] = field(default_factory=list)
-    rows: int = 0
-
-    @property
-    def empty(self) -> bool:
-        """Nothing to write."""
-        return not self.states
-
-    def clear(self) -> None:
-        """Forget every row and state (once written, or once their write failed)."""
-        fresh = SideBatch()
-        for name in self.__dataclass_fields__:
-            setattr(self, name, getattr(fresh, name))
-
-    def add(
-        self,
-        experiment_id: str,
-        mode: str,
-        runs: Sequence[RunRecord],
-        history: Sequence[MetricPoint] | None,
-        state: RefreshState,
-        deleted: Iterable[str] = (),
-    ) -> None:
-        """Take the rows (as Arrow tables), the runs ``deleted`` since the last refresh
-        (merged: their rows go) and the next state of one written experiment."""
-        if mode != FULL:
-            self.deleted += sorted(deleted)
-        if runs or mode == FULL:
-            table = runs_table(runs)
-            (self.full_runs if mode == FULL else self.merged_runs).append(table)
-        if history is not None and (history or mode == FULL):
-            table = history_table(experiment_id, history)
-            (self.full_history if mode == FULL else self.merged_history).append(table)
-        if mode == FULL:
-            self.full.append(experiment_id)
-        self.states.append(state)
-        self.experiment_ids.append(experiment_id)
-        self.rows += len(runs)
 
 
 def _aligned(df: Any, existing: StructType | None) -> Any:

@@ -258,7 +258,9 @@ def test_job_killed_mid_write_leaves_the_previous_table(
     table_dir = data_dir / "warehouse" / "mlflow_metrics.db" / f"exp_{experiment_id}"
     before = {p.name for p in table_dir.iterdir()}
     second_ids = {_run(client, experiment_id, 5000 + i) for i in range(20)}
-    client.log_batch(next(iter(first_ids)), params=[Param("late", "1")])
+    # a new key: the second write adds a column (a param logged now to a run that had
+    # finished at the first build would not be seen by this incremental refresh)
+    client.log_batch(min(second_ids), params=[Param("late", "1")])
 
     job = subprocess.Popen(
         build, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True

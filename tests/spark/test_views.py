@@ -10,8 +10,9 @@ from chispa import assert_df_equality
 from pyspark.sql import types as T
 
 from mlflow_fun.extract.incremental import FULL, RefreshState
+from mlflow_fun.load.side_batch import SideBatch
 from mlflow_fun.load.views import create_analyst_views
-from mlflow_fun.load.writer import SideBatch, TableWriter
+from mlflow_fun.load.writer import TableWriter
 from tests.spark.conftest import make_run
 
 

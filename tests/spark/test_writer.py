@@ -13,8 +13,9 @@ from pyspark.sql import types as T
 from mlflow_fun.extract.incremental import FULL, INCREMENTAL, RefreshState
 from mlflow_fun.load.commits import write_states
 from mlflow_fun.load.results import ExperimentResult, status_row
+from mlflow_fun.load.side_batch import SideBatch
 from mlflow_fun.load.side_tables import read_states, state_schema
-from mlflow_fun.load.writer import SideBatch, TableWriter
+from mlflow_fun.load.writer import TableWriter
 from tests.spark.conftest import make_run
 
 SCHEMA = T.StructType(
