@@ -105,11 +105,11 @@ def test_the_wheel_installs_and_runs_without_the_checkout(
     assert sorted(os.listdir(work)) == ["data"]  # no metastore_db or derby.log beside it
 
 
-def _executors_that_ran_tasks(events: Path) -> set[str]:
-    """Executor ids of every task in the Spark event logs under ``events``."""
+def _executors_that_ran_tasks(events: Path, app_id: str) -> set[str]:
+    """Executor ids of every task of application ``app_id`` in its Spark event logs."""
     ran = set()
     # Spark 4 writes a folder per application: events_<n>_<app> files and an empty marker.
-    for log in events.rglob("events_*"):
+    for log in events.rglob(f"events_*{app_id}*"):
         for line in filter(None, log.read_text().splitlines()):
             event = json.loads(line)
             if event["Event"] == "SparkListenerTaskEnd":
@@ -148,21 +148,27 @@ def test_the_installed_job_on_a_standalone_cluster_equals_local_mode(
             MLFLOW_FUN_METASTORE_USER=str(parsed.username),
             MLFLOW_FUN_METASTORE_PASSWORD=str(parsed.password),
         )
-        started = time.monotonic()
-        _run(installed.venv / "bin" / "spark-submit", "--master", cluster.master_url,
-             "--total-executor-cores", "2", "--executor-cores", "1", "--executor-memory", "768m",
-             "--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.eventLog.enabled=true",
-             "--conf", f"spark.eventLog.dir={events}", "--conf", "spark.eventLog.compress=false",
-             *jars,
-             job, "--conf", conf_dir / "metastore-postgres.yaml", "--data-dir", shared,
-             "--tracking-uri", seeded.url, "--experiment-ids", ",".join(ids), "--no-progress",
-             cwd=tmp_path, env=env)  # fmt: skip
-        took = time.monotonic() - started
-        [app] = cluster.state()["completedapps"]
-    # one executor on each worker, and both ran tasks
-    launched = [sorted(p.name for p in cluster.worker_dir(i).glob("app-*/*")) for i in (0, 1)]
+        # The first build writes every table with delta-rs in the driver (a local warehouse);
+        # the rebuild's commits to the side tables (MERGE, replaceWhere) are Spark jobs.
+        for again in ([], ["--full-refresh"]):
+            started = time.monotonic()
+            _run(installed.venv / "bin" / "spark-submit", "--master", cluster.master_url,
+                 "--total-executor-cores", "2", "--executor-cores", "1", "--executor-memory",
+                 "768m", "--conf", "spark.driver.host=127.0.0.1",
+                 "--conf", "spark.eventLog.enabled=true", "--conf", f"spark.eventLog.dir={events}",
+                 "--conf", "spark.eventLog.compress=false", *jars,
+                 job, "--conf", conf_dir / "metastore-postgres.yaml", "--data-dir", shared,
+                 "--tracking-uri", seeded.url, "--experiment-ids", ",".join(ids), "--no-progress",
+                 *again, cwd=tmp_path, env=env)  # fmt: skip
+            took = time.monotonic() - started
+        first_app, app = sorted(cluster.state()["completedapps"], key=lambda a: a["starttime"])
+    # each application had one executor on each worker, and the rebuild's ran tasks on both
+    launched = [
+        sorted(p.name for p in cluster.worker_dir(i).glob(f"{app['id']}/*")) for i in (0, 1)
+    ]
     assert [len(executors) for executors in launched] == [1, 1], launched
-    assert _executors_that_ran_tasks(events) == {launched[0][0], launched[1][0]}
+    assert _executors_that_ran_tasks(events, app["id"]) == {launched[0][0], launched[1][0]}
+    assert first_app["id"] != app["id"]
     for experiment_id in ids:
         tables = [
             spark.read.format("delta")
