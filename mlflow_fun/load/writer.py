@@ -20,7 +20,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -206,20 +206,22 @@ class TableWriter:
 
     def write_states(self, states: Sequence[RefreshState]) -> None:
         """Store the states of some experiments (one commit)."""
-        rows, schema = state_rows(states), state_schema()
-        if rows and not self.table_exists(STATE_TABLE):
-            table = delta_files.rows_table(rows, schema)
-            if create_by_delta_rs(self.spark, self.database, STATE_TABLE, [table], schema):
-                return
+        schema = state_schema()
+
+        def rows() -> list[pa.Table]:
+            return [delta_files.rows_table(state_rows(states), schema)]
+
+        if states and self._created(STATE_TABLE, rows, schema):
+            return
         write_states(self.spark, self.database, states)
 
     def upsert_experiments(self, experiments: Sequence[Experiment]) -> None:
         """MERGE ``experiments`` into ``<database>.experiments``; a new table is created by
         delta-rs where it may (`create_by_delta_rs`)."""
-        if experiments and not self.table_exists(EXPERIMENTS_TABLE):
-            table, schema = experiments_table(experiments), experiments_schema()
-            if create_by_delta_rs(self.spark, self.database, EXPERIMENTS_TABLE, [table], schema):
-                return
+        if experiments and self._created(
+            EXPERIMENTS_TABLE, lambda: [experiments_table(experiments)], experiments_schema()
+        ):
+            return
         upsert_experiments(self.spark, self.database, experiments)
 
     def write_side_rows(self, batch: SideBatch) -> None:
@@ -248,10 +250,19 @@ class TableWriter:
     ) -> None:
         """Replace the experiments' rows of side table ``name`` by ``tables`` (one commit);
         a new table is created by delta-rs where it may (`create_by_delta_rs`)."""
-        exists = self.table_exists(name)
-        if exists or not create_by_delta_rs(self.spark, self.database, name, tables, schema):
+        if not self._created(name, lambda: tables, schema):
             frame = arrow_frame(self.spark, tables, schema)
             replace_experiments(self.spark, self.database, name, experiment_ids, frame)
+
+    def _created(
+        self, name: str, tables: Callable[[], Sequence[pa.Table]], schema: StructType
+    ) -> bool:
+        """True once the missing side table ``name`` is created by delta-rs from
+        ``tables()`` (`create_by_delta_rs`); False, with nothing built or written, when it
+        exists or only Spark may create it."""
+        if self.table_exists(name):
+            return False
+        return create_by_delta_rs(self.spark, self.database, name, tables(), schema)
 
     def flush(self, batch: SideBatch, results: list[ExperimentResult]) -> None:
         """Write the batch (`write_side_rows`) and empty it.
@@ -280,13 +291,12 @@ class TableWriter:
         """Append status rows (`mlflow_fun.load.results.status_row`) in one commit."""
         if not rows:
             return
-        if self.table_format == "delta" and not self.table_exists(STATUS_TABLE):
-            table = delta_files.rows_table(rows, status_schema())
-            if create_by_delta_rs(
-                self.spark, self.database, STATUS_TABLE, [table], status_schema()
-            ):
-                return
-        df = self.spark.createDataFrame(list(rows), status_schema())
+        schema = status_schema()
+        if self.table_format == "delta" and self._created(
+            STATUS_TABLE, lambda: [delta_files.rows_table(rows, schema)], schema
+        ):
+            return
+        df = self.spark.createDataFrame(list(rows), schema)
         df.write.format(self.table_format).mode("append").option("mergeSchema", "true").saveAsTable(
             qualified_table(self.database, STATUS_TABLE)
         )
