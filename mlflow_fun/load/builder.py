@@ -41,7 +41,6 @@ from mlflow_fun.load.plan import (
 from mlflow_fun.load.prepare import Prepared, prepare_experiment, rewrite_reason_of
 from mlflow_fun.load.results import BuildResult, ExperimentResult, ok_ids, status_row
 from mlflow_fun.load.side_batch import SideBatch
-from mlflow_fun.load.side_tables import read_states
 from mlflow_fun.load.writer import TableWriter
 from mlflow_fun.model import Experiment, fewer_collections
 from mlflow_fun.transform.frames import to_spark
@@ -160,7 +159,7 @@ class TableBuilder:
         self.writer.create_database()
         present = self.writer.table_names()  # one metastore call, not one per experiment
         plans = plan_experiments(
-            experiments, read_states(self.spark, self.database), self.options, present.__contains__
+            experiments, self.writer.read_states(), self.options, present.__contains__
         )
         self.writer.write_states([p.rebuild_pending for p in plans if p.rebuild_pending])
         results: list[ExperimentResult] = []

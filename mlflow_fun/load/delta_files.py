@@ -1,5 +1,5 @@
-"""Whole-table replaces of the experiment tables, and the first write of the side tables,
-through delta-rs (``deltalake``).
+"""Whole-table replaces of the experiment tables, and the side tables' commits, through
+delta-rs (``deltalake``).
 
 A full refresh replaces an experiment's Delta table in one commit. Through Spark that
 commit costs half a second or more even for a table of four runs (a Spark job, a snapshot,
@@ -143,6 +143,73 @@ def create(path: str, table: pa.Table) -> None:
 
     write_deltalake(path, table, mode="error")
     write_checksum(path)
+
+
+def replace_where(path: str, table: pa.Table, column: str, values: Sequence[str]) -> None:
+    """Replace the rows whose ``column`` is one of ``values`` by ``table`` (one commit, as
+    Spark's ``replaceWhere``), then write the checksum file. The values must be `plain`.
+
+    Raises:
+        deltalake.exceptions.CommitFailedError: Another writer's commit conflicted.
+    """
+    from deltalake import write_deltalake
+
+    literals = ", ".join(f"'{_plain_value(v)}'" for v in values)
+    write_deltalake(path, table, mode="overwrite", predicate=f"{column} IN ({literals})")
+    write_checksum(path)
+
+
+def upsert(path: str, table: pa.Table, keys: Sequence[str]) -> None:
+    """MERGE ``table`` into the table at ``path`` by ``keys``: update the rows that match,
+    insert the others (one commit), then write the checksum file.
+
+    Raises:
+        deltalake.exceptions.CommitFailedError: Another writer's commit conflicted.
+    """
+    from deltalake import DeltaTable
+
+    condition = " AND ".join(f"t.{_plain_value(k)} = s.{k}" for k in keys)
+    merger = DeltaTable(path).merge(table, condition, source_alias="s", target_alias="t")
+    merger.when_matched_update_all().when_not_matched_insert_all().execute()
+    write_checksum(path)
+
+
+def append(path: str, table: pa.Table) -> None:
+    """Append ``table`` to the table at ``path`` (one commit), then its checksum file."""
+    from deltalake import write_deltalake
+
+    write_deltalake(path, table, mode="append")
+    write_checksum(path)
+
+
+def read(path: str) -> pa.Table:
+    """The rows of the Delta table at ``path``, as an Arrow table."""
+    from deltalake import DeltaTable
+
+    return DeltaTable(path).to_pyarrow_table()
+
+
+def has_schema(path: str, schema: StructType) -> bool:
+    """True if the Delta table at ``path`` has exactly Spark's ``schema`` (names, types,
+    nullability, metadata): delta-rs appends and MERGEs rows of it without evolving it."""
+    return spark_schema(path) == schema
+
+
+def plain(value: str) -> bool:
+    """True if ``value`` may stand in a delta-rs predicate as is: letters, digits, ``_``
+    and ``-`` (experiment ids, column names). Anything else is left to Spark's SQL.
+
+    Example:
+        >>> plain("12"), plain("it's")
+        (True, False)
+    """
+    return bool(value) and all(c.isascii() and (c.isalnum() or c in "_-") for c in value)
+
+
+def _plain_value(value: str) -> str:
+    if not plain(value):
+        raise ValueError(f"{value!r} may not stand in a delta-rs predicate")
+    return value
 
 
 def conformed(tables: Sequence[pa.Table], schema: StructType) -> pa.Table:

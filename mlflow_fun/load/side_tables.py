@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mlflow_fun.extract.incremental import Pull, RefreshState
 from mlflow_fun.model import Experiment, MetricPoint, RunRecord
@@ -204,6 +205,30 @@ def experiments_table(experiments: Sequence[Experiment]) -> pa.Table:
     )
 
 
+def changed_rows(stored: pa.Table, rows: pa.Table, key: str) -> bool:
+    """True if a row of ``rows`` is not in ``stored`` as it is (by ``key``; both Arrow
+    tables of one schema, maps compared as mappings).
+
+    Example:
+        >>> old = pa.table({"id": ["1"], "name": ["a"]})
+        >>> changed_rows(old, pa.table({"id": ["1"], "name": ["b"]}), "id")
+        True
+    """
+    wanted = pc.is_in(stored.column(key), value_set=rows.column(key))
+    held = {row[key]: _comparable(row) for row in stored.filter(wanted).to_pylist()}
+    return any(held.get(row[key]) != _comparable(row) for row in rows.to_pylist())
+
+
+def _comparable(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An Arrow row whose maps (lists of pairs) are dicts."""
+    return {
+        name: dict(value)
+        if isinstance(value, list) and value and isinstance(value[0], tuple)
+        else value
+        for name, value in row.items()
+    }
+
+
 def history_table(experiment_id: str, points: Iterable[MetricPoint]) -> pa.Table:
     """``<database>.metric_history`` rows of one experiment as an Arrow table."""
     points = list(points)
@@ -225,6 +250,12 @@ def read_states(spark: SparkSession, database: str) -> dict[str, RefreshState]:
     if not spark.catalog.tableExists(f"{database}.{STATE_TABLE}"):
         return {}
     rows = spark.table(qualified_table(database, STATE_TABLE)).collect()
+    return states_of(row.asDict() for row in rows)
+
+
+def states_of(rows: Iterable[Mapping[str, Any]]) -> dict[str, RefreshState]:
+    """experiment id -> state, from rows of ``mlflow_state`` (Spark's, whose maps are
+    dicts, or Arrow's, whose maps are lists of pairs; a row from before ``settled`` too)."""
     return {
         row["experiment_id"]: RefreshState(
             row["experiment_id"],
@@ -233,7 +264,7 @@ def read_states(spark: SparkSession, database: str) -> dict[str, RefreshState]:
             frozenset(row["deleted_run_ids"] or ()),
             bool(row["with_history"]),
             dict(row["fingerprints"] or {}),
-            dict(row.asDict().get("settled") or {}),
+            dict(row.get("settled") or {}),
         )
         for row in rows
     }

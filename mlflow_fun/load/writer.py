@@ -1,6 +1,7 @@
-"""The job's writes: the experiment tables (Delta or Parquet), the side tables' rows, the
-states and the status rows. The job's other modules decide what to write; this one is where
-it is written (its Delta commits by key are `mlflow_fun.load.commits`).
+"""The job's writes: the experiment tables (Delta or Parquet) here, the side tables' rows,
+the states and the status rows in `mlflow_fun.load.side_writer`. The job's other modules
+decide what to write; these two are where it is written (their Spark commits by key are
+`mlflow_fun.load.commits`).
 
 Writes are atomic. A full refresh replaces a Delta table by one ``overwrite`` commit
 (its schema is the new one: new keys add columns, a param whose type changes is widened;
@@ -13,68 +14,33 @@ metastore entry is pointed at it; its old folder is removed afterwards.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import shutil
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from mlflow_fun.errors import one_line
-from mlflow_fun.extract.incremental import RefreshState
 from mlflow_fun.load import delta_files
-from mlflow_fun.load.commits import (
-    committed,
-    create_by_delta_rs,
-    database_location,
-    delete_runs,
-    insert_new,
-    register,
-    replace_experiments,
-    state_rows,
-    upsert,
-    upsert_experiments,
-    write_states,
-)
-from mlflow_fun.load.results import ExperimentResult, status_schema
-from mlflow_fun.load.side_batch import SideBatch
-from mlflow_fun.load.side_tables import (
-    experiments_schema,
-    experiments_table,
-    history_keys,
-    history_schema,
-    runs_schema,
-    state_schema,
-)
-from mlflow_fun.model import Experiment
+from mlflow_fun.load.commits import committed, database_location, delete_runs, register, upsert
+from mlflow_fun.load.side_writer import SideWriter
 from mlflow_fun.transform.flatten import FlatRuns, to_arrow
-from mlflow_fun.transform.frames import arrow_frame, to_spark
-from mlflow_fun.transform.naming import (
-    EXPERIMENTS_TABLE,
-    HISTORY_TABLE,
-    RUNS_TABLE,
-    STATE_TABLE,
-    STATUS_TABLE,
-    qualified_table,
-    quote_identifier,
-    sql_literal,
-)
+from mlflow_fun.transform.frames import to_spark
+from mlflow_fun.transform.naming import qualified_table, quote_identifier, sql_literal
 
-# delta, pyspark: the optional [spark] extras, imported inside the functions that use them.
+# pyspark: the optional [spark] extra, imported inside the functions that use it.
 if TYPE_CHECKING:
-    import pyarrow as pa
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
 logger = logging.getLogger(__name__)
 
 
-class TableWriter:
-    """Writes the tables of one database: create it, replace or MERGE a table, append status.
+class TableWriter(SideWriter):
+    """Writes the tables of one database: create it, replace or MERGE an experiment table;
+    the side tables' writes are `SideWriter`'s.
 
     Example:
         >>> writer = TableWriter(spark, "mlflow_metrics", data_dir="/srv/mlflow-fun")
@@ -92,13 +58,9 @@ class TableWriter:
     def __init__(
         self, spark: SparkSession, database: str, data_dir: str | None, table_format: str
     ) -> None:
-        self.spark = spark
-        self.database = database
+        super().__init__(spark, database, table_format)
         self.data_dir = data_dir
-        self.table_format = table_format
         self._location: str | None = None  # the database's, once asked
-        self._table_dirs: dict[str, str] | None = None  # its tables', once asked
-        self._lock = threading.Lock()  # two writer threads ask
 
     def create_database(self) -> None:
         """Create the database unless it exists (under ``data_dir`` when given)."""
@@ -108,10 +70,6 @@ class TableWriter:
             return
         location = os.path.join(os.path.abspath(self.data_dir), "warehouse", f"{self.database}.db")
         self.spark.sql(f"CREATE DATABASE IF NOT EXISTS {database} LOCATION {sql_literal(location)}")
-
-    def table_exists(self, name: str) -> bool:
-        """True if ``<database>.<name>`` exists."""
-        return bool(self.spark.catalog.tableExists(f"{self.database}.{name}"))
 
     def table_names(self) -> frozenset[str]:
         """The tables of the database, in one metastore call (none before it exists)."""
@@ -204,103 +162,6 @@ class TableWriter:
         table = self.spark.table(qualified_table(self.database, name))
         return table.count(), len(table.columns)
 
-    def write_states(self, states: Sequence[RefreshState]) -> None:
-        """Store the states of some experiments (one commit)."""
-        schema = state_schema()
-
-        def rows() -> list[pa.Table]:
-            return [delta_files.rows_table(state_rows(states), schema)]
-
-        if states and self._created(STATE_TABLE, rows, schema):
-            return
-        write_states(self.spark, self.database, states)
-
-    def upsert_experiments(self, experiments: Sequence[Experiment]) -> None:
-        """MERGE ``experiments`` into ``<database>.experiments``; a new table is created by
-        delta-rs where it may (`create_by_delta_rs`)."""
-        if experiments and self._created(
-            EXPERIMENTS_TABLE, lambda: [experiments_table(experiments)], experiments_schema()
-        ):
-            return
-        upsert_experiments(self.spark, self.database, experiments)
-
-    def write_side_rows(self, batch: SideBatch) -> None:
-        """Write the batch's rows of ``runs`` and ``metric_history``, then its states.
-
-        One commit per table and kind of refresh; the states come last, so a failure
-        before them makes the next run pull these experiments' changes again.
-        """
-        db, spark = self.database, self.spark
-        if batch.full_runs:
-            self._replace_rows(RUNS_TABLE, batch.full, batch.full_runs, runs_schema())
-        if batch.merged_runs:  # schema evolution: a runs table from before `inputs`
-            union = arrow_frame(spark, batch.merged_runs, runs_schema())
-            upsert(spark, db, RUNS_TABLE, union, ["run_id"], schema_evolution=True)
-        if batch.full_history:
-            self._replace_rows(HISTORY_TABLE, batch.full, batch.full_history, history_schema())
-        if batch.merged_history:
-            union = arrow_frame(spark, batch.merged_history, history_schema())
-            insert_new(spark, db, HISTORY_TABLE, union, history_keys())
-        for table in (RUNS_TABLE, HISTORY_TABLE):  # runs deleted without a rewrite
-            delete_runs(spark, db, table, batch.deleted)
-        self.write_states(batch.states)
-
-    def _replace_rows(
-        self, name: str, experiment_ids: Sequence[str], tables: Sequence[pa.Table], schema: Any
-    ) -> None:
-        """Replace the experiments' rows of side table ``name`` by ``tables`` (one commit);
-        a new table is created by delta-rs where it may (`create_by_delta_rs`)."""
-        if not self._created(name, lambda: tables, schema):
-            frame = arrow_frame(self.spark, tables, schema)
-            replace_experiments(self.spark, self.database, name, experiment_ids, frame)
-
-    def _created(
-        self, name: str, tables: Callable[[], Sequence[pa.Table]], schema: StructType
-    ) -> bool:
-        """True once the missing side table ``name`` is created by delta-rs from
-        ``tables()`` (`create_by_delta_rs`); False, with nothing built or written, when it
-        exists or only Spark may create it."""
-        if self.table_exists(name):
-            return False
-        return create_by_delta_rs(self.spark, self.database, name, tables(), schema)
-
-    def flush(self, batch: SideBatch, results: list[ExperimentResult]) -> None:
-        """Write the batch (`write_side_rows`) and empty it.
-
-        If a write fails, the experiments of the batch are reported failed in ``results``:
-        their states are not written, so the next run pulls their changes again.
-        """
-        if batch.empty:
-            return
-        try:
-            self.write_side_rows(batch)
-        except Exception as e:
-            error = one_line(e)
-            logger.error("writing runs, history or state failed error=%s", error)
-            written = set(batch.experiment_ids)
-            results[:] = [
-                dataclasses.replace(r, status="failed", error=error)
-                if r.experiment_id in written
-                else r
-                for r in results
-            ]
-        finally:
-            batch.clear()
-
-    def append_status(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        """Append status rows (`mlflow_fun.load.results.status_row`) in one commit."""
-        if not rows:
-            return
-        schema = status_schema()
-        if self.table_format == "delta" and self._created(
-            STATUS_TABLE, lambda: [delta_files.rows_table(rows, schema)], schema
-        ):
-            return
-        df = self.spark.createDataFrame(list(rows), schema)
-        df.write.format(self.table_format).mode("append").option("mergeSchema", "true").saveAsTable(
-            qualified_table(self.database, STATUS_TABLE)
-        )
-
     def _replace_parquet(self, name: str, qualified: str, df: DataFrame) -> None:
         base = database_location(self.spark, self.database)
         path = f"{base.rstrip('/')}/{name}/v_{int(time.time() * 1000)}_{uuid.uuid4().hex[:8]}"
@@ -337,32 +198,6 @@ class TableWriter:
         location = self._locations().get(name) if self.table_format == "delta" else None
         path = delta_files.local_path(location) if location else None
         return path if path is not None and delta_files.is_delta(path) else None
-
-    def _locations(self) -> dict[str, str]:
-        """Table -> location, for the tables of the database when first asked.
-
-        One ``SHOW TABLE EXTENDED`` asks the metastore only (0.7 s for 200 tables); a
-        ``DESCRIBE FORMATTED`` per table also reads its Delta log (0.1 s each).
-        """
-        with self._lock:
-            if self._table_dirs is None:
-                rows = self.spark.sql(
-                    f"SHOW TABLE EXTENDED IN {quote_identifier(self.database)} LIKE '*'"
-                ).collect()
-                self._table_dirs = {
-                    row["tableName"]: line[len("Location: ") :]
-                    for row in rows
-                    for line in str(row["information"]).splitlines()
-                    if line.startswith("Location: ")
-                }
-            return self._table_dirs
-
-    def _table_location(self, qualified: str) -> str | None:
-        rows = self.spark.sql(f"DESCRIBE FORMATTED {qualified}").collect()
-        for row in rows:
-            if row[0] == "Location":
-                return str(row[1])
-        return None
 
 
 def _aligned(df: Any, existing: StructType | None) -> Any:

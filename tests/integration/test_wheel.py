@@ -148,9 +148,9 @@ def test_the_installed_job_on_a_standalone_cluster_equals_local_mode(
             MLFLOW_FUN_METASTORE_USER=str(parsed.username),
             MLFLOW_FUN_METASTORE_PASSWORD=str(parsed.password),
         )
-        # The first build writes every table with delta-rs in the driver (a local warehouse);
-        # the rebuild's commits to the side tables (MERGE, replaceWhere) are Spark jobs.
-        for again in ([], ["--full-refresh"]):
+        # The Delta build writes every table with delta-rs in the driver (a local warehouse);
+        # the Parquet tables of a second database are written by Spark, on the executors.
+        for again in ([], ["--table-format", "parquet", "--database", "mlflow_parquet"]):
             started = time.monotonic()
             _run(installed.venv / "bin" / "spark-submit", "--master", cluster.master_url,
                  "--total-executor-cores", "2", "--executor-cores", "1", "--executor-memory",
@@ -162,7 +162,7 @@ def test_the_installed_job_on_a_standalone_cluster_equals_local_mode(
                  *again, cwd=tmp_path, env=env)  # fmt: skip
             took = time.monotonic() - started
         first_app, app = sorted(cluster.state()["completedapps"], key=lambda a: a["starttime"])
-    # each application had one executor on each worker, and the rebuild's ran tasks on both
+    # each application had one executor on each worker, and the Parquet build's ran tasks on both
     launched = [
         sorted(p.name for p in cluster.worker_dir(i).glob(f"{app['id']}/*")) for i in (0, 1)
     ]
@@ -177,6 +177,9 @@ def test_the_installed_job_on_a_standalone_cluster_equals_local_mode(
             for home in (local, shared)
         ]
         assert_df_equality(*tables, allow_nan_equality=True)
+        (folder,) = (shared / "warehouse" / "mlflow_parquet.db" / f"exp_{experiment_id}").iterdir()
+        parquet = spark.read.parquet(str(folder)).orderBy("run_id")
+        assert_df_equality(tables[0], parquet, allow_nan_equality=True, ignore_nullable=True)
         runs = MlflowClient(seeded.url).search_runs([experiment_id], max_results=1000)
         assert tables[0].count() == len(runs)
     print(f"standalone cluster job: {took:.1f} s, app {app['id']}")

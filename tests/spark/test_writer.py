@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from mlflow_fun.load.results import ExperimentResult, status_row
 from mlflow_fun.load.side_batch import SideBatch
 from mlflow_fun.load.side_tables import read_states, state_schema
 from mlflow_fun.load.writer import TableWriter
+from mlflow_fun.model import Experiment
 from tests.spark.conftest import make_run
 
 SCHEMA = T.StructType(
@@ -111,6 +114,69 @@ def test_side_rows_replace_an_experiment_then_merge_its_changes(
     assert {k: s.watermark_ms for k, s in states.items()} == {"1": 3_000, "2": 510}
 
 
+def test_later_side_commits_are_delta_rs_and_read_as_sparks(
+    spark: Any, data_dir: Path, database: str
+) -> None:
+    writer = TableWriter(spark, database, str(data_dir), "delta")
+    writer.create_database()
+    batch = SideBatch()
+    first = [make_run("a", "1", 1_000, {"rmse": 0.5}), make_run("b", "1", 2_000, {"rmse": 0.4})]
+    batch.add("1", FULL, first, None, RefreshState("1", 2_010))
+    batch.add("2", FULL, [make_run("c", "2", 500, {"acc": 0.9})], None, RefreshState("2", 510))
+    batch.add("x'1", FULL, [make_run("e", "x'1", 9, {"acc": 0.1})], None, RefreshState("x'1", 9))
+    writer.write_side_rows(batch)  # created by delta-rs: runs and mlflow_state, version 0
+    batch.clear()
+    batch.add("1", FULL, [make_run("d", "1", 3_000, {"rmse": 0.2})], None,
+              RefreshState("1", 3_010))  # fmt: skip
+    batch.add("2", INCREMENTAL, [make_run("c", "2", 500, {"acc": 0.95})], None,
+              RefreshState("2", 600, settled={"c": 510}))  # fmt: skip
+    writer.write_side_rows(batch)  # replaceWhere, MERGE of runs; MERGE of states
+    batch.clear()
+    batch.add("x'1", FULL, [make_run("f", "x'1", 9, {"acc": 0.2})], None, RefreshState("x'1", 19))
+    writer.write_side_rows(batch)  # an id delta-rs's predicate may not hold: Spark's
+    one = Experiment("1", "one", creation_time=5, tags={"b": "2", "a": "1"})
+    for experiments in ([one], [one], [replace(one, name="uno"), Experiment("2", "two")]):
+        writer.upsert_experiments(experiments)  # created, unchanged (no commit), MERGEd
+    at = dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc)
+    for seconds in (1.0, 2.0):
+        writer.append_status([status_row(ExperimentResult("1", "one", "exp_1", 1, 5, at,
+                                                          seconds, "ok"), "")])  # fmt: skip
+
+    runs = spark.table(f"{database}.runs").collect()
+    assert sorted((r.experiment_id, r.run_id, dict(r.metrics)) for r in runs) == [
+        ("1", "d", {"rmse": 0.2}),
+        ("2", "c", {"acc": 0.95}),
+        ("x'1", "f", {"acc": 0.2}),
+    ]
+    assert read_states(spark, database) == {
+        "1": RefreshState("1", 3_010),
+        "2": RefreshState("2", 600, settled={"c": 510}),
+        "x'1": RefreshState("x'1", 19),
+    }
+    assert writer.read_states() == read_states(spark, database)  # delta-rs's read, Spark's
+    status = spark.table(f"{database}.mlflow_status").collect()
+    assert sorted(r.duration_s for r in status) == [1.0, 2.0]
+    engines = {t: _engines(spark, f"{database}.{t}") for t in ("runs", "mlflow_state")}
+    assert engines == {
+        "runs": ["delta-rs", "delta-rs", "delta-rs", "spark"],
+        "mlflow_state": ["delta-rs", "delta-rs", "delta-rs"],
+    }
+    assert _engines(spark, f"{database}.mlflow_status") == ["delta-rs", "delta-rs"]
+    experiments = spark.table(f"{database}.experiments").orderBy("experiment_id").collect()
+    assert [(e.name, dict(e.tags)) for e in experiments] == [("uno", one.tags), ("two", {})]
+    assert _engines(spark, f"{database}.experiments") == ["delta-rs", "delta-rs"]
+
+
+def _engines(spark: Any, table: str) -> list[str]:
+    """Who wrote each version of ``table``: delta-rs or Spark (its commitInfo says)."""
+    log = Path(_location(spark, table)) / "_delta_log"
+    engines = []
+    for commit in sorted(log.glob("*.json")):
+        info = next(a["commitInfo"] for a in map(json.loads, commit.open()) if "commitInfo" in a)
+        engines.append("delta-rs" if "delta-rs" in str(info.get("clientVersion")) else "spark")
+    return engines
+
+
 def test_a_state_table_without_settled_runs_reads_and_gets_the_column(
     spark: Any, database: str
 ) -> None:
@@ -121,11 +187,16 @@ def test_a_state_table_without_settled_runs_reads_and_gets_the_column(
         f"{database}.mlflow_state"
     )
     assert read_states(spark, database)["1"] == RefreshState("1", 2_000, fingerprints={"a": "f1"})
+    writer = TableWriter(spark, database, None, "delta")
+    assert writer.read_states() == read_states(spark, database)  # by delta-rs
 
     written = [RefreshState("1", 3_000, settled={"a": 2_500}), RefreshState("2", 10)]
     write_states(spark, database, written)
     assert spark.table(f"{database}.mlflow_state").columns[-1] == "settled"
     assert read_states(spark, database) == {"1": written[0], "2": written[1]}
+    writer.write_states([RefreshState("2", 20)])
+    assert read_states(spark, database)["2"] == RefreshState("2", 20)  # now of its schema:
+    assert _engines(spark, f"{database}.mlflow_state") == ["spark", "spark", "delta-rs"]
 
 
 def test_status_rows_are_appended_without_credentials(
