@@ -198,7 +198,7 @@ def test_a_crash_after_a_fallback_full_refresh_is_caught_up(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from mlflow_fun.errors import JobFailedError
-    from mlflow_fun.load import writer
+    from mlflow_fun.load.side_writer import SideWriter
 
     client = MlflowClient(mlflow_server.url)
     experiment_id = client.create_experiment(f"fallback-{uuid.uuid4().hex[:8]}")
@@ -217,7 +217,7 @@ def test_a_crash_after_a_fallback_full_refresh_is_caught_up(
         raise OSError("disk full")
 
     with monkeypatch.context() as patch:
-        patch.setattr(writer, "replace_experiments", runs_table_down)
+        patch.setattr(SideWriter, "_replace_rows", runs_table_down)  # either engine
         with pytest.raises(JobFailedError):
             run_job(config, spark=spark, progress=False)
     assert spark.table(f"fallback.exp_{experiment_id}").count() == 1  # already rewritten
