@@ -86,15 +86,23 @@ def test_a_parquet_table_moves_to_a_fresh_folder_and_the_old_one_goes(
     ]
 
 
-def test_side_rows_replace_an_experiment_then_merge_its_changes(
+def _writer_with_two_experiments(
     spark: Any, data_dir: Path, database: str
-) -> None:
+) -> tuple[TableWriter, SideBatch]:
+    """A writer of a new database and a batch of experiments 1 (runs a, b) and 2 (run c)."""
     writer = TableWriter(spark, database, str(data_dir), "delta")
     writer.create_database()
     batch = SideBatch()
     first = [make_run("a", "1", 1_000, {"rmse": 0.5}), make_run("b", "1", 2_000, {"rmse": 0.4})]
     batch.add("1", FULL, first, None, RefreshState("1", 2_010))
     batch.add("2", FULL, [make_run("c", "2", 500, {"acc": 0.9})], None, RefreshState("2", 510))
+    return writer, batch
+
+
+def test_side_rows_replace_an_experiment_then_merge_its_changes(
+    spark: Any, data_dir: Path, database: str
+) -> None:
+    writer, batch = _writer_with_two_experiments(spark, data_dir, database)
     writer.write_side_rows(batch)
     batch.clear()
     assert batch.empty and batch.rows == 0
@@ -117,12 +125,7 @@ def test_side_rows_replace_an_experiment_then_merge_its_changes(
 def test_later_side_commits_are_delta_rs_and_read_as_sparks(
     spark: Any, data_dir: Path, database: str
 ) -> None:
-    writer = TableWriter(spark, database, str(data_dir), "delta")
-    writer.create_database()
-    batch = SideBatch()
-    first = [make_run("a", "1", 1_000, {"rmse": 0.5}), make_run("b", "1", 2_000, {"rmse": 0.4})]
-    batch.add("1", FULL, first, None, RefreshState("1", 2_010))
-    batch.add("2", FULL, [make_run("c", "2", 500, {"acc": 0.9})], None, RefreshState("2", 510))
+    writer, batch = _writer_with_two_experiments(spark, data_dir, database)
     batch.add("x'1", FULL, [make_run("e", "x'1", 9, {"acc": 0.1})], None, RefreshState("x'1", 9))
     writer.write_side_rows(batch)  # created by delta-rs: runs and mlflow_state, version 0
     batch.clear()
