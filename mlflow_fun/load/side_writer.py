@@ -3,15 +3,15 @@
 experiment tables.
 
 A side table is created by delta-rs and registered (`create_by_delta_rs`), and its later
-commits (the ``runs`` rows of rebuilt experiments, the MERGEs of changed runs, of the
-states and of ``experiments``, the status rows) and the read of the states are delta-rs's
-too where it writes what Spark would: a local Delta table of the protocol delta-rs writes
-(`delta_files.writable`) and of exactly the schema written (`delta_files.has_schema`). A rebuild of 20,000 runs in 10 experiments paid
-Spark 1.9 s to replace their ``runs`` rows and 1.3-2.1 s to MERGE ten states, fixed costs
-of a Spark job, a snapshot and a commit; delta-rs commits the same in tens of
-milliseconds. Every other table, and one that must gain columns (an ``mlflow_state`` from
-before ``settled``, a ``runs`` from before ``inputs``), is written by Spark, whose MERGE
-evolves its schema once.
+commits (the ``runs`` rows of rebuilt experiments, the MERGEs of changed runs, of the states
+and of ``experiments``, the status rows) and the read of the states are delta-rs's too where
+it writes what Spark would: a local Delta table of the protocol delta-rs writes
+(`delta_files.writable`) and of exactly the schema written (`delta_files.has_schema`). A
+rebuild of 20,000 runs in 10 experiments paid Spark 1.9 s to replace their ``runs`` rows and
+1.3-2.1 s to MERGE ten states, fixed costs of a Spark job, a snapshot and a commit; delta-rs
+commits the same in tens of milliseconds. Every other table, and one that must gain columns
+(an ``mlflow_state`` from before ``settled``, a ``runs`` from before ``inputs``), is written
+by Spark, whose MERGE evolves its schema once.
 """
 
 from __future__ import annotations
