@@ -220,6 +220,34 @@ def register(spark: SparkSession, database: str, name: str, location: str) -> No
     )
 
 
+def metastore_locations(spark: SparkSession, database: str, pattern: str) -> dict[str, str]:
+    """Table -> location of the tables of ``database`` matching ``pattern`` (``*`` for any
+    text).
+
+    One ``SHOW TABLE EXTENDED`` asks the metastore only (0.7 s for 200 tables); a
+    ``DESCRIBE FORMATTED`` per table also reads its Delta log (0.1 s each).
+    """
+    rows = spark.sql(
+        f"SHOW TABLE EXTENDED IN {quote_identifier(database)} LIKE {sql_literal(pattern)}"
+    ).collect()
+    return {
+        row["tableName"]: line[len("Location: ") :]
+        for row in rows
+        for line in str(row["information"]).splitlines()
+        if line.startswith("Location: ")
+    }
+
+
+def delta_rs_path(location: str | None, schema: StructType | None = None) -> str | None:
+    """The local path of the table at ``location`` when delta-rs may read it and commit to
+    it as Spark would (`delta_files.writable`) without changing its ``schema`` (if given);
+    else None (Spark reads and writes it)."""
+    path = delta_files.local_path(location) if location else None
+    if path is None or not delta_files.is_delta(path) or not delta_files.writable(path):
+        return None
+    return path if schema is None or delta_files.has_schema(path, schema) else None
+
+
 def database_location(spark: SparkSession, database: str) -> str:
     """Where ``database`` keeps its tables (``DESCRIBE DATABASE``)."""
     rows = spark.sql(f"DESCRIBE DATABASE {quote_identifier(database)}").collect()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,10 +31,12 @@ from typing import TYPE_CHECKING, Any
 # Rust extension loaded only when the job writes).
 if TYPE_CHECKING:
     import pyarrow as pa
+    from deltalake import DeltaTable
     from deltalake.table import ProtocolVersions
     from pyspark.sql.types import StructType
 
 _LOG = "_delta_log"
+_COMMIT = re.compile(r"[0-9]{20}\.json")  # a commit file of the log
 
 
 def local_path(location: str) -> str | None:
@@ -59,13 +62,26 @@ def writable(path: str) -> bool:
 
     A Delta table: its protocol is reader 1 and writer 2 at most, with no table features.
     No Delta log: the folder is absent or empty (else it holds something else, e.g. a
-    Parquet table's files, left to Spark and its errors).
+    Parquet table's files, left to Spark and its errors). The protocol is read from the
+    latest version's checksum file where there is one (Spark's and ours), else from the
+    loaded log.
     """
     if not is_delta(path):
         return not os.path.exists(path) or not os.listdir(path)
+    logged = _latest_checksum(path).get("protocol")
+    if isinstance(logged, dict):  # a file read, where loading the table takes 8-17 ms
+        return _plain(logged)
     from deltalake import DeltaTable
 
     return _plain(_as_logged(DeltaTable(path).protocol()))
+
+
+def _latest_checksum(path: str) -> dict[str, dict[str, object]]:
+    """The checksum file of the table's latest commit, or {} when that commit has none
+    (written by a tool that writes none, or its file not yet renamed into place)."""
+    log = os.path.join(path, _LOG)
+    versions = [int(name[:20]) for name in os.listdir(log) if _COMMIT.fullmatch(name)]
+    return _checksum(log, max(versions)) if versions else {}
 
 
 def _as_logged(protocol: ProtocolVersions) -> dict[str, object]:
@@ -92,6 +108,14 @@ def _plain(protocol: dict[str, object]) -> bool:
 def is_delta(path: str) -> bool:
     """True if ``path`` holds a Delta table (a ``_delta_log`` folder)."""
     return os.path.isdir(os.path.join(path, _LOG))
+
+
+def _opened(path: str) -> DeltaTable | None:
+    """The Delta table at ``path``, loaded once for a write and its checksum; None when
+    there is none yet (the write creates it)."""
+    from deltalake import DeltaTable
+
+    return DeltaTable(path) if is_delta(path) else None
 
 
 def spark_schema(path: str) -> StructType:
@@ -128,8 +152,9 @@ def overwrite(path: str, table: pa.Table) -> None:
     """
     from deltalake import write_deltalake
 
-    write_deltalake(path, table, mode="overwrite", schema_mode="overwrite")
-    write_checksum(path)
+    delta = _opened(path)
+    write_deltalake(delta or path, table, mode="overwrite", schema_mode="overwrite")
+    write_checksum(path, delta)
 
 
 def create(path: str, table: pa.Table) -> None:
@@ -155,8 +180,9 @@ def replace_where(path: str, table: pa.Table, column: str, values: Sequence[str]
     from deltalake import write_deltalake
 
     literals = ", ".join(f"'{_plain_value(v)}'" for v in values)
-    write_deltalake(path, table, mode="overwrite", predicate=f"{column} IN ({literals})")
-    write_checksum(path)
+    delta = _opened(path)
+    write_deltalake(delta or path, table, mode="overwrite", predicate=f"{column} IN ({literals})")
+    write_checksum(path, delta)
 
 
 def upsert(path: str, table: pa.Table, keys: Sequence[str]) -> None:
@@ -169,17 +195,19 @@ def upsert(path: str, table: pa.Table, keys: Sequence[str]) -> None:
     from deltalake import DeltaTable
 
     condition = " AND ".join(f"t.{_plain_value(k)} = s.{k}" for k in keys)
-    merger = DeltaTable(path).merge(table, condition, source_alias="s", target_alias="t")
+    delta = DeltaTable(path)
+    merger = delta.merge(table, condition, source_alias="s", target_alias="t")
     merger.when_matched_update_all().when_not_matched_insert_all().execute()
-    write_checksum(path)
+    write_checksum(path, delta)
 
 
 def append(path: str, table: pa.Table) -> None:
     """Append ``table`` to the table at ``path`` (one commit), then its checksum file."""
     from deltalake import write_deltalake
 
-    write_deltalake(path, table, mode="append")
-    write_checksum(path)
+    delta = _opened(path)
+    write_deltalake(delta or path, table, mode="append")
+    write_checksum(path, delta)
 
 
 def read(path: str) -> pa.Table:
@@ -233,7 +261,7 @@ def rows_table(rows: Sequence[Sequence[Any]], schema: StructType) -> pa.Table:
     return pa.table(arrays, schema=arrow)
 
 
-def write_checksum(path: str) -> None:
+def write_checksum(path: str, table: DeltaTable | None = None) -> None:
     """Write ``_delta_log/<version>.crc`` of the table's latest version, as Spark does
     after each of its commits and delta-rs does not.
 
@@ -246,10 +274,13 @@ def write_checksum(path: str) -> None:
     version's checksum (ours or Spark's); with neither, or table features, no file is
     written and Spark reads the log as before. Written to a hidden file, then renamed: a
     reader sees the whole file or none.
+    ``table``: the table as the commit just made left it (delta-rs updates the object it
+    wrote through), saving a second load of the log; else it is loaded.
     """
-    from deltalake import DeltaTable
+    if table is None:
+        from deltalake import DeltaTable
 
-    table = DeltaTable(path)
+        table = DeltaTable(path)
     version = table.version()
     log = os.path.join(path, _LOG)
     logged = _logged_actions(log, version)

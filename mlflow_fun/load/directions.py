@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING
 from mlflow_fun.config import read_yaml_mapping
 from mlflow_fun.errors import ConfigError
 from mlflow_fun.load import delta_files
-from mlflow_fun.load.commits import create_by_delta_rs
+from mlflow_fun.load.commits import (
+    committed,
+    create_by_delta_rs,
+    delta_rs_path,
+    metastore_locations,
+)
 from mlflow_fun.transform.naming import qualified_table
 
 # pyspark: the optional [spark] extra, imported inside the functions that use it.
@@ -141,19 +146,31 @@ def _directions_schema() -> StructType:
 def write_directions(spark: SparkSession, database: str, directions: Mapping[str, str]) -> bool:
     """Store the direction rules in ``<database>.metric_directions``; no commit if unchanged.
 
+    A local table delta-rs may write (`delta_rs_path`) is read, and rewritten when the rules
+    changed, by delta-rs: Spark's read was the one Spark job of a local rebuild, 10 s in
+    a new process on 2 cores (its first Delta read). Elsewhere Spark reads and writes it.
+
     Returns:
         Whether the table was (re)written.
     """
     qualified = qualified_table(database, DIRECTIONS_TABLE)
+    schema = _directions_schema()
+    table = delta_files.rows_table(sorted(directions.items()), schema)
     if spark.catalog.tableExists(f"{database}.{DIRECTIONS_TABLE}"):
-        stored = {row["name"]: row["direction"] for row in spark.table(qualified).collect()}
-        if stored == dict(directions):
+        found = metastore_locations(spark, database, DIRECTIONS_TABLE).get(DIRECTIONS_TABLE)
+        path = delta_rs_path(found, schema)
+        stored = (
+            delta_files.read(path).to_pylist()
+            if path is not None
+            else [row.asDict() for row in spark.table(qualified).collect()]
+        )
+        if {row["name"]: row["direction"] for row in stored} == dict(directions):
             return False
-    else:
-        rows, schema = sorted(directions.items()), _directions_schema()
-        table = delta_files.rows_table(rows, schema)
-        if create_by_delta_rs(spark, database, DIRECTIONS_TABLE, [table], schema):
+        if path is not None:
+            committed(DIRECTIONS_TABLE, lambda: delta_files.overwrite(path, table))
             return True
+    elif create_by_delta_rs(spark, database, DIRECTIONS_TABLE, [table], schema):
+        return True
     (
         directions_dataframe(spark, directions)
         .write.format("delta")

@@ -29,7 +29,9 @@ from mlflow_fun.load.commits import (
     committed,
     create_by_delta_rs,
     delete_runs,
+    delta_rs_path,
     insert_new,
+    metastore_locations,
     replace_experiments,
     state_rows,
     upsert,
@@ -58,8 +60,6 @@ from mlflow_fun.transform.naming import (
     STATE_TABLE,
     STATUS_TABLE,
     qualified_table,
-    quote_identifier,
-    sql_literal,
 )
 
 # pyspark: the optional [spark] extra.
@@ -243,42 +243,24 @@ class SideWriter:
 
     def _side_path(self, name: str, schema: StructType | None = None) -> str | None:
         """The local path of side table ``name`` when delta-rs may read it and commit to
-        it as Spark would (`delta_files.writable`) without changing its ``schema`` (if
-        given); else None."""
+        it as Spark would without changing its ``schema`` (if given); else None
+        (`delta_rs_path`)."""
         with self._lock:
             if self._table_dirs is not None and name in self._table_dirs:
                 location: str | None = self._table_dirs[name]
             elif name in self._side_dirs:
                 location = self._side_dirs[name]
             else:  # the metastore alone: this table's entry, not every table's
-                location = self._side_dirs[name] = self._metastore_locations(name).get(name)
-        path = delta_files.local_path(location) if location else None
-        if path is None or not delta_files.is_delta(path) or not delta_files.writable(path):
-            return None
-        return path if schema is None or delta_files.has_schema(path, schema) else None
+                found = metastore_locations(self.spark, self.database, name)
+                location = self._side_dirs[name] = found.get(name)
+        return delta_rs_path(location, schema)
 
     def _locations(self) -> dict[str, str]:
         """Table -> location, for the tables of the database when first asked."""
         with self._lock:
             if self._table_dirs is None:
-                self._table_dirs = self._metastore_locations("*")
+                self._table_dirs = metastore_locations(self.spark, self.database, "*")
             return self._table_dirs
-
-    def _metastore_locations(self, pattern: str) -> dict[str, str]:
-        """Table -> location of the tables matching ``pattern`` (``*`` for any text).
-
-        One ``SHOW TABLE EXTENDED`` asks the metastore only (0.7 s for 200 tables); a
-        ``DESCRIBE FORMATTED`` per table also reads its Delta log (0.1 s each).
-        """
-        rows = self.spark.sql(
-            f"SHOW TABLE EXTENDED IN {quote_identifier(self.database)} LIKE {sql_literal(pattern)}"
-        ).collect()
-        return {
-            row["tableName"]: line[len("Location: ") :]
-            for row in rows
-            for line in str(row["information"]).splitlines()
-            if line.startswith("Location: ")
-        }
 
     def _table_location(self, qualified: str) -> str | None:
         rows = self.spark.sql(f"DESCRIBE FORMATTED {qualified}").collect()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,3 +41,20 @@ def make_run(
         "artifact_uri": f"file:/a/{run_id}",
     }
     return RunRecord(run_id, info, dict(metrics), dict(params or {}), {})
+
+
+def location_of(spark: Any, table: str) -> str:
+    """The local folder of ``table`` (its metastore entry's location)."""
+    rows = spark.sql(f"DESCRIBE FORMATTED {table}").collect()
+    location = next(str(r[1]) for r in rows if r[0] == "Location")
+    return location.removeprefix("file:")
+
+
+def engines_of(spark: Any, table: str) -> list[str]:
+    """Who wrote each version of ``table``: delta-rs or Spark (its commitInfo says)."""
+    log = Path(location_of(spark, table)) / "_delta_log"
+    engines = []
+    for commit in sorted(log.glob("*.json")):
+        info = next(a["commitInfo"] for a in map(json.loads, commit.open()) if "commitInfo" in a)
+        engines.append("delta-rs" if "delta-rs" in str(info.get("clientVersion")) else "spark")
+    return engines

@@ -150,6 +150,30 @@ def test_a_folder_delta_rs_cannot_own_is_left_to_spark(
     assert (folder / "stray.txt").read_text() == "not a table"
 
 
+def test_whether_delta_rs_may_write_is_read_from_the_latest_checksum_as_from_the_log(
+    spark: Any, data_dir: Path, database: str
+) -> None:
+    writer = TableWriter(spark, database, str(data_dir), "delta")
+    writer.create_database()
+    writer.replace_runs("exp_6", _flat("r1"), exists=False)  # delta-rs: reader 1, writer 2
+    featured = data_dir / "featured"  # Spark's, with a table feature (deletion vectors)
+    spark.createDataFrame([("r1",)], "run_id string").write.format("delta").option(
+        "delta.enableDeletionVectors", "true"
+    ).save(str(featured))
+    plain = data_dir / "warehouse" / f"{database}.db" / "exp_6"
+    for folder, expected in ((plain, True), (featured, False)):
+        checksums = sorted((folder / "_delta_log").glob("*.crc"))
+        assert checksums, folder
+        assert delta_files.writable(str(folder)) is expected
+        latest = json.loads(checksums[-1].read_text())  # what is read, not the log:
+        latest["protocol"]["writerFeatures"] = ["a feature"]
+        checksums[-1].write_text(json.dumps(latest))
+        assert not delta_files.writable(str(folder))
+        for checksum in checksums:  # none: the table's log is loaded instead
+            checksum.unlink()
+        assert delta_files.writable(str(folder)) is expected
+
+
 def test_only_local_locations_are_written_by_delta_rs() -> None:
     assert delta_files.local_path("file:/srv/w/db.db/exp_1") == "/srv/w/db.db/exp_1"
     assert delta_files.local_path("file:///srv/w/exp_1") == "/srv/w/exp_1"

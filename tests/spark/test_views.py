@@ -10,10 +10,11 @@ from chispa import assert_df_equality
 from pyspark.sql import types as T
 
 from mlflow_fun.extract.incremental import FULL, RefreshState
+from mlflow_fun.load.directions import write_directions
 from mlflow_fun.load.side_batch import SideBatch
-from mlflow_fun.load.views import create_analyst_views
+from mlflow_fun.load.views import create_analyst_views, resolve_directions
 from mlflow_fun.load.writer import TableWriter
-from tests.spark.conftest import make_run
+from tests.spark.conftest import engines_of, make_run
 
 
 def test_best_runs_picks_by_the_longest_rule_skips_nan_and_breaks_ties(
@@ -89,3 +90,25 @@ def test_a_runs_table_from_before_inputs_gets_the_column_and_then_the_inputs(
         ("a", "1", "wine", "d1", "local", "train"),
         ("a", "1", "wine", "d2", "http", None),
     ]
+
+
+def test_the_direction_rules_are_read_and_rewritten_by_delta_rs_and_read_as_sparks(
+    spark: Any, data_dir: Path, database: str, tmp_path: Path
+) -> None:
+    TableWriter(spark, database, str(data_dir), "delta").create_database()
+    empty = tmp_path / "directions.yaml"
+    empty.write_text("{}\n")
+    table = f"{database}.metric_directions"
+
+    def stored() -> dict[str, str]:
+        return {r["name"]: r["direction"] for r in spark.table(table).collect()}
+
+    assert write_directions(spark, database, {"loss": "min"})  # created
+    assert not write_directions(spark, database, {"loss": "min"})  # unchanged: no commit
+    assert write_directions(spark, database, {"loss": "min", "acc": "max"})  # rewritten
+    assert stored() == {"loss": "min", "acc": "max"}
+    assert engines_of(spark, table) == ["delta-rs", "delta-rs"]
+
+    create_analyst_views(spark, database, {"acc": "min"}, directions_file=empty)
+    assert stored() == resolve_directions({"acc": "min"}, empty)
+    assert engines_of(spark, table) == ["delta-rs", "delta-rs", "delta-rs"]

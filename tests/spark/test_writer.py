@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +18,7 @@ from mlflow_fun.load.side_batch import SideBatch
 from mlflow_fun.load.side_tables import read_states, state_schema
 from mlflow_fun.load.writer import TableWriter
 from mlflow_fun.model import Experiment
-from tests.spark.conftest import make_run
+from tests.spark.conftest import engines_of, location_of, make_run
 
 SCHEMA = T.StructType(
     [T.StructField("run_id", T.StringType()), T.StructField("_m_rmse", T.DoubleType())]
@@ -53,7 +52,7 @@ def test_an_existing_delta_table_is_replaced_at_its_location_in_one_commit(
     writer = TableWriter(spark, database, str(data_dir), "delta")
     writer.create_database()
     writer.replace("exp_3", spark.createDataFrame([("r1", 0.5), ("r2", 0.7)], SCHEMA))
-    location = _location(spark, f"{database}.exp_3")
+    location = location_of(spark, f"{database}.exp_3")
     wider = spark.createDataFrame([("r3", 0.1, 7)], WIDER)
     narrower = T.StructType([SCHEMA.fields[0], T.StructField("_m_acc", T.DoubleType())])
 
@@ -64,7 +63,7 @@ def test_an_existing_delta_table_is_replaced_at_its_location_in_one_commit(
     table = spark.table(f"{database}.exp_3")
     assert table.schema.fieldNames() == ["run_id", "_m_acc"]  # the schema is the new one
     assert [tuple(r) for r in table.collect()] == [("r4", 0.9)]
-    assert _location(spark, f"{database}.exp_3") == location
+    assert location_of(spark, f"{database}.exp_3") == location
     history = spark.sql(f"DESCRIBE HISTORY {database}.exp_3").collect()
     assert [r["version"] for r in history] == [2, 1, 0]
 
@@ -75,9 +74,9 @@ def test_a_parquet_table_moves_to_a_fresh_folder_and_the_old_one_goes(
     writer = TableWriter(spark, database, str(data_dir), "parquet")
     writer.create_database()
     writer.replace("exp_2", spark.createDataFrame([("r1", 0.5)], SCHEMA))
-    first = _location(spark, f"{database}.exp_2")
+    first = location_of(spark, f"{database}.exp_2")
     writer.replace("exp_2", spark.createDataFrame([("r1", 0.4), ("r2", 0.3)], SCHEMA))
-    second = _location(spark, f"{database}.exp_2")
+    second = location_of(spark, f"{database}.exp_2")
 
     assert first != second and not os.path.exists(first) and os.path.isdir(second)
     assert sorted(tuple(r) for r in spark.table(f"{database}.exp_2").collect()) == [
@@ -159,25 +158,15 @@ def test_later_side_commits_are_delta_rs_and_read_as_sparks(
     assert writer.read_states() == read_states(spark, database)  # delta-rs's read, Spark's
     status = spark.table(f"{database}.mlflow_status").collect()
     assert sorted(r.duration_s for r in status) == [1.0, 2.0]
-    engines = {t: _engines(spark, f"{database}.{t}") for t in ("runs", "mlflow_state")}
+    engines = {t: engines_of(spark, f"{database}.{t}") for t in ("runs", "mlflow_state")}
     assert engines == {
         "runs": ["delta-rs", "delta-rs", "delta-rs", "spark"],
         "mlflow_state": ["delta-rs", "delta-rs", "delta-rs"],
     }
-    assert _engines(spark, f"{database}.mlflow_status") == ["delta-rs", "delta-rs"]
+    assert engines_of(spark, f"{database}.mlflow_status") == ["delta-rs", "delta-rs"]
     experiments = spark.table(f"{database}.experiments").orderBy("experiment_id").collect()
     assert [(e.name, dict(e.tags)) for e in experiments] == [("uno", one.tags), ("two", {})]
-    assert _engines(spark, f"{database}.experiments") == ["delta-rs", "delta-rs"]
-
-
-def _engines(spark: Any, table: str) -> list[str]:
-    """Who wrote each version of ``table``: delta-rs or Spark (its commitInfo says)."""
-    log = Path(_location(spark, table)) / "_delta_log"
-    engines = []
-    for commit in sorted(log.glob("*.json")):
-        info = next(a["commitInfo"] for a in map(json.loads, commit.open()) if "commitInfo" in a)
-        engines.append("delta-rs" if "delta-rs" in str(info.get("clientVersion")) else "spark")
-    return engines
+    assert engines_of(spark, f"{database}.experiments") == ["delta-rs", "delta-rs"]
 
 
 def test_a_state_table_without_settled_runs_reads_and_gets_the_column(
@@ -199,7 +188,7 @@ def test_a_state_table_without_settled_runs_reads_and_gets_the_column(
     assert read_states(spark, database) == {"1": written[0], "2": written[1]}
     writer.write_states([RefreshState("2", 20)])
     assert read_states(spark, database)["2"] == RefreshState("2", 20)  # now of its schema:
-    assert _engines(spark, f"{database}.mlflow_state") == ["spark", "spark", "delta-rs"]
+    assert engines_of(spark, f"{database}.mlflow_state") == ["spark", "spark", "delta-rs"]
 
 
 def test_status_rows_are_appended_without_credentials(
@@ -220,9 +209,3 @@ def test_status_rows_are_appended_without_credentials(
         ("2", "failed", "boom", 0),
     ]
     assert {r.tracking_uri for r in rows} == {"http://127.0.0.1:5000"}
-
-
-def _location(spark: Any, table: str) -> str:
-    rows = spark.sql(f"DESCRIBE FORMATTED {table}").collect()
-    location = next(str(r[1]) for r in rows if r[0] == "Location")
-    return location.removeprefix("file:")
