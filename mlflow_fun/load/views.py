@@ -39,12 +39,16 @@ thousands of experiments stores the same two short statements (a ``UNION`` of ev
     metric that no rule matches is left out of ``best_runs`` (there is no safe guess) and
     stays in ``metrics_long``; add it to ``conf/metric_directions.yaml`` to rank it.
 
-The views are recreated by every job run (cheap: two metastore calls); the rules table is
-rewritten only when the rules change.
+A job run creates the views that are missing or whose statement changed (each view keeps
+its statement's SHA-256 as a property, read for all of them in one metastore call): in a
+new process, recreating them was 2.6 s of a 9.6 s incremental refresh on 2 cores, where
+the check takes a tenth of a second. The rules table is rewritten only when the rules
+change.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Mapping
@@ -64,6 +68,8 @@ from mlflow_fun.transform.naming import (
     HISTORY_TABLE,
     RUNS_TABLE,
     qualified_table,
+    quote_identifier,
+    sql_literal,
     validate_identifier,
 )
 
@@ -80,6 +86,9 @@ INPUTS_VIEW = "run_inputs"
 METRICS_LONG_VIEW = "metrics_long"
 DIRECTIONS_FILE = os.path.join("conf", "metric_directions.yaml")
 DIRECTIONS_FILE_ENV = "MLFLOW_FUN_METRIC_DIRECTIONS"
+# The view property holding the SHA-256 of the statement a view was created by: a job
+# run recreates only the views whose statement changed (or that are missing).
+FINGERPRINT_PROPERTY = "mlflow_fun.statement_sha256"
 
 
 def resolve_directions(
@@ -269,18 +278,64 @@ def create_analyst_views(
     resolved = resolve_directions(directions, directions_file)
     ensure_table(spark, database, RUNS_TABLE, runs_schema())
     rewritten = write_directions(spark, database, resolved)
-    spark.sql(metrics_long_sql(database))
-    spark.sql(best_runs_sql(database))
     _add_inputs_column(spark, database)
-    spark.sql(run_inputs_sql(database))
+    statements = {
+        METRICS_LONG_VIEW: metrics_long_sql(database),
+        BEST_RUNS_VIEW: best_runs_sql(database),
+        INPUTS_VIEW: run_inputs_sql(database),
+    }
     if spark.catalog.tableExists(f"{database}.{HISTORY_TABLE}"):
-        spark.sql(metric_summary_sql(database))
+        statements[SUMMARY_VIEW] = metric_summary_sql(database)
+    stored = _stored_fingerprints(spark, database, list(statements))
+    created = []
+    for name, statement in statements.items():
+        if stored.get(name) != fingerprint(statement):
+            spark.sql(_marked(statement))
+            created.append(name)
     logger.info(
-        "analyst views created database=%s direction_rules=%d rules_rewritten=%s",
+        "analyst views created database=%s views=%s unchanged=%d direction_rules=%d "
+        "rules_rewritten=%s",
         database,
+        ",".join(created) or "-",
+        len(statements) - len(created),
         len(resolved),
         rewritten,
     )
+
+
+def fingerprint(statement: str) -> str:
+    """A view statement's SHA-256 (hex), kept in the view's `FINGERPRINT_PROPERTY`.
+
+    Example:
+        >>> len(fingerprint(metrics_long_sql("db")))
+        64
+    """
+    return hashlib.sha256(statement.encode("utf-8")).hexdigest()
+
+
+def _marked(statement: str) -> str:
+    """``statement`` with its fingerprint as a view property (before its query's ``AS``)."""
+    head, query = statement.split("' AS SELECT ", 1)
+    return (
+        f"{head}' TBLPROPERTIES ('{FINGERPRINT_PROPERTY}' = '{fingerprint(statement)}') "
+        f"AS SELECT {query}"
+    )
+
+
+def _stored_fingerprints(spark: SparkSession, database: str, names: list[str]) -> dict[str, str]:
+    """View name -> the fingerprint it was created with, for those of ``names`` that exist
+    and carry one (one metastore call; no view's query is analysed)."""
+    rows = spark.sql(
+        f"SHOW TABLE EXTENDED IN {quote_identifier(database)} LIKE {sql_literal('|'.join(names))}"
+    ).collect()
+    found = {}
+    for row in rows:
+        for line in str(row["information"]).splitlines():
+            marker = line.find(f"{FINGERPRINT_PROPERTY}=")
+            if line.startswith("Table Properties: ") and marker >= 0:
+                start = marker + len(FINGERPRINT_PROPERTY) + 1
+                found[row["tableName"]] = line[start : start + 64]
+    return found
 
 
 def _add_inputs_column(spark: SparkSession, database: str) -> None:

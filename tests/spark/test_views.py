@@ -12,7 +12,13 @@ from pyspark.sql import types as T
 from mlflow_fun.extract.incremental import FULL, RefreshState
 from mlflow_fun.load.directions import write_directions
 from mlflow_fun.load.side_batch import SideBatch
-from mlflow_fun.load.views import create_analyst_views, resolve_directions
+from mlflow_fun.load.views import (
+    FINGERPRINT_PROPERTY,
+    best_runs_sql,
+    create_analyst_views,
+    fingerprint,
+    resolve_directions,
+)
 from mlflow_fun.load.writer import TableWriter
 from tests.spark.conftest import engines_of, make_run
 
@@ -95,9 +101,7 @@ def test_a_runs_table_from_before_inputs_gets_the_column_and_then_the_inputs(
 def test_the_direction_rules_are_read_and_rewritten_by_delta_rs_and_read_as_sparks(
     spark: Any, data_dir: Path, database: str, tmp_path: Path
 ) -> None:
-    TableWriter(spark, database, str(data_dir), "delta").create_database()
-    empty = tmp_path / "directions.yaml"
-    empty.write_text("{}\n")
+    empty = _new_database(spark, data_dir, database, tmp_path)
     table = f"{database}.metric_directions"
 
     def stored() -> dict[str, str]:
@@ -112,3 +116,43 @@ def test_the_direction_rules_are_read_and_rewritten_by_delta_rs_and_read_as_spar
     create_analyst_views(spark, database, {"acc": "min"}, directions_file=empty)
     assert stored() == resolve_directions({"acc": "min"}, empty)
     assert engines_of(spark, table) == ["delta-rs", "delta-rs", "delta-rs"]
+
+
+def test_a_job_run_creates_only_the_views_missing_or_changed(
+    spark: Any, data_dir: Path, database: str, tmp_path: Path
+) -> None:
+    empty = _new_database(spark, data_dir, database, tmp_path)
+    create_analyst_views(spark, database, directions_file=empty)
+    for view in ("metrics_long", "best_runs", "run_inputs"):  # a mark a re-creation drops
+        spark.sql(f"ALTER VIEW {database}.{view} SET TBLPROPERTIES ('mark' = 'kept')")
+    spark.sql(f"DROP VIEW {database}.metrics_long")
+    spark.sql(
+        f"ALTER VIEW {database}.best_runs SET TBLPROPERTIES ('{FINGERPRINT_PROPERTY}' = 'old')"
+    )
+
+    create_analyst_views(spark, database, directions_file=empty)
+
+    marks = {
+        view: dict(
+            (r["key"], r["value"])
+            for r in spark.sql(f"SHOW TBLPROPERTIES {database}.{view}").collect()
+        )
+        for view in ("metrics_long", "best_runs", "run_inputs")
+    }
+    assert {view: props.get("mark") for view, props in marks.items()} == {
+        "metrics_long": None,  # missing: created
+        "best_runs": None,  # another statement's: recreated
+        "run_inputs": "kept",  # unchanged: left as it was
+    }
+    assert marks["best_runs"][FINGERPRINT_PROPERTY] == fingerprint(best_runs_sql(database))
+    assert spark.table(f"{database}.metrics_long").columns == [
+        "experiment_id", "run_id", "run_name", "metric", "value"
+    ]  # fmt: skip
+
+
+def _new_database(spark: Any, data_dir: Path, database: str, tmp_path: Path) -> Path:
+    """Create ``database``; an empty directions file (the default rules alone)."""
+    TableWriter(spark, database, str(data_dir), "delta").create_database()
+    empty = tmp_path / "directions.yaml"
+    empty.write_text("{}\n")
+    return empty
