@@ -220,9 +220,10 @@ def register(spark: SparkSession, database: str, name: str, location: str) -> No
     )
 
 
-def metastore_locations(spark: SparkSession, database: str, pattern: str) -> dict[str, str]:
-    """Table -> location of the tables of ``database`` matching ``pattern`` (``*`` for any
-    text).
+def table_information(spark: SparkSession, database: str, pattern: str) -> dict[str, list[str]]:
+    """Table or view -> the lines of its ``SHOW TABLE EXTENDED`` information (``Location:
+    ...``, ``Table Properties: [...]``), for those of ``database`` matching ``pattern``
+    (``*`` for any text, ``a|b`` for either).
 
     One ``SHOW TABLE EXTENDED`` asks the metastore only (0.7 s for 200 tables); a
     ``DESCRIBE FORMATTED`` per table also reads its Delta log (0.1 s each).
@@ -230,10 +231,16 @@ def metastore_locations(spark: SparkSession, database: str, pattern: str) -> dic
     rows = spark.sql(
         f"SHOW TABLE EXTENDED IN {quote_identifier(database)} LIKE {sql_literal(pattern)}"
     ).collect()
+    return {row["tableName"]: str(row["information"]).splitlines() for row in rows}
+
+
+def metastore_locations(spark: SparkSession, database: str, pattern: str) -> dict[str, str]:
+    """Table -> location of the tables of ``database`` matching ``pattern``
+    (`table_information`)."""
     return {
-        row["tableName"]: line[len("Location: ") :]
-        for row in rows
-        for line in str(row["information"]).splitlines()
+        name: line[len("Location: ") :]
+        for name, lines in table_information(spark, database, pattern).items()
+        for line in lines
         if line.startswith("Location: ")
     }
 

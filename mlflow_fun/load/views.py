@@ -54,7 +54,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from mlflow_fun.load.commits import ensure_table
+from mlflow_fun.load.commits import ensure_table, table_information
 from mlflow_fun.load.directions import (
     DEFAULT_DIRECTIONS,
     DIRECTIONS_TABLE,
@@ -68,8 +68,6 @@ from mlflow_fun.transform.naming import (
     HISTORY_TABLE,
     RUNS_TABLE,
     qualified_table,
-    quote_identifier,
-    sql_literal,
     validate_identifier,
 )
 
@@ -325,16 +323,13 @@ def _marked(statement: str) -> str:
 def _stored_fingerprints(spark: SparkSession, database: str, names: list[str]) -> dict[str, str]:
     """View name -> the fingerprint it was created with, for those of ``names`` that exist
     and carry one (one metastore call; no view's query is analysed)."""
-    rows = spark.sql(
-        f"SHOW TABLE EXTENDED IN {quote_identifier(database)} LIKE {sql_literal('|'.join(names))}"
-    ).collect()
     found = {}
-    for row in rows:
-        for line in str(row["information"]).splitlines():
+    for name, lines in table_information(spark, database, "|".join(names)).items():
+        for line in lines:
             marker = line.find(f"{FINGERPRINT_PROPERTY}=")
             if line.startswith("Table Properties: ") and marker >= 0:
                 start = marker + len(FINGERPRINT_PROPERTY) + 1
-                found[row["tableName"]] = line[start : start + 64]
+                found[name] = line[start : start + 64]
     return found
 
 
