@@ -1,0 +1,44 @@
+"""Which of the Delta package's resolved jars a local session passes to Spark."""
+
+from __future__ import annotations
+
+from mlflow_fun.session import jars_spark_lacks
+
+# Ivy's names for part of what io.delta:delta-spark_4.2_2.13:4.4.0 resolves to.
+IVY = [
+    "com.fasterxml.jackson.core_jackson-databind-2.13.5.jar",
+    "com.fasterxml.jackson.datatype_jackson-datatype-jdk8-2.13.5.jar",
+    "com.github.luben_zstd-jni-1.5.7-3.jar",
+    "io.delta_delta-spark_4.2_2.13-4.4.0.jar",
+    "io.delta_delta-storage-4.4.0.jar",
+    "io.unitycatalog_unitycatalog-hadoop-0.6.0.jar",
+    "org.apache.hadoop_hadoop-client-runtime-3.4.2.jar",
+    "org.apache.logging.log4j_log4j-slf4j2-impl-2.25.3.jar",
+    "org.roaringbitmap_RoaringBitmap-0.9.25.jar",
+    "org.roaringbitmap_shims-0.9.25.jar",
+]
+# Part of pyspark 4.2's jars folder (newer versions of some of the above), and one made-up
+# jar whose artifact starts like Delta's: a prefix is not a match.
+SPARK = [
+    "delta-storage-s3-dynamodb-9.9.9.jar",
+    "hadoop-client-runtime-3.5.0.jar",
+    "jackson-databind-2.21.2.jar",
+    "log4j-slf4j2-impl-2.25.4.jar",
+    "RoaringBitmap-1.6.10.jar",
+    "spark-core_2.13-4.2.0.jar",
+    "zstd-jni-1.5.7-7.jar",
+]
+
+
+def test_a_session_passes_only_the_jars_whose_artifact_spark_lacks() -> None:
+    assert jars_spark_lacks(IVY, SPARK) == [
+        "com.fasterxml.jackson.datatype_jackson-datatype-jdk8-2.13.5.jar",
+        "io.delta_delta-spark_4.2_2.13-4.4.0.jar",
+        "io.delta_delta-storage-4.4.0.jar",
+        "io.unitycatalog_unitycatalog-hadoop-0.6.0.jar",
+        "org.roaringbitmap_shims-0.9.25.jar",
+    ]
+
+
+def test_without_sparks_jars_folder_every_jar_is_passed() -> None:
+    assert jars_spark_lacks(IVY, []) == IVY
