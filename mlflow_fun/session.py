@@ -224,7 +224,14 @@ def build_spark_session(
 
 
 def _archive_key(settings: Mapping[str, str]) -> list[str]:
-    """What the driver JVM's class archive depends on: java, Spark's and Delta's jars, flags."""
+    """What the driver JVM's class archive depends on: java, Spark's and Delta's jars, flags,
+    and the kind of metastore.
+
+    The JVM that writes the archive keeps the classes it loaded: an archive written by a
+    session on a PostgreSQL metastore lacks Derby's ~950 classes, and each later job on the
+    embedded Derby metastore then started 1.2 s slower (18.1 s against 16.9 s for a small
+    job on the project's 2-core machine). Each kind gets its own archive.
+    """
     import pyspark
 
     return [
@@ -234,7 +241,26 @@ def _archive_key(settings: Mapping[str, str]) -> list[str]:
         settings.get("spark.jars", settings.get("spark.jars.packages", "")),
         settings.get("spark.driver.extraClassPath", ""),  # the endpoint's JVM has its own
         LOCAL_JVM_OPTIONS,
+        f"metastore {metastore_kind(settings)}",
     ]
+
+
+def metastore_kind(settings: Mapping[str, str]) -> str:
+    """``derby`` (embedded, also Spark's default), ``thrift`` (a metastore service) or
+    ``jdbc`` (another database), from a session's settings.
+
+    Example:
+        >>> metastore_kind({"spark.hadoop.hive.metastore.uris": "thrift://ms:9083"})
+        'thrift'
+        >>> metastore_kind({METASTORE_URL_KEY: "jdbc:postgresql://127.0.0.1:5432/hive"})
+        'jdbc'
+        >>> metastore_kind({})
+        'derby'
+    """
+    if settings.get("spark.hadoop.hive.metastore.uris"):
+        return "thrift"
+    url = settings.get(METASTORE_URL_KEY, "jdbc:derby:")
+    return "derby" if url.startswith("jdbc:derby:") else "jdbc"
 
 
 def _watch_archive(spark: SparkSession, archive: ArchivePlan) -> None:

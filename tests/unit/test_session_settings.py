@@ -1,8 +1,8 @@
-"""Which of the Delta package's resolved jars a local session passes to Spark."""
+"""Which Delta jars a local session passes to Spark, and which class archive it maps."""
 
 from __future__ import annotations
 
-from mlflow_fun.session import jars_spark_lacks
+from mlflow_fun.session import METASTORE_URL_KEY, jars_spark_lacks, metastore_kind
 
 # Ivy's names for part of what io.delta:delta-spark_4.2_2.13:4.4.0 resolves to.
 IVY = [
@@ -42,3 +42,14 @@ def test_a_session_passes_only_the_jars_whose_artifact_spark_lacks() -> None:
 
 def test_without_sparks_jars_folder_every_jar_is_passed() -> None:
     assert jars_spark_lacks(IVY, []) == IVY
+
+
+def test_sessions_on_other_metastores_keep_separate_class_archives() -> None:
+    """The archive holds the classes its writer loaded (Derby's, or a JDBC driver's)."""
+    postgres = {METASTORE_URL_KEY: "${env.MLFLOW_FUN_METASTORE_URL:-jdbc:postgresql://h/db}"}
+    assert metastore_kind(postgres) == "jdbc"
+    assert metastore_kind({METASTORE_URL_KEY: "jdbc:derby:;databaseName=/d/metastore_db"}) == (
+        "derby"
+    )
+    assert metastore_kind({}) == "derby"  # Spark's own default
+    assert metastore_kind({"spark.hadoop.hive.metastore.uris": "thrift://ms:9083"}) == "thrift"
