@@ -173,8 +173,9 @@ def check_mapped(plan: ArchivePlan, jvm_pid: int) -> bool:
     return mapped
 
 
-# Archives of other set-ups (another venv, pyspark or java): each is ~200 MB.
-KEEP_ARCHIVES = 3
+# Archives kept: one set-up (a venv, its pyspark and java) has up to four, the sessions'
+# and the SQL endpoint's, each on the embedded metastore or another; each is ~200 MB.
+KEEP_ARCHIVES = 4
 
 
 def _prune(folder: str, keep: int) -> None:

@@ -112,4 +112,5 @@ def test_only_the_newest_archives_are_kept(folder: Path) -> None:
     assert plan is not None and plan.partial is not None
     finish_archive(plan, _exits_writing(plan.partial, 0))
     kept = sorted(p.name for p in folder.iterdir())
-    assert kept == sorted([archive_name(KEY), "spark-0.jsa", "spark-1.jsa"])
+    # the new one and the three newest of the five older ones
+    assert kept == sorted([archive_name(KEY), "spark-0.jsa", "spark-1.jsa", "spark-2.jsa"])
