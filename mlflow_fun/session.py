@@ -140,8 +140,15 @@ def spark_submit_jar_args() -> list[str]:
     return ["--packages", DELTA_PACKAGE, "--conf", f"spark.jars.ivy={conf['spark.jars.ivy']}"]
 
 
-# The metastore's JDBC URL: the embedded Derby one unless a conf names another.
+# The metastore's JDBC URL: the embedded Derby one unless a conf names another; or the
+# address of a metastore service.
 METASTORE_URL_KEY = "spark.hadoop.javax.jdo.option.ConnectionURL"
+METASTORE_URIS_KEY = "spark.hadoop.hive.metastore.uris"
+
+
+def embedded_derby(url: str | None) -> bool:
+    """True for the embedded Derby metastore's JDBC URL (None: Spark's default, Derby too)."""
+    return url is None or url.startswith("jdbc:derby:")
 
 
 def embedded_conf(data_dir: str) -> dict[str, str]:
@@ -257,10 +264,9 @@ def metastore_kind(settings: Mapping[str, str]) -> str:
         >>> metastore_kind({})
         'derby'
     """
-    if settings.get("spark.hadoop.hive.metastore.uris"):
+    if settings.get(METASTORE_URIS_KEY):
         return "thrift"
-    url = settings.get(METASTORE_URL_KEY, "jdbc:derby:")
-    return "derby" if url.startswith("jdbc:derby:") else "jdbc"
+    return "derby" if embedded_derby(settings.get(METASTORE_URL_KEY)) else "jdbc"
 
 
 def _watch_archive(spark: SparkSession, archive: ArchivePlan) -> None:

@@ -10,7 +10,12 @@ from mlflow_fun.config import JobConfig
 from mlflow_fun.errors import ConfigError, ExperimentNotFoundError
 from mlflow_fun.query.engine import best_run_of
 from mlflow_fun.query.model import no_value_error
-from mlflow_fun.session import METASTORE_URL_KEY, build_spark_session, check_spark_runtime
+from mlflow_fun.session import (
+    METASTORE_URIS_KEY,
+    METASTORE_URL_KEY,
+    build_spark_session,
+    check_spark_runtime,
+)
 from mlflow_fun.transform.flatten import Column, resolve_metric
 from mlflow_fun.transform.frames import column_keys
 from mlflow_fun.transform.naming import (
@@ -26,7 +31,7 @@ if TYPE_CHECKING:
 
 
 # Settings that name a metastore other than the embedded default's.
-METASTORE_KEYS = (METASTORE_URL_KEY, "spark.hadoop.hive.metastore.uris")
+METASTORE_KEYS = (METASTORE_URL_KEY, METASTORE_URIS_KEY)
 
 
 def table_session(config: JobConfig) -> SparkSession:

@@ -19,7 +19,7 @@ from mlflow_fun.serve.settings import (
     WILDCARD_HOSTS,
     EndpointConfig,
 )
-from mlflow_fun.session import METASTORE_URL_KEY
+from mlflow_fun.session import METASTORE_URL_KEY, embedded_derby
 
 # py4j, pyspark: the optional [spark] extras, imported inside the functions that use them.
 if TYPE_CHECKING:
@@ -93,8 +93,7 @@ def check_database(spark: SparkSession, config: EndpointConfig) -> None:
         raise ConfigError(f"cannot open the metastore: {first}") from e
     if exists:
         return
-    url = str(spark.sparkContext.getConf().get(METASTORE_URL_KEY, "jdbc:derby:"))
-    if url.startswith("jdbc:derby:"):
+    if embedded_derby(spark.sparkContext.getConf().get(METASTORE_URL_KEY)):
         raise ConfigError(
             f"database {config.database!r} does not exist in the embedded metastore"
             f"{' under ' + repr(config.data_dir) if config.data_dir else ''}; run "
