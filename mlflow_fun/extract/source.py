@@ -87,10 +87,13 @@ class RunSource(Protocol):
         """The source's ordered page search when it can be pulled from both ends, else None."""
         ...
 
-    def indexed(self, experiments: int) -> AbstractContextManager[None]:
-        """Around the reads of a job over ``experiments`` experiments: a source whose
-        per-experiment query costs a scan of the store reads one index first
-        (`DatabaseSource`); the others read as always."""
+    def indexed(
+        self, experiments: int, full_pulls: Sequence[str] = ()
+    ) -> AbstractContextManager[None]:
+        """Around the reads of a job over ``experiments`` experiments, of which
+        ``full_pulls`` are read whole, in that order: a source whose per-experiment query
+        costs a scan of the store reads one index first, and reads small experiments in
+        groups (`DatabaseSource`); the others read as always."""
         ...
 
 
@@ -186,7 +189,9 @@ class FilteredSearches:
             for f in run_id_filters(run_ids)
         )
 
-    def indexed(self, experiments: int) -> AbstractContextManager[None]:
+    def indexed(
+        self, experiments: int, full_pulls: Sequence[str] = ()
+    ) -> AbstractContextManager[None]:
         """Nothing to read first: a search names one experiment's runs by itself."""
         return nullcontext()
 

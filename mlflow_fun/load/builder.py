@@ -35,6 +35,7 @@ from mlflow_fun.load.pipeline import OrderedWrites, ReadAhead
 from mlflow_fun.load.plan import (
     ExperimentPlan,
     RefreshOptions,
+    full_pulls,
     plan_experiments,
     resolve_experiments,
 )
@@ -166,7 +167,7 @@ class TableBuilder:
         disable = None if self.progress is None else not self.progress
         with (
             fewer_collections(),
-            self.source.indexed(len(plans)),  # MLflow's database: one scan, not one each
+            self.source.indexed(len(plans), full_pulls(plans)),  # MLflow's database: one scan
             tqdm(total=len(plans), unit="exp", desc="experiments", disable=disable) as bar,
             ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="pull") as pool,
             ThreadPoolExecutor(max_workers=self.writers, thread_name_prefix="write") as writers,

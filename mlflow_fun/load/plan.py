@@ -113,6 +113,12 @@ def plan_experiments(
     return plans
 
 
+def full_pulls(plans: Sequence[ExperimentPlan]) -> list[str]:
+    """The experiments of ``plans`` whose every run is pulled (no MERGE, no error), in
+    the order given."""
+    return [p.experiment.experiment_id for p in plans if not p.merge and p.error is None]
+
+
 def resolve_experiments(
     source: RunSource, experiment_ids: Sequence[str] | None
 ) -> list[Experiment]:

@@ -199,6 +199,28 @@ def test_an_indexed_read_equals_a_query_per_experiment(
     assert changes.names(unsettled) == sorted(CHANGED_AT_SINCE - {"late"})  # left out, unread
 
 
+def test_small_experiments_pulled_whole_are_read_in_one_group(
+    changes: ChangeStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    eid, missing = changes.experiment_id, "987654"
+    other = MlflowClient(changes.server_url).get_run(changes.other_run_id).info.experiment_id
+    asks = [(other, "ALL"), (eid, "DELETED_ONLY"), (eid, "ACTIVE_ONLY"), (missing, "ACTIVE_ONLY")]
+    caplog.set_level(logging.DEBUG, logger="mlflow_fun.extract.database.source")
+    with changes.database() as database:
+        plain = {ask: list(database.iter_runs(ask[0], run_view_type=ask[1])) for ask in asks}
+        with database.indexed(INDEX_FROM_EXPERIMENTS, full_pulls=[eid, missing, other]):
+            grouped = {ask: list(database.iter_runs(ask[0], run_view_type=ask[1])) for ask in asks}
+            again = list(database.iter_runs(eid))  # handed out already: read by itself
+    assert caplog.text.count("run group read") == 1
+    assert f"run group read experiments=3 runs={len(changes.run_ids) + 1}" in caplog.text
+    for ask, runs in grouped.items():
+        assert [r.run_id for r in runs] == [r.run_id for r in plain[ask]], ask  # MLflow's order
+        assert list(map(_comparable, runs)) == list(map(_comparable, plain[ask])), ask
+    assert list(map(_comparable, again)) == list(map(_comparable, plain[(eid, "ACTIVE_ONLY")]))
+    assert changes.names(grouped[(eid, "DELETED_ONLY")]) == ["deleted-new"]
+    assert grouped[(missing, "ACTIVE_ONLY")] == []
+
+
 @pytest.mark.parametrize("view_type", ["ACTIVE_ONLY", "DELETED_ONLY", "ALL"])
 def test_runs_by_id_equal_rest(
     changes: ChangeStore, view_type: str, monkeypatch: pytest.MonkeyPatch

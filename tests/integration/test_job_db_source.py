@@ -143,8 +143,11 @@ def test_db_tables_equal_rest_tables(
     )
     by_database = replace(by_server, database=db_db, source="db", connection=connection)
     rest = run_job(by_server, spark=spark, progress=False)
+    # as over many experiments: a run index, and the small experiments read in groups
+    monkeypatch.setattr(db_source, "INDEX_FROM_EXPERIMENTS", 1)
     with caplog.at_level(logging.DEBUG, logger="mlflow_fun"):
         direct = run_job(by_database, spark=spark, progress=False)
+    assert f"run group read experiments={len(ids)} " in caplog.text
     counts = [(r.experiment_id, r.status, r.run_count, r.column_count) for r in rest.results]
     assert [(r.experiment_id, r.status, r.run_count, r.column_count) for r in direct.results] == (
         counts
@@ -170,9 +173,9 @@ def test_db_tables_equal_rest_tables(
     client.set_terminated(running.info.run_id, end_time=200)
     new_run = client.create_run(extremes, start_time=300, run_name="x4").info.run_id
     client.log_batch(new_run, metrics=[Metric("big", 3.0, 300, 0)], params=[Param("q", "7")])
-    # as over many experiments: the database source names the runs from its run index,
-    # leaving out those the state holds settled (x1, x2: finished, in the margin), unread
-    monkeypatch.setattr(db_source, "INDEX_FROM_EXPERIMENTS", 1)
+    # as over many experiments (the index, as above): the database source names the runs
+    # from its run index, leaving out those the state holds settled (x1, x2: finished, in
+    # the margin), unread
     incremental = [
         run_job(replace(c, experiment_ids=(extremes,), full_refresh=False), spark=spark)
         for c in (by_server, by_database)

@@ -47,3 +47,8 @@ def test_rows_can_come_in_several_parts() -> None:
     index.add(ROWS[:3])
     index.add(ROWS[3:])
     assert index.run_ids(1, ("active",)) == RunIndex.from_rows(ROWS).run_ids(1, ("active",))
+
+
+def test_size_counts_every_stage() -> None:
+    index = RunIndex.from_rows(ROWS)
+    assert (index.size(1), index.size(2), index.size(3)) == (6, 1, 0)

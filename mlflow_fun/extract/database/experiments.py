@@ -1,17 +1,90 @@
-"""MLflow's experiments and their tags, read from its database in MLflow's order."""
+"""MLflow's experiments and their tags, read from its database in MLflow's order:
+the experiment half of `DatabaseSource` (`DatabaseExperiments`) and its queries."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from mlflow_fun.extract.database.queries import EXPERIMENT_ORDER, Cursor
+from mlflow_fun.errors import ExperimentNotFoundError
+from mlflow_fun.extract.database.queries import (
+    EXPERIMENT_ORDER,
+    Cursor,
+    parse_experiment_id,
+    view_stages,
+)
+from mlflow_fun.extract.database.reader import Reader
 from mlflow_fun.extract.database.schema import EXPERIMENT_TAGS, EXPERIMENTS
+from mlflow_fun.extract.source import EXPERIMENTS_PAGE_SIZE
 from mlflow_fun.model import Experiment
+
+
+class DatabaseExperiments:
+    """The experiment reads of `DatabaseSource`: by id, by name, all of a view type.
+
+    Needs ``_reader`` (where a read is retried) and ``tracking_uri`` (for messages),
+    which `DatabaseSource` sets.
+    """
+
+    _reader: Reader
+    tracking_uri: str
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        """Return one experiment; raise `ExperimentNotFoundError` if there is none.
+
+        Example:
+            >>> source.get_experiment("1").name
+            'wine-quality'
+        """
+        eid = parse_experiment_id(experiment_id)
+        found = [] if eid is None else self._experiments(EXPERIMENTS.c.experiment_id == eid)[0]
+        if not found:
+            raise ExperimentNotFoundError(
+                f"experiment id {str(experiment_id)!r} does not exist at {self.tracking_uri}"
+            )
+        return found[0]
+
+    def get_experiment_by_name(self, name: str) -> Experiment:
+        """Return the experiment named ``name``; raise `ExperimentNotFoundError` if none.
+
+        Example:
+            >>> source.get_experiment_by_name("wine-quality").experiment_id
+            '1'
+        """
+        found, _ = self._experiments(EXPERIMENTS.c.name == name)
+        if not found:
+            raise ExperimentNotFoundError(f"no experiment named {name!r} at {self.tracking_uri}")
+        return found[0]
+
+    def iter_experiments(self, view_type: str = "ACTIVE_ONLY") -> Iterator[Experiment]:
+        """Yield every experiment of ``view_type``, newest first, in batches.
+
+        Example:
+            >>> [e.name for e in source.iter_experiments("ALL")]
+        """
+        stages = view_stages(view_type)
+        cursor: Cursor | None = None
+        while True:
+            batch, cursor = self._experiments(
+                EXPERIMENTS.c.lifecycle_stage.in_(stages),
+                *([EXPERIMENT_ORDER.after(cursor)] if cursor else []),
+                limit=EXPERIMENTS_PAGE_SIZE,
+            )
+            yield from batch
+            if len(batch) < EXPERIMENTS_PAGE_SIZE:
+                return
+
+    def _experiments(
+        self, *where: sa.ColumnElement[bool], limit: int | None = None
+    ) -> tuple[list[Experiment], Cursor | None]:
+        """Experiments matching ``where`` in MLflow's order, and the cursor of the last."""
+        read = partial(read_experiments, query=experiments_query(where, limit))
+        return to_experiments(*self._reader.read(read, snapshot=True))
 
 
 def experiments_query(where: Sequence[sa.ColumnElement[bool]], limit: int | None) -> sa.Select[Any]:

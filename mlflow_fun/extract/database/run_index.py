@@ -87,6 +87,11 @@ class RunIndex:
             runs.statuses.append(_STATUSES.index(status) if status in _STATUSES else 255)
             self.count += 1
 
+    def size(self, experiment_id: int) -> int:
+        """How many runs, of every stage, the experiment has."""
+        runs = self.runs.get(experiment_id)
+        return 0 if runs is None else len(runs.ids)
+
     def run_ids(
         self,
         experiment_id: int,

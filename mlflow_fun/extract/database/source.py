@@ -30,13 +30,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from mlflow_fun.errors import ConfigError, ExperimentNotFoundError
-from mlflow_fun.extract.database.experiments import (
-    experiments_query,
-    read_experiments,
-    to_experiments,
-)
+from mlflow_fun.extract.database.experiments import DatabaseExperiments
+from mlflow_fun.extract.database.groups import GroupedRuns, run_groups
 from mlflow_fun.extract.database.queries import (
-    EXPERIMENT_ORDER,
     RUN_ROWS_PER_QUERY,
     Cursor,
     checked_run_ids,
@@ -52,15 +48,15 @@ from mlflow_fun.extract.database.queries import (
 )
 from mlflow_fun.extract.database.reader import Reader
 from mlflow_fun.extract.database.run_index import INDEX_FROM_EXPERIMENTS, RunIndex, read_run_index
-from mlflow_fun.extract.database.schema import EXPERIMENTS, RUNS, open_engine, safe_url
+from mlflow_fun.extract.database.schema import RUNS, open_engine, safe_url
 from mlflow_fun.extract.http import RetrySettings
-from mlflow_fun.extract.source import DEFAULT_PAGE_SIZE, EXPERIMENTS_PAGE_SIZE, MAX_PAGE_SIZE
-from mlflow_fun.model import Experiment, MetricPoint, RunRecord
+from mlflow_fun.extract.source import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from mlflow_fun.model import MetricPoint, RunRecord
 
 logger = logging.getLogger(__name__)
 
 
-class DatabaseSource:
+class DatabaseSource(DatabaseExperiments):
     """Runs and experiments read from MLflow's back-end database, in batches.
 
     A `RunSource`: yields exactly what `RestSource` yields for the tracking server on top
@@ -116,6 +112,7 @@ class DatabaseSource:
         if run_rows_per_query is not None and run_rows_per_query < 1:
             raise ConfigError(f"run_rows_per_query={run_rows_per_query} must be at least 1")
         self._index: RunIndex | None = None
+        self._groups: GroupedRuns | None = None
         self.engine, self._owns_engine = open_engine(connection, env=env)
         self.page_size = page_size
         self.run_rows_per_query = run_rows_per_query or max(page_size, RUN_ROWS_PER_QUERY)
@@ -135,58 +132,6 @@ class DatabaseSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def get_experiment(self, experiment_id: str) -> Experiment:
-        """Return one experiment; raise `ExperimentNotFoundError` if there is none.
-
-        Example:
-            >>> source.get_experiment("1").name
-            'wine-quality'
-        """
-        eid = parse_experiment_id(experiment_id)
-        found = [] if eid is None else self._experiments(EXPERIMENTS.c.experiment_id == eid)[0]
-        if not found:
-            raise ExperimentNotFoundError(
-                f"experiment id {str(experiment_id)!r} does not exist at {self.tracking_uri}"
-            )
-        return found[0]
-
-    def get_experiment_by_name(self, name: str) -> Experiment:
-        """Return the experiment named ``name``; raise `ExperimentNotFoundError` if none.
-
-        Example:
-            >>> source.get_experiment_by_name("wine-quality").experiment_id
-            '1'
-        """
-        found, _ = self._experiments(EXPERIMENTS.c.name == name)
-        if not found:
-            raise ExperimentNotFoundError(f"no experiment named {name!r} at {self.tracking_uri}")
-        return found[0]
-
-    def iter_experiments(self, view_type: str = "ACTIVE_ONLY") -> Iterator[Experiment]:
-        """Yield every experiment of ``view_type``, newest first, in batches.
-
-        Example:
-            >>> [e.name for e in source.iter_experiments("ALL")]
-        """
-        stages = view_stages(view_type)
-        cursor: Cursor | None = None
-        while True:
-            batch, cursor = self._experiments(
-                EXPERIMENTS.c.lifecycle_stage.in_(stages),
-                *([EXPERIMENT_ORDER.after(cursor)] if cursor else []),
-                limit=EXPERIMENTS_PAGE_SIZE,
-            )
-            yield from batch
-            if len(batch) < EXPERIMENTS_PAGE_SIZE:
-                return
-
-    def _experiments(
-        self, *where: sa.ColumnElement[bool], limit: int | None = None
-    ) -> tuple[list[Experiment], Cursor | None]:
-        """Experiments matching ``where`` in MLflow's order, and the cursor of the last."""
-        read = partial(read_experiments, query=experiments_query(where, limit))
-        return to_experiments(*self._reader.read(read, snapshot=True))
 
     def iter_runs(
         self,
@@ -232,6 +177,10 @@ class DatabaseSource:
             return
         selection = (RUNS.c.experiment_id.in_(parsed), RUNS.c.lifecycle_stage.in_(stages))
         if self._index is not None and len(parsed) == 1 and parsed[0] is not None:
+            grouped = self._grouped(parsed[0], stages) if max_results is None else None
+            if grouped is not None:
+                yield from grouped
+                return
             ids = self._index.run_ids(parsed[0], stages)
             yield from self._read_ids(selection, ids if max_results is None else ids[:max_results])
             return
@@ -298,9 +247,10 @@ class DatabaseSource:
             yield from self._reader.read(read, snapshot=True)
 
     @contextmanager
-    def indexed(self, experiments: int) -> Iterator[None]:
+    def indexed(self, experiments: int, full_pulls: Sequence[str] = ()) -> Iterator[None]:
         """Within it, one experiment's runs are named by a `RunIndex` read at its start,
-        when at least `INDEX_FROM_EXPERIMENTS` ``experiments`` are to be read."""
+        when at least `INDEX_FROM_EXPERIMENTS` ``experiments`` are to be read; the small
+        ones of ``full_pulls`` (read whole, in that order) are read in groups (`groups`)."""
         if experiments < INDEX_FROM_EXPERIMENTS or self._index is not None:
             yield
             return
@@ -308,10 +258,24 @@ class DatabaseSource:
         self._index = index = self._reader.read(read_run_index, snapshot=True)
         seconds = time.monotonic() - started
         logger.info("run index read runs=%d seconds=%.2f", index.count, seconds)
+        numbers = [n for n in map(parse_experiment_id, full_pulls) if n is not None]
+        self._groups = GroupedRuns(run_groups(numbers, index.size), self._read_group)
         try:
             yield
         finally:
-            self._index = None
+            self._index = self._groups = None
+
+    def _grouped(self, experiment: int, stages: Sequence[str]) -> list[RunRecord] | None:
+        return None if self._groups is None else self._groups.runs(experiment, stages)
+
+    def _read_group(self, group: tuple[int, ...]) -> list[RunRecord]:
+        """Every run, active or deleted, of the experiments of ``group``, in one snapshot."""
+        assert self._index is not None
+        ids = [i for e in group for i in self._index.run_ids(e, ("active", "deleted"))]
+        selection = (RUNS.c.lifecycle_stage.in_(("active", "deleted")),)
+        runs = list(self._read_ids(selection, ids, chunk=max(len(ids), 1)))
+        logger.debug("run group read experiments=%d runs=%d", len(group), len(runs))
+        return runs
 
     def page_search(self) -> None:
         """None: this source is read by one stream per experiment."""
