@@ -90,10 +90,10 @@ class GroupedRuns:
             return None
         with self._locks[group]:
             if group not in self._done:
-                by_experiment: dict[str, list[RunRecord]] = {str(e): [] for e in group}
+                by_experiment: dict[int, list[RunRecord]] = {e: [] for e in group}
                 for record in self._read(group):
-                    by_experiment.get(str(record.info["experiment_id"]), []).append(record)
-                self._records.update((int(e), runs) for e, runs in by_experiment.items())
+                    by_experiment.get(int(record.info["experiment_id"]), []).append(record)
+                self._records.update(by_experiment)
                 self._done.add(group)
             held = self._records.get(experiment)
             if held is None:

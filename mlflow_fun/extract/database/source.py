@@ -271,8 +271,9 @@ class DatabaseSource(DatabaseExperiments):
     def _read_group(self, group: tuple[int, ...]) -> list[RunRecord]:
         """Every run, active or deleted, of the experiments of ``group``, in one snapshot."""
         assert self._index is not None
-        ids = [i for e in group for i in self._index.run_ids(e, ("active", "deleted"))]
-        selection = (RUNS.c.lifecycle_stage.in_(("active", "deleted")),)
+        stages = view_stages("ALL")
+        ids = [i for e in group for i in self._index.run_ids(e, stages)]
+        selection = (RUNS.c.lifecycle_stage.in_(stages),)
         runs = list(self._read_ids(selection, ids, chunk=max(len(ids), 1)))
         logger.debug("run group read experiments=%d runs=%d", len(group), len(runs))
         return runs
