@@ -12,6 +12,7 @@ never load Spark, SQLAlchemy or the writers. ``spark-submit jobs/build_tables.py
 from __future__ import annotations
 
 import errno
+import re
 import sys
 from collections.abc import Sequence
 
@@ -25,6 +26,7 @@ from mlflow_fun.cli.options import CONTEXT_SETTINGS, LOG_LEVELS, conf_option, da
 from mlflow_fun.cli.serve import serve
 from mlflow_fun.cli.sql import sql
 from mlflow_fun.errors import MlflowFunError, UsageError
+from mlflow_fun.load.delta_files import delta_rs_errors
 
 
 @click.group(
@@ -81,6 +83,9 @@ def main(argv: Sequence[str] | None = None, prog_name: str = "mlflow-fun") -> in
         print(f"{prog_name}: error: {e.strerror}{where}: {_DISK_ADVICE[e.errno]}", file=sys.stderr)
         return 1
     except Exception as e:
+        if isinstance(e, delta_rs_errors()):  # a side table's commit (state, runs, status)
+            print(f"{prog_name}: error: delta-rs failed: {_delta_rs_reason(e)}", file=sys.stderr)
+            return 1
         if not type(e).__module__.startswith(("pyspark", "py4j")):
             raise
         # Spark failed outside an experiment's own write (its catalog, the status table): a
@@ -103,6 +108,15 @@ def _spark_reason(error: Exception) -> str:
     except Exception:  # the JVM is gone: the first line is all there is
         deepest = ""
     return f"{first}; cause: {deepest}" if deepest and deepest not in first else first
+
+
+def _delta_rs_reason(error: Exception) -> str:
+    """The first line of a delta-rs error, with `_DISK_ADVICE` for the OS error it names
+    (delta-rs says ``... No space left on device (os error 28)``)."""
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    named = re.search(r"\(os error (\d+)\)", first)
+    advice = _DISK_ADVICE.get(int(named.group(1))) if named else None
+    return f"{first}: {advice}" if advice else first
 
 
 # What to do when the data dir's volume refuses a write; other OS errors keep their traceback.

@@ -344,6 +344,15 @@ def _column(batches: object, name: str) -> list[int]:
     return pa.table(batches).column(name).to_pylist()
 
 
+def delta_rs_errors() -> tuple[type[Exception], ...]:
+    """Every error delta-rs raises (none where ``deltalake`` is not installed)."""
+    try:
+        from deltalake.exceptions import DeltaError
+    except ImportError:
+        return ()
+    return (DeltaError,)
+
+
 def conflict_errors() -> tuple[type[Exception], ...]:
     """The errors of a commit that lost to another writer's (worth retrying)."""
     from deltalake.exceptions import CommitFailedError

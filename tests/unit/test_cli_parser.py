@@ -10,7 +10,7 @@ import pytest
 from mlflow_fun import __version__
 from mlflow_fun.cli import options
 from mlflow_fun.cli.build import parse_build_args
-from mlflow_fun.cli.main import main
+from mlflow_fun.cli.main import _delta_rs_reason, main
 
 
 class _Started(Exception):
@@ -159,3 +159,15 @@ def test_spark_reads_rest_or_tables_only(capsys: pytest.CaptureFixture[str]) -> 
         "mlflow-fun: error: --engine spark reads --source rest or table, not db: use --engine "
         "pandas (or auto)\n"
     )
+
+
+def test_a_delta_rs_error_is_one_line_with_the_advice_for_its_os_error() -> None:
+    from deltalake.exceptions import DeltaError  # the optional [spark] extra's
+
+    full = DeltaError("Unable to copy data to file: No space left on device (os error 28)\nmore")
+    assert _delta_rs_reason(full) == (
+        "Unable to copy data to file: No space left on device (os error 28): free space on the "
+        "data dir's volume (`mlflow-fun maintain` vacuums the files old table versions left) "
+        "and run again; every table is as the last run left it"
+    )
+    assert _delta_rs_reason(DeltaError("Invalid table version: 3")) == "Invalid table version: 3"
