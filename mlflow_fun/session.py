@@ -62,6 +62,12 @@ BASE_CONF: dict[str, str] = {
     # (full GCs back to back, 2 s a table instead of 0.1 s). The job reads each table a
     # few times in a row; a reader rarely needs hundreds at once.
     "spark.databricks.delta.delta.log.cacheSize": "500",
+    # An in-process Hive metastore (the embedded Derby one, or one over JDBC) creating a
+    # table makes a folder (for a Delta table, a placeholder Spark deletes right after),
+    # then by default copies the warehouse's permissions onto it through Hadoop's shell:
+    # two more processes forked by the driver for every table registered (a first build
+    # of 200 experiments: 40% of each registration). A remote metastore keeps its own.
+    "spark.hadoop.hive.warehouse.subdir.inherit.perms": "false",
 }
 
 # The driver JVM of a session started from Python (or by `make demo`): the job is a short

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from mlflow_fun.errors import TableWriteError
 from mlflow_fun.extract.incremental import RefreshState
 from mlflow_fun.load import delta_files
+from mlflow_fun.load.catalog_entries import CatalogEntries
 from mlflow_fun.load.delta_files import conflict_errors
 from mlflow_fun.load.side_tables import experiments_dataframe, state_schema
 from mlflow_fun.model import Experiment
@@ -213,7 +214,16 @@ def create_by_delta_rs(
 
 
 def register(spark: SparkSession, database: str, name: str, location: str) -> None:
-    """Name the Delta table at ``location`` ``<database>.<name>`` in the metastore."""
+    """Name the Delta table at ``location`` ``<database>.<name>`` in the metastore (where
+    that name is free): one metastore call (`CatalogEntries`), else Delta's SQL statement,
+    which also gives any refusal in Spark's words."""
+    entries = CatalogEntries.open(spark)
+    if entries is not None:
+        try:
+            entries.create(database, name, location)
+            return
+        except Exception as e:  # py4j: Spark's SQL below says what was refused
+            logger.debug("catalog entry refused table=%s error=%s", name, type(e).__name__)
     qualified = qualified_table(database, name)
     spark.sql(
         f"CREATE TABLE IF NOT EXISTS {qualified} USING DELTA LOCATION {sql_literal(location)}"

@@ -1,0 +1,73 @@
+"""`register`: a delta-rs table named in one metastore call holds the entry Delta's own
+``CREATE TABLE … LOCATION`` stores, and reads the same."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from chispa import assert_df_equality
+from pyspark.errors import AnalysisException
+
+from mlflow_fun.load import delta_files
+from mlflow_fun.load.catalog_entries import CatalogEntries
+from mlflow_fun.load.commits import register
+
+
+def _table(spark: Any, data_dir: Path, database: str, name: str) -> str:
+    """A Delta table written by delta-rs in the database's folder; its location."""
+    location = f"file:{data_dir / 'warehouse' / (database + '.db') / name}"
+    rows = pa.table({"run_id": ["r1", "r2"], "_m_rmse": [0.5, 0.25], "_p_a b": ["1", None]})
+    delta_files.create(str(delta_files.local_path(location)), rows)
+    return location
+
+
+def _entry(spark: Any, database: str, name: str) -> list[str]:
+    """The table's metastore entry as SHOW TABLE EXTENDED gives it, without what differs
+    between two tables by design (name, time, location)."""
+    information = spark.sql(f"SHOW TABLE EXTENDED IN {database} LIKE '{name}'").collect()
+    lines = str(information[0]["information"]).splitlines()
+    varying = ("Table:", "Created Time:", "Location:")
+    return [line for line in lines if not line.startswith(varying)]
+
+
+def test_a_table_named_in_one_call_is_the_one_deltas_create_names(
+    spark: Any, data_dir: Path, database: str
+) -> None:
+    spark.sql(f"CREATE DATABASE {database}")
+    entries = CatalogEntries.open(spark)
+    assert entries is not None  # Spark 4's classes: the one-call path is the one taken
+    ours, deltas = _table(spark, data_dir, database, "ours"), _table(spark, data_dir, database, "d")
+
+    register(spark, database, "ours", ours)
+    spark.sql(f"CREATE TABLE {database}.deltas USING DELTA LOCATION '{deltas}'")
+
+    assert _entry(spark, database, "ours") == _entry(spark, database, "deltas")
+    assert "Provider: delta" in _entry(spark, database, "ours")
+    assert "Partition Provider: Catalog" in _entry(spark, database, "ours")
+    located = spark.sql(f"DESCRIBE FORMATTED {database}.ours").collect()
+    assert next(str(r[1]) for r in located if r[0] == "Location") == ours
+    assert_df_equality(
+        spark.table(f"{database}.ours"), spark.table(f"{database}.deltas"), ignore_row_order=True
+    )
+    assert spark.table(f"{database}.ours").columns == ["run_id", "_m_rmse", "_p_a b"]
+
+
+def test_a_name_taken_is_left_as_it_is(spark: Any, data_dir: Path, database: str) -> None:
+    spark.sql(f"CREATE DATABASE {database}")
+    first, second = _table(spark, data_dir, database, "a"), _table(spark, data_dir, database, "b")
+
+    register(spark, database, "exp_1", first)
+    register(spark, database, "exp_1", second)  # as CREATE TABLE IF NOT EXISTS: nothing
+
+    located = spark.sql(f"DESCRIBE FORMATTED {database}.exp_1").collect()
+    assert next(str(r[1]) for r in located if r[0] == "Location") == first
+
+
+def test_a_refusal_is_sparks_error(spark: Any, data_dir: Path, database: str) -> None:
+    location = _table(spark, data_dir, database, "exp_1")  # its database never created
+
+    with pytest.raises(AnalysisException, match=f"`{database}`"):
+        register(spark, database, "exp_1", location)
