@@ -106,9 +106,8 @@ class CatalogEntries:
             py4j.protocol.Py4JJavaError: The metastore refused it (no such database, ...).
         """
         jvm = self._jvm
-        storage = self._storage.copy(
-            jvm.scala.Some(jvm.java.net.URI(location)), *self._storage_rest
-        )
+        uri = getattr(jvm, _CATALOG).CatalogUtils.stringToURI(location)  # as SQL's LOCATION
+        storage = self._storage.copy(jvm.scala.Some(uri), *self._storage_rest)
         values = list(self._fixed)
         values[0] = jvm.org.apache.spark.sql.catalyst.TableIdentifier(
             name, jvm.scala.Some(database)

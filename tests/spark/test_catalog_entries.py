@@ -47,8 +47,7 @@ def test_a_table_named_in_one_call_is_the_one_deltas_create_names(
     assert _entry(spark, database, "ours") == _entry(spark, database, "deltas")
     assert "Provider: delta" in _entry(spark, database, "ours")
     assert "Partition Provider: Catalog" in _entry(spark, database, "ours")
-    located = spark.sql(f"DESCRIBE FORMATTED {database}.ours").collect()
-    assert next(str(r[1]) for r in located if r[0] == "Location") == ours
+    assert _location(spark, database, "ours") == ours
     assert_df_equality(
         spark.table(f"{database}.ours"), spark.table(f"{database}.deltas"), ignore_row_order=True
     )
@@ -62,8 +61,7 @@ def test_a_name_taken_is_left_as_it_is(spark: Any, data_dir: Path, database: str
     register(spark, database, "exp_1", first)
     register(spark, database, "exp_1", second)  # as CREATE TABLE IF NOT EXISTS: nothing
 
-    located = spark.sql(f"DESCRIBE FORMATTED {database}.exp_1").collect()
-    assert next(str(r[1]) for r in located if r[0] == "Location") == first
+    assert _location(spark, database, "exp_1") == first
 
 
 def test_a_refusal_is_sparks_error(spark: Any, data_dir: Path, database: str) -> None:
@@ -71,3 +69,23 @@ def test_a_refusal_is_sparks_error(spark: Any, data_dir: Path, database: str) ->
 
     with pytest.raises(AnalysisException, match=f"`{database}`"):
         register(spark, database, "exp_1", location)
+
+
+def test_a_location_with_a_space_is_stored_as_sqls_location_stores_it(
+    spark: Any, data_dir: Path, database: str
+) -> None:
+    spark.sql(f"CREATE DATABASE {database}")
+    location = _table(spark, data_dir, database, "a folder")
+    entries = CatalogEntries.open(spark)
+    assert entries is not None
+
+    entries.create(database, "ours", location)  # the one call alone, no statement after it
+    spark.sql(f"CREATE TABLE {database}.deltas USING DELTA LOCATION '{location}'")
+
+    assert _location(spark, database, "ours") == _location(spark, database, "deltas")
+    assert spark.table(f"{database}.ours").count() == 2
+
+
+def _location(spark: Any, database: str, name: str) -> str:
+    rows = spark.sql(f"DESCRIBE FORMATTED {database}.{name}").collect()
+    return next(str(r[1]) for r in rows if r[0] == "Location")
