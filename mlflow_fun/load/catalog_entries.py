@@ -50,7 +50,11 @@ class CatalogEntries:
     def __init__(self, spark: SparkSession) -> None:
         jvm: Any = spark.sparkContext._jvm
         package = getattr(jvm, _CATALOG)
-        self._jvm = jvm
+        # The classes `create` uses, looked up here: each name py4j resolves is a round trip
+        # to the JVM per part of its package (about 15 a table otherwise).
+        self._some = jvm.scala.Some
+        self._identifier = jvm.org.apache.spark.sql.catalyst.TableIdentifier
+        self._to_uri = package.CatalogUtils.stringToURI
         self._catalog = spark._jsparkSession.sessionState().catalog()
         self._tables = getattr(getattr(package, "CatalogTable$"), "MODULE$")
         self._storage = getattr(getattr(package, "CatalogStorageFormat$"), "MODULE$").empty()
@@ -62,7 +66,7 @@ class CatalogEntries:
         )
         defaults = [getattr(self._tables, f"apply$default${k}")() for k in range(5, arity + 1)]
         probe = self._tables.apply(
-            jvm.org.apache.spark.sql.catalyst.TableIdentifier("probe", jvm.scala.Some("probe")),
+            self._identifier("probe", self._some("probe")),
             external,
             self._storage,
             jvm.org.apache.spark.sql.types.StructType(),
@@ -72,7 +76,7 @@ class CatalogEntries:
         if tuple(self._names[:4]) != _REQUIRED or "provider" not in self._names:
             raise ValueError(f"unexpected CatalogTable fields: {self._names}")
         self._fixed: list[Any] = [None, external, None, probe.schema(), *defaults]
-        self._fixed[self._names.index("provider")] = jvm.scala.Some("delta")
+        self._fixed[self._names.index("provider")] = self._some("delta")
         if "tracksPartitionsInCatalog" in self._names:
             self._fixed[self._names.index("tracksPartitionsInCatalog")] = True
         self._created = self._names.index("createTime") if "createTime" in self._names else -1
@@ -105,14 +109,10 @@ class CatalogEntries:
         Raises:
             py4j.protocol.Py4JJavaError: The metastore refused it (no such database, ...).
         """
-        jvm = self._jvm
-        uri = getattr(jvm, _CATALOG).CatalogUtils.stringToURI(location)  # as SQL's LOCATION
-        storage = self._storage.copy(jvm.scala.Some(uri), *self._storage_rest)
+        uri = self._to_uri(location)  # as SQL's LOCATION turns it into a URI
         values = list(self._fixed)
-        values[0] = jvm.org.apache.spark.sql.catalyst.TableIdentifier(
-            name, jvm.scala.Some(database)
-        )
-        values[2] = storage
+        values[0] = self._identifier(name, self._some(database))
+        values[2] = self._storage.copy(self._some(uri), *self._storage_rest)
         if self._created >= 0:
             values[self._created] = int(time.time() * 1000)
         self._catalog.createTable(self._tables.apply(*values), True, False)

@@ -14,9 +14,10 @@ from pyspark.errors import AnalysisException
 from mlflow_fun.load import delta_files
 from mlflow_fun.load.catalog_entries import CatalogEntries
 from mlflow_fun.load.commits import register
+from tests.spark.conftest import location_of
 
 
-def _table(spark: Any, data_dir: Path, database: str, name: str) -> str:
+def _table(data_dir: Path, database: str, name: str) -> str:
     """A Delta table written by delta-rs in the database's folder; its location."""
     location = f"file:{data_dir / 'warehouse' / (database + '.db') / name}"
     rows = pa.table({"run_id": ["r1", "r2"], "_m_rmse": [0.5, 0.25], "_p_a b": ["1", None]})
@@ -39,7 +40,7 @@ def test_a_table_named_in_one_call_is_the_one_deltas_create_names(
     spark.sql(f"CREATE DATABASE {database}")
     entries = CatalogEntries.open(spark)
     assert entries is not None  # Spark 4's classes: the one-call path is the one taken
-    ours, deltas = _table(spark, data_dir, database, "ours"), _table(spark, data_dir, database, "d")
+    ours, deltas = _table(data_dir, database, "ours"), _table(data_dir, database, "d")
 
     register(spark, database, "ours", ours)
     spark.sql(f"CREATE TABLE {database}.deltas USING DELTA LOCATION '{deltas}'")
@@ -47,7 +48,7 @@ def test_a_table_named_in_one_call_is_the_one_deltas_create_names(
     assert _entry(spark, database, "ours") == _entry(spark, database, "deltas")
     assert "Provider: delta" in _entry(spark, database, "ours")
     assert "Partition Provider: Catalog" in _entry(spark, database, "ours")
-    assert _location(spark, database, "ours") == ours
+    assert location_of(spark, f"{database}.ours") == ours.removeprefix("file:")
     assert_df_equality(
         spark.table(f"{database}.ours"), spark.table(f"{database}.deltas"), ignore_row_order=True
     )
@@ -56,16 +57,16 @@ def test_a_table_named_in_one_call_is_the_one_deltas_create_names(
 
 def test_a_name_taken_is_left_as_it_is(spark: Any, data_dir: Path, database: str) -> None:
     spark.sql(f"CREATE DATABASE {database}")
-    first, second = _table(spark, data_dir, database, "a"), _table(spark, data_dir, database, "b")
+    first, second = _table(data_dir, database, "a"), _table(data_dir, database, "b")
 
     register(spark, database, "exp_1", first)
     register(spark, database, "exp_1", second)  # as CREATE TABLE IF NOT EXISTS: nothing
 
-    assert _location(spark, database, "exp_1") == first
+    assert location_of(spark, f"{database}.exp_1") == first.removeprefix("file:")
 
 
 def test_a_refusal_is_sparks_error(spark: Any, data_dir: Path, database: str) -> None:
-    location = _table(spark, data_dir, database, "exp_1")  # its database never created
+    location = _table(data_dir, database, "exp_1")  # its database never created
 
     with pytest.raises(AnalysisException, match=f"`{database}`"):
         register(spark, database, "exp_1", location)
@@ -75,17 +76,12 @@ def test_a_location_with_a_space_is_stored_as_sqls_location_stores_it(
     spark: Any, data_dir: Path, database: str
 ) -> None:
     spark.sql(f"CREATE DATABASE {database}")
-    location = _table(spark, data_dir, database, "a folder")
+    location = _table(data_dir, database, "a folder")
     entries = CatalogEntries.open(spark)
     assert entries is not None
 
     entries.create(database, "ours", location)  # the one call alone, no statement after it
     spark.sql(f"CREATE TABLE {database}.deltas USING DELTA LOCATION '{location}'")
 
-    assert _location(spark, database, "ours") == _location(spark, database, "deltas")
+    assert location_of(spark, f"{database}.ours") == location_of(spark, f"{database}.deltas")
     assert spark.table(f"{database}.ours").count() == 2
-
-
-def _location(spark: Any, database: str, name: str) -> str:
-    rows = spark.sql(f"DESCRIBE FORMATTED {database}.{name}").collect()
-    return next(str(r[1]) for r in rows if r[0] == "Location")
