@@ -85,3 +85,22 @@ def test_a_location_with_a_space_is_stored_as_sqls_location_stores_it(
 
     assert location_of(spark, f"{database}.ours") == location_of(spark, f"{database}.deltas")
     assert spark.table(f"{database}.ours").count() == 2
+
+
+def test_the_placeholder_spark_names_is_made_here_and_left_nowhere(
+    spark: Any, data_dir: Path, database: str
+) -> None:
+    spark.sql(f"CREATE DATABASE {database}")
+    folder = data_dir / "warehouse" / f"{database}.db"
+    entries = CatalogEntries.open(spark)
+    assert entries is not None
+    first, second = _table(data_dir, database, "exp_1"), _table(data_dir, database, "exp_2")
+    (folder / "exp_2-__PLACEHOLDER__").mkdir()  # as another job's registration leaves it
+
+    entries.create(database, "exp_1", first)
+    entries.create(database, "exp_2", second)
+    entries.create(database, "exp_1", second)  # the name taken: nothing
+
+    assert sorted(path.name for path in folder.iterdir()) == ["exp_1", "exp_2"]
+    assert location_of(spark, f"{database}.exp_2") == second.removeprefix("file:")
+    assert spark.table(f"{database}.exp_1").count() == 2
