@@ -284,21 +284,25 @@ def write_checksum(path: str, table: DeltaTable | None = None) -> None:
     written and Spark reads the log as before. Written to a hidden file, then renamed: a
     reader sees the whole file or none.
     ``table``: the table as the commit just made left it (delta-rs updates the object it
-    wrote through), saving a second load of the log; else it is loaded.
+    wrote through), saving a second load of the log; else, for a new table (its log one
+    commit), its files are those its commit adds, else it is loaded.
     """
-    if table is None:
-        from deltalake import DeltaTable
-
-        table = DeltaTable(path)
-    version = table.version()
     log = os.path.join(path, _LOG)
-    logged = _logged_actions(log, version)
+    if table is None and not os.path.exists(os.path.join(log, f"{1:020d}.json")):
+        version = 0  # a new table: its one commit adds every file it has
+    else:
+        if table is None:
+            from deltalake import DeltaTable
+
+            table = DeltaTable(path)
+        version = table.version()
+    logged, added = _logged_actions(log, version)
     previous = _checksum(log, version - 1) if version > 0 else {}
     metadata = logged.get("metaData") or previous.get("metadata")
     protocol = logged.get("protocol") or previous.get("protocol")
     if metadata is None or protocol is None or not _plain(protocol):
         return
-    sizes = _column(table.get_add_actions(flatten=True), "size_bytes")
+    sizes = added if table is None else _column(table.get_add_actions(flatten=True), "size_bytes")
     checksum = {
         "tableSizeBytes": sum(sizes),
         "numFiles": len(sizes),
@@ -314,16 +318,20 @@ def write_checksum(path: str, table: DeltaTable | None = None) -> None:
     os.replace(hidden, os.path.join(log, name))
 
 
-def _logged_actions(log: str, version: int) -> dict[str, dict[str, object]]:
-    """The ``metaData`` and ``protocol`` actions of commit ``version``, by kind."""
+def _logged_actions(log: str, version: int) -> tuple[dict[str, dict[str, object]], list[int]]:
+    """The ``metaData`` and ``protocol`` actions of commit ``version``, by kind, and the
+    sizes of the files it adds."""
     found: dict[str, dict[str, object]] = {}
+    added: list[int] = []
     with open(os.path.join(log, f"{version:020d}.json"), encoding="utf-8") as handle:
         for line in handle:
             action = json.loads(line)
             for kind in ("metaData", "protocol"):
                 if kind in action:
                     found[kind] = action[kind]
-    return found
+            if "add" in action:
+                added.append(int(action["add"]["size"]))
+    return found, added
 
 
 def _checksum(log: str, version: int) -> dict[str, dict[str, object]]:
