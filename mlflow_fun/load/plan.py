@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# From this many ids on, the experiments are listed (a page of 1,000 a call) rather than
+# asked for one by one; an id the listing lacks is still asked for (and refused) alone.
+LIST_FROM_IDS = 50
+
 
 @dataclass(frozen=True)
 class ExperimentPlan:
@@ -129,10 +133,14 @@ def resolve_experiments(
     """
     if experiment_ids is None:
         return list(source.iter_experiments())
+    listed: dict[str, Experiment] = {}
+    if len(experiment_ids) >= LIST_FROM_IDS:  # one page of a listing, not a call per id
+        listed = {e.experiment_id: e for e in source.iter_experiments("ALL")}
     experiments, missing = [], []
     for experiment_id in experiment_ids:
         try:
-            experiments.append(source.get_experiment(experiment_id))
+            found = listed.get(experiment_id) or source.get_experiment(experiment_id)
+            experiments.append(found)
         except ExperimentNotFoundError:
             missing.append(experiment_id)
     if missing:
