@@ -163,6 +163,9 @@ class TableBuilder:
             experiments, self.writer.read_states(), self.options, present.__contains__
         )
         self.writer.write_states([p.rebuild_pending for p in plans if p.rebuild_pending])
+        existing = [table_name(p.experiment.experiment_id) for p in plans if p.exists]
+        if existing and self.writer.table_format == "delta":  # read ahead of their pulls
+            self.writer.read_locations_ahead(existing)
         results: list[ExperimentResult] = []
         disable = None if self.progress is None else not self.progress
         with (
@@ -194,6 +197,7 @@ class TableBuilder:
             finally:
                 pulls.cancel()
                 writes.finish()
+                self.writer.stop_reading_ahead()
                 self._shared.clear()
                 self._finish(pool, experiments, results, batch, tables_done, after_tables)
         skipped = len(experiments) - len(results)

@@ -38,6 +38,7 @@ from mlflow_fun.load.commits import (
     upsert_experiments,
     write_states,
 )
+from mlflow_fun.load.locations import AheadLocations
 from mlflow_fun.load.results import ExperimentResult, status_schema
 from mlflow_fun.load.side_batch import SideBatch
 from mlflow_fun.load.side_tables import (
@@ -87,6 +88,7 @@ class SideWriter:
         self.table_format = table_format
         self._table_dirs: dict[str, str] | None = None  # every table's location, once asked
         self._side_dirs: dict[str, str | None] = {}  # a side table's, asked alone
+        self._ahead: AheadLocations | None = None  # the tables to write, read in order
         self._lock = threading.Lock()  # writer threads ask
 
     def table_exists(self, name: str) -> bool:
@@ -254,6 +256,27 @@ class SideWriter:
                 found = metastore_locations(self.spark, self.database, name)
                 location = self._side_dirs[name] = found.get(name)
         return delta_rs_path(location, schema)
+
+    def read_locations_ahead(self, names: Sequence[str]) -> None:
+        """Start reading where the existing tables ``names`` are, in the order they will be
+        written (`AheadLocations`); `stop_reading_ahead` when the writes are done."""
+        self.stop_reading_ahead()
+        self._ahead = AheadLocations(
+            lambda pattern: metastore_locations(self.spark, self.database, pattern), names
+        )
+
+    def stop_reading_ahead(self) -> None:
+        """Read no further locations ahead (a later question lists the tables itself)."""
+        if self._ahead is not None:
+            self._ahead.close()
+            self._ahead = None
+
+    def _table_dir(self, name: str) -> str | None:
+        """The location of table ``name`` (None if the metastore has no such table)."""
+        ahead = self._ahead
+        if ahead is not None and ahead.covers(name):
+            return ahead.get(name)
+        return self._locations().get(name)
 
     def _locations(self) -> dict[str, str]:
         """Table -> location, for the tables of the database when first asked."""

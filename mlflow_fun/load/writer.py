@@ -181,7 +181,7 @@ class TableWriter(SideWriter):
     def _delta_rs_target(self, name: str, exists: bool) -> tuple[str, str] | None:
         """(location, local path) of a table delta-rs may replace, else None."""
         if exists:
-            location = self._locations().get(name) or self._table_location(
+            location = self._table_dir(name) or self._table_location(
                 qualified_table(self.database, name)
             )
         else:
@@ -195,7 +195,7 @@ class TableWriter(SideWriter):
 
     def _local_delta(self, name: str) -> str | None:
         """The local path of ``name`` if it is a Delta table on the local file system."""
-        location = self._locations().get(name) if self.table_format == "delta" else None
+        location = self._table_dir(name) if self.table_format == "delta" else None
         path = delta_files.local_path(location) if location else None
         return path if path is not None and delta_files.is_delta(path) else None
 

@@ -14,6 +14,7 @@ from pyspark.errors import AnalysisException
 from mlflow_fun.load import delta_files
 from mlflow_fun.load.catalog_entries import CatalogEntries
 from mlflow_fun.load.commits import register
+from mlflow_fun.load.writer import TableWriter
 from tests.spark.conftest import location_of
 
 
@@ -104,3 +105,22 @@ def test_the_placeholder_spark_names_is_made_here_and_left_nowhere(
     assert sorted(path.name for path in folder.iterdir()) == ["exp_1", "exp_2"]
     assert location_of(spark, f"{database}.exp_2") == second.removeprefix("file:")
     assert spark.table(f"{database}.exp_1").count() == 2
+
+
+def test_a_rebuild_reads_the_tables_locations_ahead_by_name_pattern(
+    spark: Any, data_dir: Path, database: str
+) -> None:
+    spark.sql(f"CREATE DATABASE {database}")
+    names = [f"exp_{i}" for i in range(1, 21)]  # two chunks: 16 names, then 4
+    for name in names:
+        register(spark, database, name, _table(data_dir, database, name))
+    writer = TableWriter(spark, database, str(data_dir), "delta")
+
+    writer.read_locations_ahead([*reversed(names), "exp_99"])  # exp_99: no such table
+
+    for name in names:
+        found = writer._table_dir(name) or ""
+        assert found.removeprefix("file:") == location_of(spark, f"{database}.{name}"), name
+    assert writer._table_dir("exp_99") is None
+    assert writer.schema("exp_3").fieldNames() == ["run_id", "_m_rmse", "_p_a b"]
+    writer.stop_reading_ahead()
