@@ -8,11 +8,13 @@ import pytest
 from mlflow import MlflowClient
 
 from mlflow_fun.errors import ExperimentNotFoundError
+from mlflow_fun.extract.database.source import DatabaseSource
 from mlflow_fun.extract.mlflow_client import MlflowClientSource
 from mlflow_fun.extract.open import open_source
 from mlflow_fun.extract.rest import RestSource
+from mlflow_fun.load.plan import LIST_FROM_IDS, resolve_experiments
 from mlflow_fun.model import RunRecord
-from tests.seed import Seeded, _run
+from tests.seed import Seeded, _run, load_seed_store
 
 
 def _comparable(run: RunRecord) -> tuple:
@@ -74,3 +76,21 @@ def test_unknown_experiment(seeded: Seeded, make_source: type) -> None:
         source.get_experiment("987654")
     with pytest.raises(ExperimentNotFoundError, match="no experiment named 'nope'"):
         source.get_experiment_by_name("nope")
+
+
+def test_many_ids_resolve_as_one_by_one_from_mlflows_database(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    store = tmp_path_factory.mktemp("many_ids_store")
+    seeded = load_seed_store().seed_store(store, runs=60, experiments=60, best_runs=0)
+    url = f"sqlite:///{seeded.db_path}"
+    MlflowClient(url).delete_experiment(seeded.experiments[5].experiment_id)
+    ids = [e.experiment_id for e in reversed(seeded.experiments)]
+    assert len(ids) >= LIST_FROM_IDS
+
+    with DatabaseSource(url) as database:
+        for source in (database, MlflowClientSource(url)):
+            one_by_one = [source.get_experiment(i) for i in ids]  # a deleted one too
+            assert resolve_experiments(source, ids) == one_by_one
+            with pytest.raises(ExperimentNotFoundError, match="id\\(s\\) 987654 do not exist"):
+                resolve_experiments(source, [*ids, "987654"])
