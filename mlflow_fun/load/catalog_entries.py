@@ -137,8 +137,8 @@ class CatalogEntries:
         database's folder is local (None elsewhere, or where it could not be made)."""
         if database not in self._folders:
             uri = self._catalog.getDatabaseMetadata(database).locationUri()
-            local = uri.getScheme() == "file" and os.path.isdir(uri.getPath())
-            self._folders[database] = uri.getPath() if local else None
+            path = uri.getPath() if uri.getScheme() == "file" else None
+            self._folders[database] = path if path and os.path.isdir(path) else None
         folder = self._folders[database]
         if folder is None:
             return None

@@ -288,14 +288,13 @@ def write_checksum(path: str, table: DeltaTable | None = None) -> None:
     commit), its files are those its commit adds, else it is loaded.
     """
     log = os.path.join(path, _LOG)
-    if table is None and not os.path.exists(os.path.join(log, f"{1:020d}.json")):
-        version = 0  # a new table: its one commit adds every file it has
-    else:
-        if table is None:
-            from deltalake import DeltaTable
+    # A new table (no commit after its first): that commit adds every file it has.
+    new_table = table is None and not os.path.exists(os.path.join(log, f"{1:020d}.json"))
+    if table is None and not new_table:
+        from deltalake import DeltaTable
 
-            table = DeltaTable(path)
-        version = table.version()
+        table = DeltaTable(path)
+    version = 0 if table is None else table.version()
     logged, added = _logged_actions(log, version)
     previous = _checksum(log, version - 1) if version > 0 else {}
     metadata = logged.get("metaData") or previous.get("metadata")

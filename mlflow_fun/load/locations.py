@@ -7,7 +7,8 @@ of it. `AheadLocations` reads them in the order the tables will be written, in a
 its own, in chunks that grow (16, 32, 64, 128 and 256 names, then every table at once): the
 first table's location is known after 16 lookups, the others while the first tables are
 written. Each chunk is one listing by name pattern (``exp_1|exp_2|…``), so the names read
-this way are plain identifiers; any other is left to the caller's own listing.
+this way are plain identifiers (`is_identifier`); any other is left to the caller's own
+listing.
 
 Example:
     >>> ahead = AheadLocations(lambda pattern: metastore_locations(spark, db, pattern), names)
@@ -16,13 +17,13 @@ Example:
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 
+from mlflow_fun.transform.naming import is_identifier
+
 CHUNKS = (16, 32, 64, 128, 256)
 EVERY_TABLE = "*"
-_PLAIN = re.compile(r"[A-Za-z0-9_]+")
 
 
 class AheadLocations:
@@ -36,7 +37,7 @@ class AheadLocations:
 
     def __init__(self, fetch: Callable[[str], Mapping[str, str]], names: Sequence[str]) -> None:
         self._fetch = fetch
-        plain = list(dict.fromkeys(n for n in names if _PLAIN.fullmatch(n)))
+        plain = list(dict.fromkeys(n for n in names if is_identifier(n)))
         self._patterns: list[str] = []
         self._chunk_of: dict[str, int] = {}
         start = 0
@@ -50,11 +51,10 @@ class AheadLocations:
             self._add_chunk(plain[start:], EVERY_TABLE)
         self._found: dict[str, str] = {}
         self._read = 0  # chunks read so far
-        self._error: BaseException | None = None
+        self._error: Exception | None = None
         self._closed = False
         self._changed = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name="locations", daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._run, name="locations", daemon=True).start()
 
     def covers(self, name: str) -> bool:
         """True if ``name``'s location is read here (`get` may be asked for it)."""

@@ -102,6 +102,16 @@ def assign_column_names(
     return names
 
 
+def is_identifier(name: str) -> bool:
+    """True if ``name`` is a plain SQL identifier (`validate_identifier`'s rule).
+
+    Example:
+        >>> is_identifier("exp_12"), is_identifier("exp 12")
+        (True, False)
+    """
+    return isinstance(name, str) and _IDENTIFIER.fullmatch(name) is not None
+
+
 def validate_identifier(name: str, what: str = "identifier") -> str:
     """Return ``name`` if it is a plain SQL identifier, else raise.
 
@@ -116,7 +126,7 @@ def validate_identifier(name: str, what: str = "identifier") -> str:
         InvalidIdentifierError: ``name`` is not a plain identifier; the message names
             ``what`` it was meant to be.
     """
-    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
+    if not is_identifier(name):
         raise InvalidIdentifierError(
             f"{what} name {name!r} is not a valid identifier: use letters, digits and _, "
             "starting with a letter or _, at most 128 characters"
