@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from mlflow_fun.catalog import local_path
 from mlflow_fun.errors import TableWriteError
 from mlflow_fun.extract.incremental import RefreshState
 from mlflow_fun.load import delta_files
@@ -205,7 +206,7 @@ def create_by_delta_rs(
         deltalake.exceptions.DeltaError: A table is there already (another job's).
     """
     location = f"{database_location(spark, database).rstrip('/')}/{name}"
-    path = delta_files.local_path(location)
+    path = local_path(location)
     if path is None or not delta_files.writable(path):
         return False
     delta_files.create(path, delta_files.conformed(tables, schema))
@@ -230,36 +231,11 @@ def register(spark: SparkSession, database: str, name: str, location: str) -> No
     )
 
 
-def table_information(spark: SparkSession, database: str, pattern: str) -> dict[str, list[str]]:
-    """Table or view -> the lines of its ``SHOW TABLE EXTENDED`` information (``Location:
-    ...``, ``Table Properties: [...]``), for those of ``database`` matching ``pattern``
-    (``*`` for any text, ``a|b`` for either).
-
-    One ``SHOW TABLE EXTENDED`` asks the metastore only (0.7 s for 200 tables); a
-    ``DESCRIBE FORMATTED`` per table also reads its Delta log (0.1 s each).
-    """
-    rows = spark.sql(
-        f"SHOW TABLE EXTENDED IN {quote_identifier(database)} LIKE {sql_literal(pattern)}"
-    ).collect()
-    return {row["tableName"]: str(row["information"]).splitlines() for row in rows}
-
-
-def metastore_locations(spark: SparkSession, database: str, pattern: str) -> dict[str, str]:
-    """Table -> location of the tables of ``database`` matching ``pattern``
-    (`table_information`)."""
-    return {
-        name: line[len("Location: ") :]
-        for name, lines in table_information(spark, database, pattern).items()
-        for line in lines
-        if line.startswith("Location: ")
-    }
-
-
 def delta_rs_path(location: str | None, schema: StructType | None = None) -> str | None:
     """The local path of the table at ``location`` when delta-rs may read it and commit to
     it as Spark would (`delta_files.writable`) without changing its ``schema`` (if given);
     else None (Spark reads and writes it)."""
-    path = delta_files.local_path(location) if location else None
+    path = local_path(location) if location else None
     if path is None or not delta_files.is_delta(path) or not delta_files.writable(path):
         return None
     return path if schema is None or delta_files.has_schema(path, schema) else None

@@ -14,7 +14,7 @@ is absent or empty. Anything else (HDFS, S3, DBFS, newer table features, Parquet
 written by Spark, as before.
 
 Example:
-    >>> path = local_path("file:/srv/mlflow-fun/warehouse/mlflow_metrics.db/exp_1")
+    >>> path = catalog.local_path("file:/srv/mlflow-fun/warehouse/mlflow_metrics.db/exp_1")
     >>> if path and writable(path):
     ...     overwrite(path, to_arrow(flat))
 """
@@ -27,6 +27,8 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from mlflow_fun.catalog import is_delta
+
 # deltalake, pyspark: imported inside the functions (the job's optional [spark] extra, and a
 # Rust extension loaded only when the job writes).
 if TYPE_CHECKING:
@@ -37,24 +39,6 @@ if TYPE_CHECKING:
 
 _LOG = "_delta_log"
 _COMMIT = re.compile(r"[0-9]{20}\.json")  # a commit file of the log
-
-
-def local_path(location: str) -> str | None:
-    """The local path of a table location (``file:/x`` or ``file:///x``), else None.
-
-    A location with ``%`` is left to Spark: Hadoop's form of a path does not say whether
-    it is an escape or the character.
-
-    Example:
-        >>> local_path("file:/srv/warehouse/db.db/exp_1")
-        '/srv/warehouse/db.db/exp_1'
-        >>> local_path("s3a://bucket/warehouse/exp_1") is None
-        True
-    """
-    if not location.startswith("file:") or "%" in location:
-        return None
-    path = "/" + location[len("file:") :].lstrip("/")
-    return os.path.normpath(path)
 
 
 def writable(path: str) -> bool:
@@ -103,11 +87,6 @@ def _plain(protocol: dict[str, object]) -> bool:
         and not protocol.get("readerFeatures")
         and not protocol.get("writerFeatures")
     )
-
-
-def is_delta(path: str) -> bool:
-    """True if ``path`` holds a Delta table (a ``_delta_log`` folder)."""
-    return os.path.isdir(os.path.join(path, _LOG))
 
 
 def _opened(path: str) -> DeltaTable | None:

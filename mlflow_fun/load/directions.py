@@ -16,15 +16,11 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from mlflow_fun.catalog import metastore_locations
 from mlflow_fun.config import read_yaml_mapping
 from mlflow_fun.errors import ConfigError
 from mlflow_fun.load import delta_files
-from mlflow_fun.load.commits import (
-    committed,
-    create_by_delta_rs,
-    delta_rs_path,
-    metastore_locations,
-)
+from mlflow_fun.load.commits import committed, create_by_delta_rs, delta_rs_path
 from mlflow_fun.transform.naming import qualified_table
 
 # pyspark: the optional [spark] extra, imported inside the functions that use it.

@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from mlflow_fun.catalog import metastore_locations
 from mlflow_fun.errors import one_line
 from mlflow_fun.extract.incremental import RefreshState
 from mlflow_fun.load import delta_files
@@ -31,7 +32,6 @@ from mlflow_fun.load.commits import (
     delete_runs,
     delta_rs_path,
     insert_new,
-    metastore_locations,
     replace_experiments,
     state_rows,
     upsert,

@@ -54,7 +54,8 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from mlflow_fun.load.commits import ensure_table, table_information
+from mlflow_fun.catalog import table_information
+from mlflow_fun.load.commits import ensure_table
 from mlflow_fun.load.directions import (
     DEFAULT_DIRECTIONS,
     DIRECTIONS_TABLE,

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from mlflow_fun.catalog import local_path
 from mlflow_fun.load import delta_files
 from mlflow_fun.load.commits import committed, database_location, delete_runs, register, upsert
 from mlflow_fun.load.side_writer import SideWriter
@@ -188,7 +189,7 @@ class TableWriter(SideWriter):
             if self._location is None:
                 self._location = database_location(self.spark, self.database)
             location = f"{self._location.rstrip('/')}/{name}"
-        path = delta_files.local_path(location) if location else None
+        path = local_path(location) if location else None
         if location is None or path is None or not delta_files.writable(path):
             return None
         return location, path
@@ -196,7 +197,7 @@ class TableWriter(SideWriter):
     def _local_delta(self, name: str) -> str | None:
         """The local path of ``name`` if it is a Delta table on the local file system."""
         location = self._table_dir(name) if self.table_format == "delta" else None
-        path = delta_files.local_path(location) if location else None
+        path = local_path(location) if location else None
         return path if path is not None and delta_files.is_delta(path) else None
 
 

@@ -15,11 +15,13 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from mlflow_fun.catalog import is_delta
 from mlflow_fun.errors import ExperimentNotFoundError, MlflowFunError
 from mlflow_fun.transform.frames import arrow_to_pandas
-from mlflow_fun.transform.naming import STATUS_TABLE, validate_identifier
+from mlflow_fun.transform.naming import STATUS_TABLE, ColumnKey, validate_identifier
 
 # deltalake: imported inside the functions that read a table (a Rust extension, loaded only then).
 if TYPE_CHECKING:
@@ -46,7 +48,7 @@ def table_path(data_dir: str, database: str, table: str) -> str:
         TableNotLocalError: There is no Delta table there.
     """
     path = os.path.join(database_dir(data_dir, database), validate_identifier(table, "table"))
-    if not os.path.isdir(os.path.join(path, "_delta_log")):
+    if not is_delta(path):
         raise TableNotLocalError(f"no Delta table {database}.{table} under {data_dir}")
     return path
 
@@ -60,15 +62,25 @@ def read_experiment_frame(data_dir: str, database: str, experiment_id: str) -> p
     Raises:
         TableNotLocalError: The table is not a Delta table under ``data_dir``.
     """
+    return read_delta_frame(table_path(data_dir, database, f"exp_{experiment_id}"))
+
+
+def read_delta_frame(
+    path: str, columns: Callable[[dict[str, ColumnKey]], list[str]] | None = None
+) -> pd.DataFrame:
+    """The experiment table at ``path`` as `read_experiment_frame` gives it; with
+    ``columns``, only the columns it picks from the table's ``column -> (kind, MLflow
+    key)`` (the rest is not read)."""
     from deltalake import DeltaTable
 
-    table = DeltaTable(table_path(data_dir, database, f"exp_{experiment_id}"))
-    df = arrow_to_pandas(table.to_pyarrow_table())
-    df.attrs["mlflow_keys"] = {
+    table = DeltaTable(path)
+    keys = {
         field.name: (field.metadata[_KIND], field.metadata.get(_KEY, field.name))
         for field in table.schema().fields
         if field.metadata.get(_KIND) not in (None, "info")
     }
+    df = arrow_to_pandas(table.to_pyarrow_table(columns=columns(keys) if columns else None))
+    df.attrs["mlflow_keys"] = keys
     return df
 
 
@@ -85,7 +97,7 @@ def loaded_experiment_ids(data_dir: str, database: str) -> list[str]:
         name
         for name in os.listdir(folder)
         if name.startswith("exp_") and len(name) > 4
-        if os.path.isdir(os.path.join(folder, name, "_delta_log"))
+        if is_delta(os.path.join(folder, name))
     ]
     return sorted(name[4:] for name in names)
 

@@ -11,6 +11,7 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.errors import AnalysisException
 
+from mlflow_fun.catalog import local_path
 from mlflow_fun.load import delta_files
 from mlflow_fun.load.catalog_entries import CatalogEntries
 from mlflow_fun.load.commits import register
@@ -22,7 +23,7 @@ def _table(data_dir: Path, database: str, name: str) -> str:
     """A Delta table written by delta-rs in the database's folder; its location."""
     location = f"file:{data_dir / 'warehouse' / (database + '.db') / name}"
     rows = pa.table({"run_id": ["r1", "r2"], "_m_rmse": [0.5, 0.25], "_p_a b": ["1", None]})
-    delta_files.create(str(delta_files.local_path(location)), rows)
+    delta_files.create(str(local_path(location)), rows)
     return location
 
 

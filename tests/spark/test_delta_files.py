@@ -8,6 +8,7 @@ from typing import Any
 
 from chispa import assert_df_equality
 
+from mlflow_fun.catalog import local_path
 from mlflow_fun.load import delta_files
 from mlflow_fun.load.writer import TableWriter
 from mlflow_fun.transform.flatten import FlatRuns, flatten_runs
@@ -175,12 +176,12 @@ def test_whether_delta_rs_may_write_is_read_from_the_latest_checksum_as_from_the
 
 
 def test_only_local_locations_are_written_by_delta_rs() -> None:
-    assert delta_files.local_path("file:/srv/w/db.db/exp_1") == "/srv/w/db.db/exp_1"
-    assert delta_files.local_path("file:///srv/w/exp_1") == "/srv/w/exp_1"
-    assert delta_files.local_path("hdfs://nn:8020/w/exp_1") is None
-    assert delta_files.local_path("s3a://bucket/w/exp_1") is None
-    assert delta_files.local_path("dbfs:/user/hive/warehouse/exp_1") is None
-    assert delta_files.local_path("file:/srv/a%20b/exp_1") is None
+    assert local_path("file:/srv/w/db.db/exp_1") == "/srv/w/db.db/exp_1"
+    assert local_path("file:///srv/w/exp_1") == "/srv/w/exp_1"
+    assert local_path("hdfs://nn:8020/w/exp_1") is None
+    assert local_path("s3a://bucket/w/exp_1") is None
+    assert local_path("dbfs:/user/hive/warehouse/exp_1") is None
+    assert local_path("file:/srv/a%20b/exp_1") is None
 
 
 def _location(spark: Any, table: str) -> str:
