@@ -11,7 +11,7 @@ from mlflow_fun.config import JobConfig
 from mlflow_fun.errors import ConfigError, ExperimentNotFoundError
 from mlflow_fun.query.engine import RUNS, best_run_of
 from mlflow_fun.query.model import no_value_error
-from mlflow_fun.query.tables import read_delta_frame
+from mlflow_fun.query.tables import LocalExperimentTable
 from mlflow_fun.session import (
     METASTORE_URIS_KEY,
     METASTORE_URL_KEY,
@@ -158,23 +158,25 @@ def best_run_from_table(
         ExperimentNotFoundError: The table does not exist.
         MetricNotFoundError: No column holds the metric, or no run has a value.
     """
-    chosen: list[Column] = []
-
-    def metric_column(keys: Mapping[str, ColumnKey]) -> Column:
-        columns = [Column(name, kind, key, "double") for name, (kind, key) in keys.items()]
-        chosen.append(resolve_metric(columns, metric, experiment_id))
-        return chosen[-1]
-
     path = _local_delta_path(spark, database, experiment_id)
     if path is not None:
-        frame = read_delta_frame(path, lambda keys: [*TIE_COLUMNS, metric_column(keys).name])
-        best = best_run_of(frame, chosen[-1].name, ascending)
+        table = LocalExperimentTable(path)
+        column = _metric_column(table.keys, metric, experiment_id)
+        df = table.frame([*TIE_COLUMNS, column.name])
     else:
         df = read_experiment_table(spark, database, experiment_id)
-        best = best_run_of(df, metric_column(column_keys(df.schema)).name, ascending)
+        column = _metric_column(column_keys(df.schema), metric, experiment_id)
+    best = best_run_of(df, column.name, ascending)
     if best is None:
         raise no_value_error(experiment_id, metric)
     return best
+
+
+def _metric_column(keys: Mapping[str, ColumnKey], metric: str, experiment_id: str) -> Column:
+    """The column of ``metric`` (``rmse`` or ``_m_rmse``) among a table's ``column ->
+    (kind, MLflow key)``; `resolve_metric`'s error where there is none."""
+    columns = [Column(name, kind, key, "double") for name, (kind, key) in keys.items()]
+    return resolve_metric(columns, metric, experiment_id)
 
 
 def _local_delta_path(spark: SparkSession, database: str, experiment_id: str) -> str | None:

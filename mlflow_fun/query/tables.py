@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from mlflow_fun.catalog import is_delta
@@ -62,26 +62,37 @@ def read_experiment_frame(data_dir: str, database: str, experiment_id: str) -> p
     Raises:
         TableNotLocalError: The table is not a Delta table under ``data_dir``.
     """
-    return read_delta_frame(table_path(data_dir, database, f"exp_{experiment_id}"))
+    return LocalExperimentTable(table_path(data_dir, database, f"exp_{experiment_id}")).frame()
 
 
-def read_delta_frame(
-    path: str, columns: Callable[[dict[str, ColumnKey]], list[str]] | None = None
-) -> pd.DataFrame:
-    """The experiment table at ``path`` as `read_experiment_frame` gives it; with
-    ``columns``, only the columns it picks from the table's ``column -> (kind, MLflow
-    key)`` (the rest is not read)."""
-    from deltalake import DeltaTable
+class LocalExperimentTable:
+    """An experiment table in a local Delta folder: its log read, its rows not yet.
 
-    table = DeltaTable(path)
-    keys = {
-        field.name: (field.metadata[_KIND], field.metadata.get(_KEY, field.name))
-        for field in table.schema().fields
-        if field.metadata.get(_KIND) not in (None, "info")
-    }
-    df = arrow_to_pandas(table.to_pyarrow_table(columns=columns(keys) if columns else None))
-    df.attrs["mlflow_keys"] = keys
-    return df
+    Example:
+        >>> table = LocalExperimentTable("/srv/warehouse/mlflow_metrics.db/exp_1")
+        >>> table.keys["_m_train_loss"]
+        ('metric', 'train/loss')
+        >>> table.frame(["run_id", "_m_train_loss"])
+    """
+
+    def __init__(self, path: str) -> None:
+        from deltalake import DeltaTable
+
+        self._table = DeltaTable(path)
+        # column -> (kind, MLflow key) of every metric, param and tag column
+        self.keys: dict[str, ColumnKey] = {
+            field.name: (field.metadata[_KIND], field.metadata.get(_KEY, field.name))
+            for field in self._table.schema().fields
+            if field.metadata.get(_KIND) not in (None, "info")
+        }
+
+    def frame(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The rows as pandas (only ``columns`` where given), ``attrs["mlflow_keys"]`` set
+        as in `read_experiment_frame`."""
+        table = self._table.to_pyarrow_table(columns=list(columns) if columns else None)
+        df = arrow_to_pandas(table)
+        df.attrs["mlflow_keys"] = dict(self.keys)
+        return df
 
 
 def loaded_experiment_ids(data_dir: str, database: str) -> list[str]:
