@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from mlflow_fun.query.tables import TableNotLocalError, table_path
+from mlflow_fun.query.tables import TableNotLocalError, delta_rs_reading, table_path
 
 
 def select_locally(
@@ -97,7 +97,9 @@ def _register_tables(connection: Any, tree: Any, data_dir: str, database: str) -
             raise TableNotLocalError(f"{table.sql(dialect='spark')} is not in {database}")
         if name not in registered:
             registered[name] = f"__mlflow_fun_{len(registered)}"
-            dataset = DeltaTable(table_path(data_dir, database, name)).to_pyarrow_dataset()
+            path = table_path(data_dir, database, name)
+            with delta_rs_reading(path):
+                dataset = DeltaTable(path).to_pyarrow_dataset()
             connection.register(registered[name], dataset)
         alias = table.alias or table.name
         table.replace(exp.to_table(registered[name]).as_(alias))

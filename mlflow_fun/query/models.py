@@ -41,7 +41,7 @@ from mlflow_fun.extract.rest import RestSource
 from mlflow_fun.query.answer import open_named_source
 from mlflow_fun.query.engine import MODELS, best_runs, pareto_front
 from mlflow_fun.query.model import BestQuery, RankedRun
-from mlflow_fun.query.tables import TableNotLocalError, table_path
+from mlflow_fun.query.tables import TableNotLocalError, read_table
 from mlflow_fun.transform.flatten import ARROW_TYPES
 from mlflow_fun.transform.frames import arrow_to_pandas
 from mlflow_fun.transform.naming import (
@@ -258,11 +258,10 @@ def models_from_delta(
     Raises:
         TableNotLocalError: A table is not a Delta table under ``data_dir``.
     """
-    from deltalake import DeltaTable
 
     def rows(table: str) -> list[dict[str, Any]]:
-        arrow = DeltaTable(table_path(data_dir, database, table)).to_pyarrow_table(
-            filters=[("experiment_id", "in", list(experiment_ids))]
+        arrow = read_table(
+            data_dir, database, table, filters=[("experiment_id", "in", list(experiment_ids))]
         )
         return _epoch_millis(arrow).to_pylist()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -11,7 +12,7 @@ from mlflow_fun.config import JobConfig
 from mlflow_fun.errors import ConfigError, ExperimentNotFoundError
 from mlflow_fun.query.engine import RUNS, best_run_of
 from mlflow_fun.query.model import no_value_error
-from mlflow_fun.query.tables import LocalExperimentTable
+from mlflow_fun.query.tables import LocalExperimentTable, TableNotLocalError
 from mlflow_fun.session import (
     METASTORE_URIS_KEY,
     METASTORE_URL_KEY,
@@ -32,6 +33,8 @@ from mlflow_fun.transform.naming import (
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+
+logger = logging.getLogger(__name__)
 
 # The columns `best_run_of` reads besides the metric: the answer and the tie rule.
 TIE_COLUMNS = (RUNS.id_column, "experiment_id", RUNS.time_column)
@@ -148,7 +151,8 @@ def best_run_from_table(
     The session's catalog says where the table is. A Delta table on the local file system
     is read by delta-rs, only the metric's column and those of the tie rule (milliseconds;
     a Spark query of a Delta table plans it with a Spark job of its own, about 0.3 s);
-    any other table through Spark. Both give the same answer (`best_run_of`).
+    any other table, or one delta-rs cannot read, through Spark. Both give the same
+    answer (`best_run_of`).
 
     Example:
         >>> best_run_from_table(spark, "mlflow_metrics", "1", "rmse")
@@ -158,12 +162,16 @@ def best_run_from_table(
         ExperimentNotFoundError: The table does not exist.
         MetricNotFoundError: No column holds the metric, or no run has a value.
     """
+    df = None
     path = _local_delta_path(spark, database, experiment_id)
     if path is not None:
-        table = LocalExperimentTable(path)
-        column = _metric_column(table.keys, metric, experiment_id)
-        df = table.frame([*TIE_COLUMNS, column.name])
-    else:
+        try:
+            table = LocalExperimentTable(path)
+            column = _metric_column(table.keys, metric, experiment_id)
+            df = table.frame([*TIE_COLUMNS, column.name])
+        except TableNotLocalError as e:  # a table feature delta-rs lacks: Spark reads it
+            logger.debug("asking Spark: %s", e)
+    if df is None:
         df = read_experiment_table(spark, database, experiment_id)
         column = _metric_column(column_keys(df.schema), metric, experiment_id)
     best = best_run_of(df, column.name, ascending)

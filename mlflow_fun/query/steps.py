@@ -101,11 +101,12 @@ def history_from_delta(
     Raises:
         TableNotLocalError: The table is not a Delta table under ``data_dir``.
     """
-    from deltalake import DeltaTable
+    from mlflow_fun.query.tables import read_table
 
-    from mlflow_fun.query.tables import table_path
-
-    table = DeltaTable(table_path(data_dir, database, HISTORY_TABLE)).to_pyarrow_table(
+    table = read_table(
+        data_dir,
+        database,
+        HISTORY_TABLE,
         columns=["run_id", "key", "value", "step", "timestamp"],
         filters=[("experiment_id", "in", list(experiment_ids)), ("key", "in", list(keys))],
     )

@@ -4,8 +4,9 @@ A best-run query over the tables answers in milliseconds; starting Spark for it 
 10-30 s. Under the embedded default (``--data_dir DIR``) the job writes every table of
 database ``DB`` under ``DIR/warehouse/DB.db/<table>``, which is where these functions
 look. A table that is not there as Delta (Parquet tables, a metastore of its own, another
-location) is a `TableNotLocalError`: the caller asks Spark instead, so the metastore
-still decides where every other table lives.
+location), or that delta-rs does not read (a table feature it lacks, such as deletion
+vectors), is a `TableNotLocalError`: the caller asks Spark instead, so the metastore still
+decides where every other table lives.
 
 Example:
     >>> df = read_experiment_frame(".demo/data", "mlflow_metrics", "1")
@@ -14,18 +15,20 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from mlflow_fun.catalog import is_delta
-from mlflow_fun.errors import ExperimentNotFoundError, MlflowFunError
+from mlflow_fun.errors import ExperimentNotFoundError, MlflowFunError, one_line
 from mlflow_fun.transform.frames import arrow_to_pandas
 from mlflow_fun.transform.naming import STATUS_TABLE, ColumnKey, validate_identifier
 
 # deltalake: imported inside the functions that read a table (a Rust extension, loaded only then).
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 
 _KIND, _KEY = "mlflow_kind", "mlflow_key"
@@ -33,6 +36,21 @@ _KIND, _KEY = "mlflow_kind", "mlflow_key"
 
 class TableNotLocalError(MlflowFunError):
     """A table is not a Delta table under the data dir; Spark's metastore has to answer."""
+
+
+@contextlib.contextmanager
+def delta_rs_reading(path: str) -> Iterator[None]:
+    """Turn delta-rs's refusal to read the table at ``path`` into `TableNotLocalError`.
+
+    Raises:
+        TableNotLocalError: delta-rs failed (e.g. a reader feature it lacks); Spark reads it.
+    """
+    from deltalake.exceptions import DeltaError
+
+    try:
+        yield
+    except DeltaError as e:
+        raise TableNotLocalError(f"delta-rs does not read {path}: {one_line(e)}") from e
 
 
 def database_dir(data_dir: str, database: str) -> str:
@@ -51,6 +69,20 @@ def table_path(data_dir: str, database: str, table: str) -> str:
     if not is_delta(path):
         raise TableNotLocalError(f"no Delta table {database}.{table} under {data_dir}")
     return path
+
+
+def read_table(data_dir: str, database: str, table: str, **options: Any) -> pa.Table:
+    """``<database>.<table>`` under ``data_dir`` as Arrow, read by delta-rs (``options``:
+    ``DeltaTable.to_pyarrow_table``'s, e.g. ``columns`` and ``filters``).
+
+    Raises:
+        TableNotLocalError: No Delta table there, or one delta-rs does not read.
+    """
+    from deltalake import DeltaTable
+
+    path = table_path(data_dir, database, table)
+    with delta_rs_reading(path):
+        return DeltaTable(path).to_pyarrow_table(**options)
 
 
 def read_experiment_frame(data_dir: str, database: str, experiment_id: str) -> pd.DataFrame:
@@ -76,9 +108,13 @@ class LocalExperimentTable:
     """
 
     def __init__(self, path: str) -> None:
+        """Raises:
+        TableNotLocalError: delta-rs does not read the table (`delta_rs_reading`)."""
         from deltalake import DeltaTable
 
-        self._table = DeltaTable(path)
+        self.path = path
+        with delta_rs_reading(path):
+            self._table = DeltaTable(path)
         # column -> (kind, MLflow key) of every metric, param and tag column
         self.keys: dict[str, ColumnKey] = {
             field.name: (field.metadata[_KIND], field.metadata.get(_KEY, field.name))
@@ -89,7 +125,8 @@ class LocalExperimentTable:
     def frame(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """The rows as pandas (only ``columns`` where given), ``attrs["mlflow_keys"]`` set
         as in `read_experiment_frame`."""
-        table = self._table.to_pyarrow_table(columns=list(columns) if columns else None)
+        with delta_rs_reading(self.path):
+            table = self._table.to_pyarrow_table(columns=list(columns) if columns else None)
         df = arrow_to_pandas(table)
         df.attrs["mlflow_keys"] = dict(self.keys)
         return df
@@ -120,10 +157,11 @@ def experiment_id_by_name(data_dir: str, database: str, name: str) -> str:
         TableNotLocalError: The status table is not a Delta table under ``data_dir``.
         ExperimentNotFoundError: No table was built from an experiment of that name.
     """
-    from deltalake import DeltaTable
-
-    status = DeltaTable(table_path(data_dir, database, STATUS_TABLE)).to_pyarrow_table(
-        columns=["experiment_id", "experiment_name", "status", "refreshed_at"]
+    status = read_table(
+        data_dir,
+        database,
+        STATUS_TABLE,
+        columns=["experiment_id", "experiment_name", "status", "refreshed_at"],
     )
     rows = [
         row

@@ -11,9 +11,12 @@ import pytest
 
 from mlflow_fun.errors import ExperimentNotFoundError, MetricNotFoundError
 from mlflow_fun.load.writer import TableWriter
+from mlflow_fun.query.local_sql import select_locally
 from mlflow_fun.query.spark_tables import best_run_from_table
+from mlflow_fun.query.tables import TableNotLocalError, read_experiment_frame
 from mlflow_fun.transform.flatten import flatten_runs
-from tests.spark.conftest import make_run
+from mlflow_fun.transform.frames import to_spark
+from tests.spark.conftest import location_of, make_run
 
 RUNS = [
     make_run("a", "1", 1_000, {"rmse": 0.5, "r2": 0.1, "loss": math.nan}),
@@ -85,3 +88,24 @@ def test_the_same_errors_either_way(
         best_run_from_table(spark, database, "1", "mae")
     with pytest.raises(MetricNotFoundError, match="no run .*loss"):
         best_run_from_table(spark, database, "1", "loss")  # NaN wherever logged
+
+
+def test_a_table_delta_rs_does_not_read_is_asked_of_spark(
+    spark: Any, databases: dict[str, str]
+) -> None:
+    """Deletion vectors (a reader feature delta-rs lacks): Spark answers, and the readers
+    without a JVM say `TableNotLocalError`, on which the CLI asks Spark."""
+    database = databases["delta"]
+    runs = [make_run(r.run_id, "2", r.info["start_time"], r.metrics) for r in RUNS]
+    to_spark(spark, flatten_runs(runs)).write.format("delta").option(
+        "delta.enableDeletionVectors", "true"
+    ).saveAsTable(f"{database}.exp_2")
+    spark.sql(f"DELETE FROM {database}.exp_2 WHERE run_id = 'a'")  # a deletion vector
+
+    best, jobs = _spark_jobs(spark, lambda: best_run_from_table(spark, database, "2", "rmse"))
+    assert (best, jobs > 0) == (("b", 0.5), True)  # a deleted: b wins the tie at 0.5
+    data_dir = str(Path(location_of(spark, f"{database}.exp_2")).parents[2])
+    with pytest.raises(TableNotLocalError, match="delta-rs does not read .*deletionVectors"):
+        read_experiment_frame(data_dir, database, "2")
+    with pytest.raises(TableNotLocalError, match="delta-rs does not read .*deletionVectors"):
+        select_locally(data_dir, database, "select run_id from exp_2", 10)
