@@ -45,7 +45,7 @@ from mlflow_fun.query.steps import (
     runs_with_metrics,
     with_aggregate,
 )
-from mlflow_fun.query.tables import TableNotLocalError, read_experiment_frame
+from mlflow_fun.query.tables import TableNotLocalError, UnreadableTableError, read_experiment_frame
 from mlflow_fun.transform.flatten import flatten_runs
 from mlflow_fun.transform.frames import to_pandas
 from mlflow_fun.transform.steps import summarize
@@ -195,6 +195,8 @@ def _delta_history(
 ) -> list[MetricPoint]:
     try:
         return list(history_from_delta(data_dir, database, ids, keys))
+    except UnreadableTableError:
+        raise  # there, but for Spark to read
     except TableNotLocalError as e:
         raise ConfigError(no_history_message(database)) from e
 

@@ -38,19 +38,23 @@ class TableNotLocalError(MlflowFunError):
     """A table is not a Delta table under the data dir; Spark's metastore has to answer."""
 
 
+class UnreadableTableError(TableNotLocalError):
+    """The Delta table is there, but delta-rs does not read it; Spark has to."""
+
+
 @contextlib.contextmanager
 def delta_rs_reading(path: str) -> Iterator[None]:
     """Turn delta-rs's refusal to read the table at ``path`` into `TableNotLocalError`.
 
     Raises:
-        TableNotLocalError: delta-rs failed (e.g. a reader feature it lacks); Spark reads it.
+        UnreadableTableError: delta-rs failed (e.g. a reader feature it lacks); Spark reads it.
     """
     from deltalake.exceptions import DeltaError
 
     try:
         yield
     except DeltaError as e:
-        raise TableNotLocalError(f"delta-rs does not read {path}: {one_line(e)}") from e
+        raise UnreadableTableError(f"delta-rs does not read {path}: {one_line(e)}") from e
 
 
 def database_dir(data_dir: str, database: str) -> str:

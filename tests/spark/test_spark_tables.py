@@ -9,11 +9,15 @@ from typing import Any
 
 import pytest
 
-from mlflow_fun.errors import ExperimentNotFoundError, MetricNotFoundError
+from mlflow_fun.errors import ConfigError, ExperimentNotFoundError, MetricNotFoundError
+from mlflow_fun.load.side_tables import history_schema, history_table
 from mlflow_fun.load.writer import TableWriter
+from mlflow_fun.model import MetricPoint
+from mlflow_fun.query.answer import answer_query
 from mlflow_fun.query.local_sql import select_locally
+from mlflow_fun.query.model import BestQuery, parse_order_by
 from mlflow_fun.query.spark_tables import best_run_from_table
-from mlflow_fun.query.tables import TableNotLocalError, read_experiment_frame
+from mlflow_fun.query.tables import TableNotLocalError, UnreadableTableError, read_experiment_frame
 from mlflow_fun.transform.flatten import flatten_runs
 from mlflow_fun.transform.frames import to_spark
 from tests.spark.conftest import location_of, make_run
@@ -109,3 +113,15 @@ def test_a_table_delta_rs_does_not_read_is_asked_of_spark(
         read_experiment_frame(data_dir, database, "2")
     with pytest.raises(TableNotLocalError, match="delta-rs does not read .*deletionVectors"):
         select_locally(data_dir, database, "select run_id from exp_2", 10)
+
+    # --agg: no history table is one line to build it; one delta-rs does not read, Spark's
+    query = BestQuery(order_by=parse_order_by("rmse"))
+    with pytest.raises(ConfigError, match="metric_history"):
+        answer_query("table", ["1"], query, data_dir=data_dir, database=database, agg="min")
+    points = [MetricPoint("b", "rmse", 0.5, 0, 2_000), MetricPoint("d", "rmse", 0.7, 0, 3_000)]
+    spark.createDataFrame(history_table("1", points).to_pandas(), history_schema()).write.format(
+        "delta"
+    ).option("delta.enableDeletionVectors", "true").saveAsTable(f"{database}.metric_history")
+    spark.sql(f"DELETE FROM {database}.metric_history WHERE run_id = 'd'")
+    with pytest.raises(UnreadableTableError, match="metric_history"):
+        answer_query("table", ["1"], query, data_dir=data_dir, database=database, agg="min")
