@@ -93,6 +93,7 @@ from mlflow_fun.extract.database.source import DatabaseSource
 from mlflow_fun.extract.local_server import LocalMlflowServer
 from mlflow_fun.extract.open import open_source
 from mlflow_fun.extract.source import RunSource
+from mlflow_fun.transform.naming import qualified_table, table_name
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / ".bench"
@@ -870,7 +871,7 @@ class Bench:
             best.run_count,
             lambda: best_run_from_table(self.spark, "bench_rest", best.experiment_id, METRIC),
         )
-        table = f"bench_rest.exp_{best.experiment_id}"
+        table = qualified_table("bench_rest", f"exp_{best.experiment_id}")
         _, by_spark = self.measure_median(
             "best_table_spark_query",
             "what-if: the same best run as a Spark query of the Delta table",
@@ -1158,8 +1159,6 @@ def compare_tables(spark: Any, left: str, right: str, experiment_ids: Sequence[s
     Rows are compared in pandas, ordered by run id (every value, NaN equal to NaN in the
     same place, as MLflow's NaN metrics need); one Spark read per table.
     """
-    from mlflow_fun.transform.naming import qualified_table, table_name
-
     differences = []
     for experiment_id in experiment_ids:
         name = table_name(experiment_id)

@@ -139,7 +139,8 @@ def answer_query(
     through Spark's metastore.
 
     Raises:
-        TableNotLocalError: ``table`` without ``spark``, and a table is not under ``data_dir``.
+        TableNotLocalError: ``table`` without ``spark``, and a table is not under ``data_dir``
+            (or is, but delta-rs does not read it: `UnreadableTableError`).
         UsageError: Unknown source or engine, a pair that does not go together, or a
             setting the source needs is missing.
         ConfigError: ``agg`` with a query that ranks no metric, or ``table`` without history.

@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from mlflow_fun.query.tables import TableNotLocalError, delta_rs_reading, table_path
+from mlflow_fun.query.tables import TableNotLocalError, delta_rs_reading, open_delta, table_path
 
 
 def select_locally(
@@ -84,7 +84,6 @@ def _check_named_columns(tree: Any) -> None:
 
 def _register_tables(connection: Any, tree: Any, data_dir: str, database: str) -> None:
     """Point every table of ``tree`` at its Delta folder, read by delta-rs."""
-    from deltalake import DeltaTable
     from sqlglot import exp
 
     ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
@@ -98,8 +97,9 @@ def _register_tables(connection: Any, tree: Any, data_dir: str, database: str) -
         if name not in registered:
             registered[name] = f"__mlflow_fun_{len(registered)}"
             path = table_path(data_dir, database, name)
+            delta = open_delta(path)
             with delta_rs_reading(path):
-                dataset = DeltaTable(path).to_pyarrow_dataset()
+                dataset = delta.to_pyarrow_dataset()
             connection.register(registered[name], dataset)
         alias = table.alias or table.name
         table.replace(exp.to_table(registered[name]).as_(alias))

@@ -41,7 +41,7 @@ from mlflow_fun.extract.rest import RestSource
 from mlflow_fun.query.answer import open_named_source
 from mlflow_fun.query.engine import MODELS, best_runs, pareto_front
 from mlflow_fun.query.model import BestQuery, RankedRun
-from mlflow_fun.query.tables import TableNotLocalError, read_table
+from mlflow_fun.query.tables import TableNotLocalError, UnreadableTableError, read_table
 from mlflow_fun.transform.flatten import ARROW_TYPES
 from mlflow_fun.transform.frames import arrow_to_pandas
 from mlflow_fun.transform.naming import (
@@ -186,6 +186,8 @@ def read_models(
             raise ConfigError("--source table reads the tables under --data-dir, or through Spark")
         try:
             return models_from_delta(data_dir, database, experiment_ids)
+        except UnreadableTableError:
+            raise  # there, but for Spark to read
         except TableNotLocalError as e:  # the experiments' tables were local: these are not
             raise ConfigError(no_models_message(database)) from e
     run_source = open_named_source(source, tracking_uri=tracking_uri, connection=connection)
@@ -257,6 +259,7 @@ def models_from_delta(
 
     Raises:
         TableNotLocalError: A table is not a Delta table under ``data_dir``.
+        UnreadableTableError: delta-rs does not read one (Spark does).
     """
 
     def rows(table: str) -> list[dict[str, Any]]:

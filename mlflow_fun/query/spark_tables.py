@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from mlflow_fun.catalog import is_delta, local_path, location_of, table_information
+from mlflow_fun.catalog import is_delta, local_path, location_of, provider_of, table_information
 from mlflow_fun.config import JobConfig
 from mlflow_fun.errors import ConfigError, ExperimentNotFoundError
 from mlflow_fun.query.engine import RUNS, best_run_of
@@ -107,15 +107,11 @@ def read_experiment_table(spark: SparkSession, database: str, experiment_id: str
     """
     name = table_name(experiment_id)
     if not spark.catalog.tableExists(f"{validate_identifier(database, 'database')}.{name}"):
-        raise _no_table(database, experiment_id)
+        raise ExperimentNotFoundError(
+            f"table {database}.{name} does not exist; run `mlflow-fun build "
+            f"--experiment_ids {experiment_id}` first"
+        )
     return spark.table(qualified_table(database, name))
-
-
-def _no_table(database: str, experiment_id: str) -> ExperimentNotFoundError:
-    return ExperimentNotFoundError(
-        f"table {database}.{table_name(experiment_id)} does not exist; run `mlflow-fun build "
-        f"--experiment_ids {experiment_id}` first"
-    )
 
 
 def experiment_id_by_name(spark: SparkSession, database: str, name: str) -> str:
@@ -170,7 +166,7 @@ def best_run_from_table(
             column = _metric_column(table.keys, metric, experiment_id)
             df = table.frame([*TIE_COLUMNS, column.name])
         except TableNotLocalError as e:  # a table feature delta-rs lacks: Spark reads it
-            logger.debug("asking Spark: %s", e)
+            logger.info("asking Spark experiment_id=%s reason=%s", experiment_id, e)
     if df is None:
         df = read_experiment_table(spark, database, experiment_id)
         column = _metric_column(column_keys(df.schema), metric, experiment_id)
@@ -188,13 +184,9 @@ def _metric_column(keys: Mapping[str, ColumnKey], metric: str, experiment_id: st
 
 
 def _local_delta_path(spark: SparkSession, database: str, experiment_id: str) -> str | None:
-    """The local folder of the experiment's table if it is a Delta table there, else None
-    (including where the catalog does not know the database: `read_experiment_table` then
-    says what is missing).
-
-    Raises:
-        ExperimentNotFoundError: The database has no such table.
-    """
+    """The local folder of the experiment's table if the catalog has it as a Delta table
+    there, else None (also where the catalog knows no such table or database: then
+    `read_experiment_table` says what is missing)."""
     from pyspark.errors import AnalysisException
 
     name = table_name(experiment_id)
@@ -202,9 +194,11 @@ def _local_delta_path(spark: SparkSession, database: str, experiment_id: str) ->
         information = table_information(spark, validate_identifier(database, "database"), name)
     except AnalysisException:
         return None  # no such database
-    if name not in information:
-        raise _no_table(database, experiment_id)
-    location = location_of(information[name])
+    # The metastore keeps names in lower case; Spark finds a table whatever its case.
+    lines = {found.lower(): info for found, info in information.items()}.get(name.lower())
+    if lines is None or (provider_of(lines) or "").lower() != "delta":
+        return None
+    location = location_of(lines)
     path = local_path(location) if location else None
     return path if path and is_delta(path) else None
 

@@ -28,10 +28,11 @@ from mlflow_fun.errors import ConfigError
 from mlflow_fun.model import MetricPoint, RunRecord
 from mlflow_fun.query.engine import metric_columns
 from mlflow_fun.query.model import BestQuery, RankedRun
+from mlflow_fun.query.tables import read_table
 from mlflow_fun.transform.naming import HISTORY_TABLE, qualified_table
 from mlflow_fun.transform.steps import AGGREGATES, MetricSummary
 
-# pyspark and deltalake: imported inside the functions that read tables with them.
+# pyspark: imported inside the functions that read tables with it.
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
@@ -100,9 +101,8 @@ def history_from_delta(
 
     Raises:
         TableNotLocalError: The table is not a Delta table under ``data_dir``.
+        UnreadableTableError: delta-rs does not read it (Spark does).
     """
-    from mlflow_fun.query.tables import read_table
-
     table = read_table(
         data_dir,
         database,

@@ -29,6 +29,7 @@ from mlflow_fun.transform.naming import STATUS_TABLE, ColumnKey, validate_identi
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
+    from deltalake import DeltaTable
 
 
 _KIND, _KEY = "mlflow_kind", "mlflow_key"
@@ -42,12 +43,17 @@ class UnreadableTableError(TableNotLocalError):
     """The Delta table is there, but delta-rs does not read it; Spark has to."""
 
 
+# Reader features delta-rs reads as Spark does; a table with any other is left to Spark.
+READ_FEATURES = frozenset({"timestampNtz"})
+
+
 @contextlib.contextmanager
 def delta_rs_reading(path: str) -> Iterator[None]:
-    """Turn delta-rs's refusal to read the table at ``path`` into `TableNotLocalError`.
+    """Turn delta-rs's failure to read the table at ``path`` into `UnreadableTableError`.
 
     Raises:
-        UnreadableTableError: delta-rs failed (e.g. a reader feature it lacks); Spark reads it.
+        UnreadableTableError: delta-rs failed (a reader feature it lacks, a log it cannot
+            read); Spark reads the table and gives its own error if there is one.
     """
     from deltalake.exceptions import DeltaError
 
@@ -55,6 +61,32 @@ def delta_rs_reading(path: str) -> Iterator[None]:
         yield
     except DeltaError as e:
         raise UnreadableTableError(f"delta-rs does not read {path}: {one_line(e)}") from e
+
+
+def open_delta(path: str) -> DeltaTable:
+    """The Delta table at ``path``, opened by delta-rs where it reads it as Spark does.
+
+    delta-rs checks reader features only from reader version 3 on: a table with column
+    mapping (reader 2, ``delta.columnMapping.mode``, what a renamed or dropped column
+    leaves) opens, and its columns read as NULL. Such a table is refused here.
+
+    Raises:
+        UnreadableTableError: delta-rs does not read the table as Spark does.
+    """
+    from deltalake import DeltaTable
+
+    with delta_rs_reading(path):
+        table = DeltaTable(path)
+        protocol = table.protocol()
+        mapping = table.metadata().configuration.get("delta.columnMapping.mode", "none")
+    features = set(protocol.reader_features or ())
+    if mapping != "none":
+        reason = f"column mapping mode {mapping}"
+    elif protocol.min_reader_version not in (1, 3) or not features <= READ_FEATURES:
+        reason = f"reader version {protocol.min_reader_version}, features {sorted(features)}"
+    else:
+        return table
+    raise UnreadableTableError(f"delta-rs does not read {path} as Spark does: {reason}")
 
 
 def database_dir(data_dir: str, database: str) -> str:
@@ -80,13 +112,13 @@ def read_table(data_dir: str, database: str, table: str, **options: Any) -> pa.T
     ``DeltaTable.to_pyarrow_table``'s, e.g. ``columns`` and ``filters``).
 
     Raises:
-        TableNotLocalError: No Delta table there, or one delta-rs does not read.
+        TableNotLocalError: No Delta table there.
+        UnreadableTableError: One delta-rs does not read (`open_delta`).
     """
-    from deltalake import DeltaTable
-
     path = table_path(data_dir, database, table)
+    delta = open_delta(path)
     with delta_rs_reading(path):
-        return DeltaTable(path).to_pyarrow_table(**options)
+        return delta.to_pyarrow_table(**options)
 
 
 def read_experiment_frame(data_dir: str, database: str, experiment_id: str) -> pd.DataFrame:
@@ -97,6 +129,7 @@ def read_experiment_frame(data_dir: str, database: str, experiment_id: str) -> p
 
     Raises:
         TableNotLocalError: The table is not a Delta table under ``data_dir``.
+        UnreadableTableError: delta-rs does not read it (`open_delta`).
     """
     return LocalExperimentTable(table_path(data_dir, database, f"exp_{experiment_id}")).frame()
 
@@ -113,12 +146,9 @@ class LocalExperimentTable:
 
     def __init__(self, path: str) -> None:
         """Raises:
-        TableNotLocalError: delta-rs does not read the table (`delta_rs_reading`)."""
-        from deltalake import DeltaTable
-
+        UnreadableTableError: delta-rs does not read the table (`open_delta`)."""
         self.path = path
-        with delta_rs_reading(path):
-            self._table = DeltaTable(path)
+        self._table = open_delta(path)
         # column -> (kind, MLflow key) of every metric, param and tag column
         self.keys: dict[str, ColumnKey] = {
             field.name: (field.metadata[_KIND], field.metadata.get(_KEY, field.name))
@@ -130,7 +160,7 @@ class LocalExperimentTable:
         """The rows as pandas (only ``columns`` where given), ``attrs["mlflow_keys"]`` set
         as in `read_experiment_frame`."""
         with delta_rs_reading(self.path):
-            table = self._table.to_pyarrow_table(columns=list(columns) if columns else None)
+            table = self._table.to_pyarrow_table(columns=None if columns is None else list(columns))
         df = arrow_to_pandas(table)
         df.attrs["mlflow_keys"] = dict(self.keys)
         return df
