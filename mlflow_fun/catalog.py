@@ -67,9 +67,23 @@ def _value(lines: list[str], name: str) -> str | None:
     return next((line[len(prefix) :] for line in lines if line.startswith(prefix)), None)
 
 
+DELTA_LOG = "_delta_log"  # a Delta table's log folder
+
+
 def is_delta(path: str) -> bool:
     """True if the local folder ``path`` holds a Delta table (a ``_delta_log`` folder)."""
-    return os.path.isdir(os.path.join(path, "_delta_log"))
+    return os.path.isdir(os.path.join(path, DELTA_LOG))
+
+
+def local_delta_path(location: str | None) -> str | None:
+    """The local folder of ``location`` (`local_path`) if a Delta table is there, else None.
+
+    Example:
+        >>> local_delta_path(locations["exp_1"])
+        '/srv/mlflow-fun/warehouse/mlflow_metrics.db/exp_1'
+    """
+    path = local_path(location) if location else None
+    return path if path is not None and is_delta(path) else None
 
 
 def local_path(location: str) -> str | None:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from mlflow_fun.catalog import local_path
+from mlflow_fun.catalog import local_delta_path, local_path
 from mlflow_fun.errors import TableWriteError
 from mlflow_fun.extract.incremental import RefreshState
 from mlflow_fun.load import delta_files
@@ -235,8 +235,8 @@ def delta_rs_path(location: str | None, schema: StructType | None = None) -> str
     """The local path of the table at ``location`` when delta-rs may read it and commit to
     it as Spark would (`delta_files.writable`) without changing its ``schema`` (if given);
     else None (Spark reads and writes it)."""
-    path = local_path(location) if location else None
-    if path is None or not delta_files.is_delta(path) or not delta_files.writable(path):
+    path = local_delta_path(location)
+    if path is None or not delta_files.writable(path):
         return None
     return path if schema is None or delta_files.has_schema(path, schema) else None
 

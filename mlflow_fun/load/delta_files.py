@@ -27,7 +27,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from mlflow_fun.catalog import is_delta
+from mlflow_fun.catalog import DELTA_LOG, is_delta
 
 # deltalake, pyspark: imported inside the functions (the job's optional [spark] extra, and a
 # Rust extension loaded only when the job writes).
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from deltalake.table import ProtocolVersions
     from pyspark.sql.types import StructType
 
-_LOG = "_delta_log"
 _COMMIT = re.compile(r"[0-9]{20}\.json")  # a commit file of the log
 
 
@@ -63,7 +62,7 @@ def writable(path: str) -> bool:
 def _latest_checksum(path: str) -> dict[str, dict[str, object]]:
     """The checksum file of the table's latest commit, or {} when that commit has none
     (written by a tool that writes none, or its file not yet renamed into place)."""
-    log = os.path.join(path, _LOG)
+    log = os.path.join(path, DELTA_LOG)
     versions = [int(name[:20]) for name in os.listdir(log) if _COMMIT.fullmatch(name)]
     return _checksum(log, max(versions)) if versions else {}
 
@@ -266,7 +265,7 @@ def write_checksum(path: str, table: DeltaTable | None = None) -> None:
     wrote through), saving a second load of the log; else, for a new table (its log one
     commit), its files are those its commit adds, else it is loaded.
     """
-    log = os.path.join(path, _LOG)
+    log = os.path.join(path, DELTA_LOG)
     # A new table (no commit after its first): that commit adds every file it has.
     new_table = table is None and not os.path.exists(os.path.join(log, f"{1:020d}.json"))
     if table is None and not new_table:

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from mlflow_fun.catalog import local_path
+from mlflow_fun.catalog import local_delta_path, local_path
 from mlflow_fun.load import delta_files
 from mlflow_fun.load.commits import committed, database_location, delete_runs, register, upsert
 from mlflow_fun.load.side_writer import SideWriter
@@ -197,8 +197,7 @@ class TableWriter(SideWriter):
     def _local_delta(self, name: str) -> str | None:
         """The local path of ``name`` if it is a Delta table on the local file system."""
         location = self._table_dir(name) if self.table_format == "delta" else None
-        path = local_path(location) if location else None
-        return path if path is not None and delta_files.is_delta(path) else None
+        return local_delta_path(location)
 
 
 def _aligned(df: Any, existing: StructType | None) -> Any:

@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from mlflow_fun.catalog import is_delta, local_path, location_of, provider_of, table_information
+from mlflow_fun.catalog import local_delta_path, location_of, provider_of, table_information
 from mlflow_fun.config import JobConfig
 from mlflow_fun.errors import ConfigError, ExperimentNotFoundError
 from mlflow_fun.query.engine import RUNS, best_run_of
@@ -198,9 +198,7 @@ def _local_delta_path(spark: SparkSession, database: str, experiment_id: str) ->
     lines = {found.lower(): info for found, info in information.items()}.get(name.lower())
     if lines is None or (provider_of(lines) or "").lower() != "delta":
         return None
-    location = location_of(lines)
-    path = local_path(location) if location else None
-    return path if path and is_delta(path) else None
+    return local_delta_path(location_of(lines))
 
 
 def loaded_experiment_ids(spark: SparkSession, database: str) -> list[str]:
