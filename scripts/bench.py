@@ -63,6 +63,7 @@ bench`` is the 100k run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.metadata
 import inspect
@@ -489,6 +490,7 @@ class Bench:
             self.total_runs,
             lambda: self.pull_sources(lambda: open_source(self.url, page_size=self.page_size), 1),
         )
+        self.small_requests()
         if streams > 1:
             print(f"baseline and extractor, {streams} streams", flush=True)
             self.measure_rounds(
@@ -529,6 +531,33 @@ class Bench:
         self.incremental()
         self.best_run()
         self.side_tables()
+
+    def small_requests(self) -> None:
+        """Every experiment's ``experiments/get`` on one kept-alive connection: plain
+        requests, then `MlflowHttpClient`, which asks for quick acknowledgements
+        (`mlflow_fun.extract.quick_ack`) against the multi-worker server's held-back answers."""
+        from mlflow_fun.extract.http import MlflowHttpClient
+
+        endpoint = f"{self.url}/api/2.0/mlflow/experiments/get"
+        with (
+            requests.Session() as session,
+            contextlib.closing(MlflowHttpClient(self.url)) as client,
+        ):
+            plain, _ = self.measure_median(
+                "small_requests_plain",
+                f"experiments/get x{len(self.ids)}, plain requests",
+                len(self.ids),
+                lambda: [
+                    session.get(endpoint, params={"experiment_id": i}).json() for i in self.ids
+                ],
+            )
+            quick, _ = self.measure_median(
+                "small_requests_client",
+                f"experiments/get x{len(self.ids)}, MlflowHttpClient",
+                len(self.ids),
+                lambda: [client.get("experiments/get", {"experiment_id": i}) for i in self.ids],
+            )
+        quick.note += f"; {plain.seconds / quick.seconds:.1f}x faster than plain requests"
 
     def best_by_delta(self, experiment_id: str) -> tuple[str, float]:
         """The CLI's answer for ``--source table --data_dir``, in this process."""

@@ -1,15 +1,22 @@
-"""Kept-alive connections and ``Connection: close`` (issue 8: two streams on one worker)."""
+"""Kept-alive connections, ``Connection: close`` (two streams on one worker) and the
+quick acknowledgement of answers a server holds back (Nagle's algorithm)."""
 
 from __future__ import annotations
 
 import json
+import statistics
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
+import requests
+
 from mlflow_fun.extract.http import MlflowHttpClient, RetrySettings
+from mlflow_fun.extract.quick_ack import QUICK_ACK
 from mlflow_fun.extract.rest import RestSource
 
 FAST = RetrySettings(timeout=5, max_retries=1, backoff_factor=0.01, backoff_jitter=0.01)
@@ -100,3 +107,29 @@ def test_iter_runs_closes_the_connection_after_big_pages_only() -> None:
     assert [b["max_results"] for b in seen.bodies] == [5_000] * 3 + [999] * 3 + [1]
     assert len(set(seen.client_ports[:3])) == 3
     assert len(set(seen.client_ports[3:6])) == 1
+
+
+def _median_ms(call: object, times: int = 7) -> float:
+    """The median wall time of ``call()`` over ``times`` calls, in milliseconds."""
+    spent = []
+    for _ in range(times):
+        started = time.perf_counter()
+        call()  # type: ignore[operator]
+        spent.append(1000 * (time.perf_counter() - started))
+    return statistics.median(spent)
+
+
+@pytest.mark.skipif(QUICK_ACK is None, reason="TCP_QUICKACK is Linux's")
+def test_an_answer_held_back_by_nagle_is_not_delayed_40_ms() -> None:
+    # The test server, like a multi-worker `mlflow server`, writes the headers and the body
+    # in two sends without TCP_NODELAY: the body waits for the client's acknowledgement of
+    # the headers, which Linux delays by 40 ms unless asked not to.
+    with keep_alive_server() as (url, _):
+        plain = requests.Session()
+        held_back = _median_ms(lambda: plain.post(f"{url}/api/2.0/mlflow/runs/search", json={}))
+        plain.close()
+        client = MlflowHttpClient(url, retry=FAST)
+        quick = _median_ms(lambda: client.post("runs/search", {}))
+        client.close()
+    assert held_back >= 35, f"the test server did not hold its answers back ({held_back:.1f} ms)"
+    assert quick < 20, f"the client still waited for a delayed acknowledgement ({quick:.1f} ms)"
