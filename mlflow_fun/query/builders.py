@@ -217,12 +217,14 @@ def fetch_flat_experiments(
     """
     if parallelism < 1:
         raise ConfigError(f"parallelism {parallelism} must be at least 1")
-    experiments = [source.get_experiment(str(i)) for i in experiment_ids]
     pulls = shared_pulls(source, after_first_page=True)
     with (
         fewer_collections(),
         ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="pull") as pool,
     ):
+        # Checked by the pulls' threads, ``parallelism`` at a time; the first missing id
+        # (in the order given) is raised before any run is pulled.
+        experiments = list(pool.map(source.get_experiment, [str(i) for i in experiment_ids]))
         # Registered before they are queued, so an assist queued after them misses none.
         registered = [(e.experiment_id, pulls.register(e.experiment_id)) for e in experiments]
         futures = [pool.submit(_pull, source, pulls, eid, pull) for eid, pull in registered]
