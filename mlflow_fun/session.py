@@ -20,7 +20,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 # pyspark: the optional [spark] extra, imported inside the functions that use it.
@@ -288,7 +288,22 @@ def _watch_archive(spark: SparkSession, archive: ArchivePlan) -> None:
         spark.stop()
         finish_archive(archive, process)
 
+    _AT_EXIT.append(stop_then_keep_archive)
     atexit.register(stop_then_keep_archive)
+
+
+# Sessions stopped at exit because their JVM writes its class archive as it exits.
+_AT_EXIT: list[Callable[[], None]] = []
+
+
+def finish_sessions() -> None:
+    """Stop now the sessions that would be stopped at exit (their JVM writing its class
+    archive): a command that failed calls it before its error line, so that the archive's
+    log lines come before that line, not after it."""
+    while _AT_EXIT:
+        finish = _AT_EXIT.pop()
+        atexit.unregister(finish)
+        finish()
 
 
 # Spark 4 runs on Java 17 and newer.

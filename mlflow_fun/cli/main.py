@@ -27,6 +27,7 @@ from mlflow_fun.cli.serve import serve
 from mlflow_fun.cli.sql import sql
 from mlflow_fun.errors import MlflowFunError, UsageError
 from mlflow_fun.load.delta_files import delta_rs_errors
+from mlflow_fun.session import finish_sessions
 
 
 @click.group(
@@ -68,10 +69,10 @@ def main(argv: Sequence[str] | None = None, prog_name: str = "mlflow-fun") -> in
         print(f"{prog_name}: interrupted", file=sys.stderr)
         return 130
     except UsageError as e:  # found before any work: like click's usage errors, exit 2
-        print(f"{prog_name}: error: {e}", file=sys.stderr)
+        _error(f"{prog_name}: error: {e}")
         return 2
     except MlflowFunError as e:
-        print(f"{prog_name}: error: {e}", file=sys.stderr)
+        _error(f"{prog_name}: error: {e}")
         return 1
     except KeyboardInterrupt:
         print(f"{prog_name}: interrupted", file=sys.stderr)
@@ -80,19 +81,26 @@ def main(argv: Sequence[str] | None = None, prog_name: str = "mlflow-fun") -> in
         if e.errno not in _DISK_ADVICE:
             raise
         where = f" ({e.filename})" if e.filename else ""
-        print(f"{prog_name}: error: {e.strerror}{where}: {_DISK_ADVICE[e.errno]}", file=sys.stderr)
+        _error(f"{prog_name}: error: {e.strerror}{where}: {_DISK_ADVICE[e.errno]}")
         return 1
     except Exception as e:
         if isinstance(e, delta_rs_errors()):  # a side table's commit (state, runs, status)
-            print(f"{prog_name}: error: delta-rs failed: {_delta_rs_reason(e)}", file=sys.stderr)
+            _error(f"{prog_name}: error: delta-rs failed: {_delta_rs_reason(e)}")
             return 1
         if not type(e).__module__.startswith(("pyspark", "py4j")):
             raise
         # Spark failed outside an experiment's own write (its catalog, the status table): a
         # full volume under the metastore, a lost metastore. Say it in one line.
-        print(f"{prog_name}: error: Spark failed: {_spark_reason(e)}", file=sys.stderr)
+        _error(f"{prog_name}: error: Spark failed: {_spark_reason(e)}")
         return 1
     return int(code or 0)
+
+
+def _error(message: str) -> None:
+    """Print ``message`` as the command's last line: sessions still to be stopped at exit
+    (a JVM writing its class archive, with its log lines) are stopped first."""
+    finish_sessions()
+    print(message, file=sys.stderr)
 
 
 def _spark_reason(error: Exception) -> str:

@@ -37,3 +37,23 @@ def test_the_first_local_job_writes_the_archive_the_next_maps_it(
     assert f"jvm class archive mapped path={archive}" in second
     assert "refused" not in second
     assert list(archives.iterdir()) == [archive]
+
+
+def test_a_failed_command_says_its_error_last_after_writing_the_archive(tmp_path: Path) -> None:
+    # A new archive folder: this command's JVM writes the archive as the session stops.
+    archives = tmp_path / "jvm"
+    (tmp_path / "data").mkdir()  # no table under it: Spark's metastore is asked
+    env = {**os.environ, "MLFLOW_FUN_CLASS_ARCHIVE": str(archives)}
+    result = subprocess.run(
+        [str(SCRIPT), "--log-level", "INFO", "best", "--source", "table",
+         "--data_dir", str(tmp_path / "data"), "--experiment-id", "424242", "--metric", "rmse"],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    [archive] = list(archives.iterdir())
+    lines = result.stderr.splitlines()
+    assert f"jvm class archive written path={archive}" in result.stderr
+    assert lines[-1] == (
+        "mlflow-fun: error: table mlflow_metrics.exp_424242 does not exist; run "
+        "`mlflow-fun build --experiment_ids 424242` first"
+    ), lines[-5:]
