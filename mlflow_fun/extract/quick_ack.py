@@ -43,20 +43,22 @@ def ask_quick_ack(sock: socket.socket | None) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, QUICK_ACK, 1)
 
 
-class QuickAckHTTPConnection(HTTPConnection):
+class _QuickAck:
+    """A urllib3 connection's `getresponse`, asking for a quick acknowledgement first."""
+
+    sock: socket.socket | None
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        ask_quick_ack(self.sock)
+        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+
+
+class QuickAckHTTPConnection(_QuickAck, HTTPConnection):
     """urllib3's connection, asking for quick acknowledgements before each answer."""
 
-    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-        ask_quick_ack(self.sock)
-        return super().getresponse(*args, **kwargs)
 
-
-class QuickAckHTTPSConnection(HTTPSConnection):
+class QuickAckHTTPSConnection(_QuickAck, HTTPSConnection):
     """`QuickAckHTTPConnection` over TLS."""
-
-    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-        ask_quick_ack(self.sock)
-        return super().getresponse(*args, **kwargs)
 
 
 class QuickAckHTTPConnectionPool(HTTPConnectionPool):
