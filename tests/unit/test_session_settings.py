@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from mlflow_fun.session import METASTORE_URL_KEY, jars_spark_lacks, metastore_kind
+import pytest
+
+from mlflow_fun.session import (
+    CLASSPATH_ENV,
+    METASTORE_URL_KEY,
+    _archive_key,
+    jars_spark_lacks,
+    metastore_kind,
+)
 
 # Ivy's names for part of what io.delta:delta-spark_4.2_2.13:4.4.0 resolves to.
 IVY = [
@@ -53,3 +61,17 @@ def test_sessions_on_other_metastores_keep_separate_class_archives() -> None:
     )
     assert metastore_kind({}) == "derby"  # Spark's own default
     assert metastore_kind({"spark.hadoop.hive.metastore.uris": "thrift://ms:9083"}) == "thrift"
+
+
+@pytest.mark.parametrize("name", CLASSPATH_ENV)
+def test_a_launcher_classpath_setting_gets_its_own_class_archive(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Spark's launcher puts these folders on the classpath; the JVM refuses an archive
+    written under another classpath, so one shared archive would be rewritten each time."""
+    for other in CLASSPATH_ENV:
+        monkeypatch.delenv(other, raising=False)
+    plain = _archive_key({})
+    monkeypatch.setenv(name, "/etc/spark-elsewhere")
+    assert _archive_key({}) != plain
+    assert _archive_key({}) == _archive_key({})
