@@ -144,6 +144,8 @@ def finish_archive(plan: ArchivePlan, jvm_process: object) -> None:
             os.replace(plan.partial, plan.path)
             logger.info("jvm class archive written path=%s", plan.path)
             _prune(os.path.dirname(plan.path), keep=KEEP_ARCHIVES)
+        else:
+            logger.info("jvm class archive not written: the jvm exited %s", code)
     except Exception as e:  # noqa: BLE001 - a missed speed-up, never a failed job
         logger.debug("jvm class archive not written path=%s error=%s", plan.path, e)
     finally:

@@ -202,7 +202,7 @@ def build_spark_session(
         for key, value in delta_jar_conf().items():
             settings[key] = f"{settings[key]},{value}" if settings.get(key) else value
         if "spark.driver.extraJavaOptions" not in settings:
-            archive = plan_archive(_archive_key(settings))
+            archive = plan_archive(_archive_key(settings)) if _archivable() else None
             settings["spark.driver.extraJavaOptions"] = " ".join(
                 [f"-Dlog4j2.configurationFile={LOG4J_CONFIG}", LOCAL_JVM_OPTIONS]
                 + ([archive.java_options] if archive else [])
@@ -242,6 +242,29 @@ def build_spark_session(
 # archive every time (a 6 s job took 25 s).
 CLASSPATH_ENV = ("SPARK_HOME", "SPARK_CONF_DIR", "HADOOP_CONF_DIR", "YARN_CONF_DIR",
                  "SPARK_DIST_CLASSPATH")  # fmt: skip
+
+
+def spark_conf_dir() -> str:
+    """The conf folder Spark's launcher reads and puts first on the driver's classpath:
+    ``SPARK_CONF_DIR``, else ``conf`` under ``SPARK_HOME`` or the pyspark package."""
+    import pyspark
+
+    home = os.environ.get("SPARK_HOME") or os.path.dirname(os.path.abspath(pyspark.__file__))
+    return os.environ.get("SPARK_CONF_DIR") or os.path.join(home, "conf")
+
+
+def _archivable() -> bool:
+    """False where the driver JVM cannot write a class archive: Java refuses to when a
+    folder with files comes before the jars on the classpath ("Cannot have non-empty
+    directory in paths", the JVM's exit code 1), as Spark's conf folder does once it holds
+    a ``spark-defaults.conf``. Every job would otherwise pay for trying again."""
+    try:
+        empty = not os.listdir(spark_conf_dir())
+    except OSError:
+        return True  # no conf folder
+    if not empty:
+        logger.debug("no jvm class archive: a non-empty conf folder on the classpath")
+    return empty
 
 
 def _archive_key(settings: Mapping[str, str]) -> list[str]:

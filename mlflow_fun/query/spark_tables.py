@@ -18,6 +18,7 @@ from mlflow_fun.session import (
     METASTORE_URL_KEY,
     build_spark_session,
     check_spark_runtime,
+    spark_conf_dir,
 )
 from mlflow_fun.transform.flatten import Column, resolve_metric
 from mlflow_fun.transform.frames import column_keys
@@ -88,12 +89,7 @@ def _metastore_configured(spark_conf: Mapping[str, str]) -> bool:
     """A metastore in the settings, or a ``hive-site.xml`` where Spark reads its own."""
     if any(key in spark_conf for key in METASTORE_KEYS):
         return True
-    import pyspark
-
-    folders = [os.environ.get("SPARK_CONF_DIR"), os.environ.get("HADOOP_CONF_DIR")]
-    folders.append(
-        os.path.join(os.environ.get("SPARK_HOME") or os.path.dirname(pyspark.__file__), "conf")
-    )
+    folders = [spark_conf_dir(), os.environ.get("HADOOP_CONF_DIR")]
     return any(
         folder and os.path.isfile(os.path.join(folder, "hive-site.xml")) for folder in folders
     )

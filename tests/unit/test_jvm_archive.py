@@ -55,10 +55,12 @@ def test_first_jvm_writes_the_archive_and_the_next_maps_it(folder: Path) -> None
     assert mapped.java_options.startswith(f"-XX:SharedArchiveFile={folder / archive_name(KEY)} ")
 
 
-def test_a_jvm_that_fails_leaves_no_archive(folder: Path) -> None:
+def test_a_jvm_that_fails_leaves_no_archive(folder: Path, caplog: pytest.LogCaptureFixture) -> None:
     plan = plan_archive(KEY)
     assert plan is not None and plan.partial is not None
-    finish_archive(plan, _exits_writing(plan.partial, 1))
+    with caplog.at_level("INFO", logger="mlflow_fun.jvm_archive"):
+        finish_archive(plan, _exits_writing(plan.partial, 1))
+    assert caplog.messages[-1] == "jvm class archive not written: the jvm exited 1"
     assert list(folder.iterdir()) == []
     assert plan_archive(KEY) is not None  # the next JVM tries again
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mlflow_fun.session import (
     CLASSPATH_ENV,
     METASTORE_URL_KEY,
+    _archivable,
     _archive_key,
     jars_spark_lacks,
     metastore_kind,
@@ -75,3 +78,17 @@ def test_a_launcher_classpath_setting_gets_its_own_class_archive(
     monkeypatch.setenv(name, "/etc/spark-elsewhere")
     assert _archive_key({}) != plain
     assert _archive_key({}) == _archive_key({})
+
+
+def test_no_class_archive_under_a_conf_folder_with_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Java cannot write an archive when a folder with files precedes the jars on the
+    classpath ("Cannot have non-empty directory in paths"); Spark's conf folder does."""
+    conf = tmp_path / "conf"
+    monkeypatch.setenv("SPARK_CONF_DIR", str(conf))
+    assert _archivable()  # no folder
+    conf.mkdir()
+    assert _archivable()  # an empty one
+    (conf / "spark-defaults.conf").write_text("spark.ui.enabled false\n")
+    assert not _archivable()
