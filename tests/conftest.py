@@ -115,7 +115,9 @@ def spark(data_dir: Path) -> Iterator[Any]:
     the tests start as processes do. It lives for the whole suite, but its work is many
     small queries and writes, not hot loops: with C2 the JIT's threads took 43% of its CPU
     (65 s of C2, 25 s of C1 in 207 s over tests/spark and test_job.py), with C1 alone the
-    same tests took 141 s of its CPU.
+    same tests took 141 s of its CPU. It runs Spark's interpreted plans (no codegen, no
+    adaptive re-planning), as Spark's own test suites also do: the same answers, for less
+    CPU on tables of a few rows.
     """
     from mlflow_fun.session import LOCAL_JVM_OPTIONS, LOG4J_CONFIG, build_spark_session
 
@@ -127,6 +129,13 @@ def spark(data_dir: Path) -> Iterator[Any]:
             "spark.sql.shuffle.partitions": "2",
             "spark.default.parallelism": "2",
             "spark.ui.enabled": "false",
+            # Tiny tables, many queries: compiling each plan's Java code (whole-stage
+            # and expression codegen) and re-planning at each stage cost more than they
+            # save; tests/spark took 78-82 s with them, 63 s without. The jobs and
+            # commands the tests start as processes keep Spark's defaults.
+            "spark.sql.codegen.wholeStage": "false",
+            "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+            "spark.sql.adaptive.enabled": "false",
             "spark.driver.extraJavaOptions": (
                 f"-Dlog4j2.configurationFile={LOG4J_CONFIG} {LOCAL_JVM_OPTIONS}"
             ),
