@@ -44,7 +44,6 @@ from mlflow_fun.load.results import BuildResult, ExperimentResult, ok_ids, statu
 from mlflow_fun.load.side_batch import SideBatch
 from mlflow_fun.load.writer import TableWriter
 from mlflow_fun.model import Experiment, fewer_collections
-from mlflow_fun.transform.frames import to_spark
 from mlflow_fun.transform.naming import table_name, validate_identifier
 
 if TYPE_CHECKING:
@@ -333,9 +332,9 @@ class TableBuilder:
                 self.writer.replace_runs(name, prepared.flat, exists)
                 run_count, column_count = prepared.flat.num_rows, len(prepared.flat.columns)
             elif (pull.runs or pull.newly_deleted) and prepared.existing is not None:
-                df = to_spark(self.spark, prepared.flat) if pull.runs else None
-                run_count, column_count = self.writer.merge(
-                    name, df, prepared.existing, pull.newly_deleted
+                flat = prepared.flat if pull.runs else None
+                run_count, column_count = self.writer.merge_runs(
+                    name, flat, prepared.existing, pull.newly_deleted
                 )
             else:
                 run_count, column_count = self.writer.shape(name)

@@ -166,10 +166,29 @@ def replace_where(path: str, table: pa.Table, column: str, values: Sequence[str]
     """
     from deltalake import write_deltalake
 
-    literals = ", ".join(f"'{_plain_value(v)}'" for v in values)
     delta = _opened(path)
-    write_deltalake(delta or path, table, mode="overwrite", predicate=f"{column} IN ({literals})")
+    write_deltalake(delta or path, table, mode="overwrite", predicate=_one_of(column, values))
     write_checksum(path, delta)
+
+
+def delete_where(path: str, column: str, values: Sequence[str]) -> None:
+    """Delete the rows whose ``column`` is one of ``values`` (`plain`) in one commit, then
+    write the checksum file; no commit when no row matches (as Spark's DELETE).
+
+    Raises:
+        deltalake.exceptions.CommitFailedError: Another writer's commit conflicted.
+    """
+    from deltalake import DeltaTable
+
+    delta = DeltaTable(path)
+    if delta.delete(_one_of(column, values))["num_deleted_rows"]:
+        write_checksum(path, delta)
+
+
+def _one_of(column: str, values: Sequence[str]) -> str:
+    """The delta-rs predicate ``column IN ('a', 'b')``; the values must be `plain`."""
+    literals = ", ".join(f"'{_plain_value(v)}'" for v in values)
+    return f"{_plain_value(column)} IN ({literals})"
 
 
 def upsert(path: str, table: pa.Table, keys: Sequence[str]) -> None:

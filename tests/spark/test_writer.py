@@ -13,11 +13,13 @@ from pyspark.sql import types as T
 
 from mlflow_fun.extract.incremental import FULL, INCREMENTAL, RefreshState
 from mlflow_fun.load.commits import write_states
+from mlflow_fun.load.plan import names_by_key
 from mlflow_fun.load.results import ExperimentResult, status_row
 from mlflow_fun.load.side_batch import SideBatch
 from mlflow_fun.load.side_tables import read_states, state_schema
 from mlflow_fun.load.writer import TableWriter
 from mlflow_fun.model import Experiment
+from mlflow_fun.transform.flatten import flatten_runs
 from tests.spark.conftest import engines_of, location_of, make_run
 
 SCHEMA = T.StructType(
@@ -44,6 +46,31 @@ def test_replace_then_merge_updates_inserts_and_adds_columns(
     location = spark.sql(f"DESCRIBE DATABASE {database}").collect()
     assert any(str(data_dir / "warehouse") in str(row[1]) for row in location)
     assert writer.existing_schema("exp_9") is None
+
+
+def test_merge_runs_is_delta_rs_without_new_columns_and_spark_with_them(
+    spark: Any, data_dir: Path, database: str
+) -> None:
+    writer = TableWriter(spark, database, str(data_dir), "delta")
+    writer.create_database()
+    runs = [make_run(r, "4", t, {"rmse": 0.5}, {"alpha": "1"}) for r, t in (("a", 1), ("b", 2))]
+    writer.replace_runs("exp_4", flatten_runs([*runs, make_run("c", "4", 3, {"acc": 0.1})]), False)
+    existing = writer.existing_schema("exp_4")
+    assert existing is not None
+    names = names_by_key(existing)
+    changed = flatten_runs([make_run("b", "4", 2, {"rmse": 0.4}, {"alpha": "2"}),
+                            make_run("d", "4", 4, {"rmse": 0.3})], names)  # fmt: skip
+
+    assert writer.merge_runs("exp_4", changed, existing, deleted=["c", "gone"]) == (3, 13)
+    assert writer.merge_runs("exp_4", None, existing, deleted=["gone"]) == (3, 13)  # no commit
+    table = spark.table(f"{database}.exp_4")
+    assert table.schema == existing  # names, types, comments, MLflow keys: unchanged
+    rows = {r["run_id"]: (r["_m_rmse"], r["_p_alpha"], r["_m_acc"]) for r in table.collect()}
+    assert rows == {"a": (0.5, 1, None), "b": (0.4, 2, None), "d": (0.3, None, None)}
+    wider = flatten_runs([make_run("e", "4", 5, {"loss": 0.2})], names)
+    assert writer.merge_runs("exp_4", wider, existing) == (4, 14)  # a new column: Spark's MERGE
+    assert spark.table(f"{database}.exp_4").columns[-1] == "_m_loss"
+    assert engines_of(spark, f"{database}.exp_4") == ["delta-rs"] * 3 + ["spark"]
 
 
 def test_an_existing_delta_table_is_replaced_at_its_location_in_one_commit(
