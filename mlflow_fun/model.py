@@ -63,7 +63,7 @@ class Experiment:
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # no __dict__ for each run held
 class RunRecord:
     """One MLflow run: info, latest metric values, params and tags.
 

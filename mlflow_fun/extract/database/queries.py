@@ -6,6 +6,7 @@ import functools
 import logging
 import math
 import re
+import sys
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -289,16 +290,16 @@ def to_records(
 
     The hot loop of `DatabaseSource`: rows are unpacked as tuples, no call per row.
     """
-    nan = math.nan
+    nan, shared = math.nan, sys.intern  # one copy of each key for all the runs held
     metrics_by_run: defaultdict[str, dict[str, float]] = defaultdict(dict)
     for run_uuid, key, value, is_nan in metrics:
-        metrics_by_run[run_uuid][key] = nan if is_nan else float(value)
+        metrics_by_run[run_uuid][shared(key)] = nan if is_nan else float(value)
     params_by_run: defaultdict[str, dict[str, str]] = defaultdict(dict)
     for run_uuid, key, value in params:
-        params_by_run[run_uuid][key] = value if value.__class__ is str else as_text(value)
+        params_by_run[run_uuid][shared(key)] = value if value.__class__ is str else as_text(value)
     tags_by_run: defaultdict[str, dict[str, str]] = defaultdict(dict)
     for run_uuid, key, value in tags:
-        tags_by_run[run_uuid][key] = value if value.__class__ is str else as_text(value)
+        tags_by_run[run_uuid][shared(key)] = value if value.__class__ is str else as_text(value)
     inputs_by_run: defaultdict[str, list[DatasetInput]] = defaultdict(list)
     for run_uuid, name, digest, source_type, context in inputs:
         inputs_by_run[run_uuid].append(DatasetInput(name, digest, source_type, context))
@@ -327,9 +328,9 @@ def to_records(
                     # As MLflow's SqlRun.to_mlflow_entity: no name falls back to the runName tag.
                     "run_name": name or run_tags.get(RUN_NAME_TAG) or name,
                     "experiment_id": experiment,
-                    "user_id": user_id,
-                    "status": status,
-                    "lifecycle_stage": lifecycle_stage,
+                    "user_id": user_id and shared(user_id),
+                    "status": status and shared(status),
+                    "lifecycle_stage": lifecycle_stage and shared(lifecycle_stage),
                     "start_time": start_time,
                     "end_time": end_time or None,
                     "artifact_uri": artifact_uri or None,
