@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import csv
 import os
+import queue
+import re
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 READY = "SQL endpoint ready: "
 BEELINE_TIMEOUT = 180.0
+PROMPT = re.compile(r"\d+: jdbc:hive2://")  # Beeline's prompt, before each statement it echoes
 
 
 def _pyspark_jars() -> Path:
@@ -54,20 +59,7 @@ def beeline_all(
         script.writelines(query.rstrip().rstrip(";") + ";\n" for query in queries)
     try:
         result = subprocess.run(
-            [
-                _java(),
-                "-Xmx256m",
-                "-Dfile.encoding=UTF-8",
-                "-cp",
-                f"{_pyspark_jars()}/*",
-                "org.apache.hive.beeline.BeeLine",
-                "-u",
-                f"jdbc:hive2://127.0.0.1:{port}/{database}",
-                "--outputformat=csv2",
-                "--silent=true",
-                "-f",
-                script.name,
-            ],
+            [*_beeline_command(port, database), "-f", script.name],
             capture_output=True,
             encoding="utf-8",
             timeout=BEELINE_TIMEOUT,
@@ -89,6 +81,67 @@ def beeline_all(
             f"results) on {list(queries)!r}: " + " | ".join(result.stderr.strip().splitlines()[-5:])
         )
     return results
+
+
+def _beeline_command(port: int, database: str) -> list[str]:
+    return [
+        _java(), "-Xmx256m", "-Dfile.encoding=UTF-8", "-cp", f"{_pyspark_jars()}/*",
+        "org.apache.hive.beeline.BeeLine", "-u", f"jdbc:hive2://127.0.0.1:{port}/{database}",
+        "--outputformat=csv2", "--silent=true",
+    ]  # fmt: skip
+
+
+@contextmanager
+def beeline_session(port: int, database: str = "mlflow_metrics") -> Iterator[Any]:
+    """One Beeline process and connection for many queries, asked one at a time (as a BI
+    tool keeps its connection): yields ``ask(query) -> rows`` (as `beeline`).
+
+    Each query is followed by a marker query, whose answer ends the query's output.
+    """
+    process = subprocess.Popen(
+        _beeline_command(port, database),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        encoding="utf-8",
+    )
+    assert process.stdin is not None and process.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(
+        target=lambda: [lines.put(line) for line in process.stdout], daemon=True
+    )
+    reader.start()
+    asked = 0
+
+    def ask(query: str) -> list[list[str]]:
+        nonlocal asked
+        asked += 1
+        marker = f"end-of-query-{asked}"
+        process.stdin.write(f"{query.rstrip().rstrip(';')};\nselect '{marker}' as marker;\n")
+        process.stdin.flush()
+        output: list[str] = []
+        while not output or output[-1] != marker:
+            try:
+                output.append(lines.get(timeout=BEELINE_TIMEOUT).rstrip("\n"))
+            except queue.Empty:
+                raise AssertionError(f"beeline gave no answer to {query!r}: {output}") from None
+        # Beeline echoes each statement after its prompt: the answer lies between the
+        # query's echo and the marker's.
+        echoes = [i for i, line in enumerate(output) if PROMPT.match(line)]
+        answer = output[echoes[0] + 1 : echoes[1]] if len(echoes) >= 2 else []
+        if not answer:
+            raise AssertionError(f"beeline gave no rows for {query!r}: {output}")
+        return [row for line in answer for row in csv.reader([line], quotechar="\0")]
+
+    try:
+        yield ask
+    finally:
+        process.stdin.close()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @dataclass

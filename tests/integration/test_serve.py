@@ -26,7 +26,7 @@ from mlflow_fun.load.directions import DEFAULT_DIRECTIONS, load_metric_direction
 from mlflow_fun.load.views import create_analyst_views, resolve_directions
 from tests.db_servers import postgres_server
 from tests.seed import Seeded, _run
-from tests.sql_endpoint import REPO, beeline, beeline_all, build_command, serving
+from tests.sql_endpoint import REPO, beeline, beeline_all, beeline_session, build_command, serving
 
 CLASSIC = "select run_uuid, round(_m_rmse,4) as _m_rmse, _p_alpha from {} order by _m_rmse"
 ODD_METRICS_QUERY = (
@@ -296,9 +296,10 @@ def test_shared_postgres_metastore_job_refreshes_while_endpoint_serves(
                 )
                 answers = []
                 deadline = time.monotonic() + 600
-                while job.poll() is None and time.monotonic() < deadline:
-                    answers.append(beeline(port, count)[1][0])
-                    time.sleep(1.0)  # leave the job most of the two cores
+                with beeline_session(port) as ask:  # one client connection all along
+                    while job.poll() is None and time.monotonic() < deadline:
+                        answers.append(ask(count)[1][0])
+                        time.sleep(1.0)  # leave the job most of the two cores
                 job.wait(timeout=60)
             job_output = (tmp_path / "job.out").read_text() + (tmp_path / "job.err").read_text()
             assert job.returncode == 0, job_output
