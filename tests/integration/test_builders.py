@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import math
+import time
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from mlflow_fun.errors import ExperimentNotFoundError, MetricNotFoundError
 from mlflow_fun.query.builders import FastDataframeBuilder, PandasDataframeBuilder
 from mlflow_fun.query.server import get_best_run, get_best_run_fast
 from mlflow_fun.transform.frames import column_keys
+from tests.fault_proxy import fault_proxy
 from tests.seed import ODD_METRICS, ODD_PARAMS, ODD_TAGS, TYPED_TYPES, Seeded
 
 INFO_FIELDS = [
@@ -156,9 +159,17 @@ def test_build_dataframes_pulls_like_the_job_and_equals_one_at_a_time(
     spark: Any, seeded: Seeded, parallelism: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     ids = [seeded.best, seeded.typed, seeded.empty, seeded.odd_keys, seeded.paged]
+
+    def slow_paged(method: str, path: str, body: bytes) -> None:
+        if path.endswith("/runs/search") and json.loads(body)["experiment_ids"] == [seeded.paged]:
+            time.sleep(0.2)  # its 7 pages outlast the other experiments on a loaded machine too
+
     # Pages of 4: the 25 runs of `paged`, started last, need 7 pages; a free stream joins.
-    fast = FastDataframeBuilder(spark, seeded.url, page_size=4, parallelism=parallelism)
-    with caplog.at_level(logging.INFO, logger="mlflow_fun.extract.two_ended"):
+    with (
+        fault_proxy(seeded.url, slow_paged) as url,
+        caplog.at_level(logging.INFO, logger="mlflow_fun.extract.two_ended"),
+    ):
+        fast = FastDataframeBuilder(spark, url, page_size=4, parallelism=parallelism)
         frames = fast.build_dataframes(ids)
     assert list(frames) == ids
     one_stream = FastDataframeBuilder(spark, seeded.url, parallelism=1)
