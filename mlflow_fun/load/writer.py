@@ -28,7 +28,7 @@ from mlflow_fun.load import delta_files
 from mlflow_fun.load.commits import committed, database_location, delete_runs, register, upsert
 from mlflow_fun.load.side_writer import SideWriter
 from mlflow_fun.transform.flatten import FlatRuns, to_arrow
-from mlflow_fun.transform.frames import to_spark
+from mlflow_fun.transform.frames import spark_type, to_spark
 from mlflow_fun.transform.naming import qualified_table, quote_identifier, sql_literal
 
 # pyspark: the optional [spark] extra, imported inside the functions that use it.
@@ -232,8 +232,6 @@ class TableWriter(SideWriter):
 def _fits(flat: FlatRuns, existing: StructType) -> bool:
     """True if every column of ``flat`` is a column of ``existing`` of the same type: a
     MERGE of it changes no schema."""
-    from mlflow_fun.transform.frames import spark_type
-
     types = {field.name: field.dataType for field in existing.fields}
     return all(types.get(c.name) == spark_type(c.type) for c in flat.columns)
 
