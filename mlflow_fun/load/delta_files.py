@@ -29,8 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlflow_fun.catalog import DELTA_LOG, is_delta
 
-# deltalake, pyspark: imported inside the functions (the job's optional [spark] extra, and a
-# Rust extension loaded only when the job writes).
+# deltalake, pyspark: imported inside the functions (the optional [spark] extra, loaded to write).
 if TYPE_CHECKING:
     import pyarrow as pa
     from deltalake import DeltaTable
@@ -38,6 +37,15 @@ if TYPE_CHECKING:
     from pyspark.sql.types import StructType
 
 _COMMIT = re.compile(r"[0-9]{20}\.json")  # a commit file of the log
+
+# A MERGE rewrites a file holding a matched row through a join that holds the file: 1,200
+# changed runs in a 400,000-row file of a 1.2 million-run ``runs`` table took 990 MiB and
+# 1.8 s; replacing those keys' rows (an overwrite with a predicate, one commit) streams it:
+# 350 MiB, 1.0 s. The commit keeps the predicate, so up to this many keys; MERGE beyond.
+REPLACE_KEYS_MAX = 5_000
+# A writer holds a Parquet row group until it is full (a million rows by default: every
+# file whole); the same replace with this many rows a group: 230 MiB.
+ROW_GROUP_ROWS = 65_536
 
 
 def writable(path: str) -> bool:
@@ -140,7 +148,9 @@ def overwrite(path: str, table: pa.Table) -> None:
     from deltalake import write_deltalake
 
     delta = _opened(path)
-    write_deltalake(delta or path, table, mode="overwrite", schema_mode="overwrite")
+    write_deltalake(
+        delta or path, table, mode="overwrite", schema_mode="overwrite", **_writer_options()
+    )
     write_checksum(path, delta)
 
 
@@ -153,7 +163,7 @@ def create(path: str, table: pa.Table) -> None:
     """
     from deltalake import write_deltalake
 
-    write_deltalake(path, table, mode="error")
+    write_deltalake(path, table, mode="error", **_writer_options())
     write_checksum(path)
 
 
@@ -167,7 +177,10 @@ def replace_where(path: str, table: pa.Table, column: str, values: Sequence[str]
     from deltalake import write_deltalake
 
     delta = _opened(path)
-    write_deltalake(delta or path, table, mode="overwrite", predicate=_one_of(column, values))
+    predicate = _one_of(column, values)
+    write_deltalake(
+        delta or path, table, mode="overwrite", predicate=predicate, **_writer_options()
+    )
     write_checksum(path, delta)
 
 
@@ -195,14 +208,21 @@ def upsert(path: str, table: pa.Table, keys: Sequence[str]) -> None:
     """MERGE ``table`` into the table at ``path`` by ``keys``: update the rows that match,
     insert the others (one commit), then write the checksum file.
 
+    One key whose values in ``table`` are distinct and `plain` (`REPLACE_KEYS_MAX` at
+    most) is written by `replace_where`: the same rows, in less memory.
+
     Raises:
         deltalake.exceptions.CommitFailedError: Another writer's commit conflicted.
     """
     from deltalake import DeltaTable
 
+    values = _replaceable(table, keys)
+    if values is not None:
+        replace_where(path, table, keys[0], values)
+        return
     condition = " AND ".join(f"t.{_plain_value(k)} = s.{k}" for k in keys)
     delta = DeltaTable(path)
-    merger = delta.merge(table, condition, source_alias="s", target_alias="t")
+    merger = delta.merge(table, condition, source_alias="s", target_alias="t", **_writer_options())
     merger.when_matched_update_all().when_not_matched_insert_all().execute()
     write_checksum(path, delta)
 
@@ -212,8 +232,24 @@ def append(path: str, table: pa.Table) -> None:
     from deltalake import write_deltalake
 
     delta = _opened(path)
-    write_deltalake(delta or path, table, mode="append")
+    write_deltalake(delta or path, table, mode="append", **_writer_options())
     write_checksum(path, delta)
+
+
+def _replaceable(table: pa.Table, keys: Sequence[str]) -> list[str] | None:
+    """The values of ``table``'s one key when a `replace_where` of them is its MERGE."""
+    if len(keys) != 1 or not 0 < table.num_rows <= REPLACE_KEYS_MAX:
+        return None
+    values = table.column(keys[0]).to_pylist()
+    if len(set(values)) < len(values) or not all(isinstance(v, str) and plain(v) for v in values):
+        return None
+    return values
+
+
+def _writer_options() -> dict[str, Any]:
+    from deltalake import WriterProperties  # the optional Rust extension, as above
+
+    return {"writer_properties": WriterProperties(max_row_group_size=ROW_GROUP_ROWS)}
 
 
 def read(path: str) -> pa.Table:

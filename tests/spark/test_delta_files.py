@@ -193,3 +193,29 @@ def test_the_driver_keeps_a_few_hundred_delta_logs_not_ten_thousand(spark: Any) 
     # Delta's default (10,000 logs and snapshots) filled a 1 GiB driver heap at about 6,000
     # tables of a job over 10,000 experiments (make bench SIZE=1m).
     assert spark.conf.get("spark.databricks.delta.delta.log.cacheSize") == "500"
+
+
+def test_an_upsert_of_a_few_plain_keys_replaces_their_rows_as_a_merge_would(
+    tmp_path: Path,
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from deltalake import DeltaTable
+
+    path = str(tmp_path / "runs")
+    rows = 70_000  # two row groups
+    delta_files.create(path, pa.table({"run_id": [f"r{i}" for i in range(rows)], "v": range(rows)}))
+    delta_files.upsert(path, pa.table({"run_id": ["r1", "new"], "v": [-1, -2]}), ["run_id"])
+    delta_files.upsert(path, pa.table({"run_id": ["it's"], "v": [-3]}), ["run_id"])  # MERGE
+    delta_files.upsert(path, pa.table({"run_id": ["r2", "it's"], "v": [-4, -5]}), ["run_id"])
+
+    table = DeltaTable(path)
+    values = dict(zip(*table.to_pyarrow_table().to_pydict().values(), strict=True))
+    assert len(values) == rows + 2
+    assert [values[k] for k in ("r0", "r1", "new", "it's", "r2", "r3")] == [0, -1, -2, -5, -4, 3]
+    operations = [c["operation"] for c in reversed(table.history())]
+    assert operations == ["WRITE", "WRITE", "MERGE", "MERGE"]  # created, replaced, MERGEd
+    predicate = table.history(3)[-1]["operationParameters"]["predicate"]
+    assert "run_id = 'r1'" in predicate and "run_id = 'new'" in predicate  # those rows only
+    groups = [pq.ParquetFile(f).metadata.num_row_groups for f in table.file_uris()]
+    assert max(groups) == 2  # the file of 70,000 rows: 65,536 and the rest
