@@ -12,7 +12,7 @@ def _fresh(text: str) -> str:
     return "".join(list(text))
 
 
-def test_rows_become_records_whose_keys_and_repeated_info_are_one_object_each() -> None:
+def test_rows_become_records_whose_keys_and_repeated_values_are_one_object_each() -> None:
     rows = [
         (run, None, 7, _fresh("ann"), _fresh("FINISHED"), 1, 2, _fresh("active"), "/a", None)
         for run in ("r1", "r2")
@@ -33,4 +33,7 @@ def test_rows_become_records_whose_keys_and_repeated_info_are_one_object_each() 
         assert [id(k) for k in a] == [id(k) for k in b][: len(a)]
     for field in ("user_id", "status", "lifecycle_stage"):
         assert first.info[field] is second.info[field]
-    assert first.params["alpha"] is not second.params["alpha"]  # values stay the run's own
+    assert first.params["alpha"] is second.params["alpha"]  # the same value, held once
+    assert first.info["run_name"] is not second.info["run_name"]  # different values
+    named = to_records([("r3", _fresh("n"), *rows[0][2:])], [], [], [("r3", "mlflow.runName", "n")])
+    assert named[0].info["run_name"] is named[0].tags["mlflow.runName"]

