@@ -242,9 +242,11 @@ class TableBuilder:
             written = [e for e in experiments if e.experiment_id in ok_ids(results)]
             side = pool.submit(self.writer.upsert_experiments, written)
         try:
-            self.writer.flush(batch, results)
-            if tables_done and after_tables is not None:
+            runs_written = self.writer.flush(batch, results)
+            if tables_done and after_tables is not None and runs_written:
                 views = pool.submit(after_tables)
+            elif tables_done and after_tables is not None:  # they read `runs`: a next run
+                logger.warning("analyst views not created: writing the runs rows failed")
             uri = self.source.tracking_uri
             self.writer.append_status([status_row(r, uri) for r in results])
         finally:

@@ -162,16 +162,17 @@ class SideWriter:
             delete_runs(spark, db, table, batch.deleted)
         self.write_states(batch.states)
 
-    def flush(self, batch: SideBatch, results: list[ExperimentResult]) -> None:
-        """Write the batch (`write_side_rows`) and empty it.
+    def flush(self, batch: SideBatch, results: list[ExperimentResult]) -> bool:
+        """Write the batch (`write_side_rows`) and empty it; False if a write failed.
 
         If a write fails, the experiments of the batch are reported failed in ``results``:
         their states are not written, so the next run pulls their changes again.
         """
         if batch.empty:
-            return
+            return True
         try:
             self.write_side_rows(batch)
+            return True
         except Exception as e:
             error = one_line(e)
             logger.error("writing runs, history or state failed error=%s", error)
@@ -182,6 +183,7 @@ class SideWriter:
                 else r
                 for r in results
             ]
+            return False
         finally:
             batch.clear()
 

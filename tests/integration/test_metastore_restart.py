@@ -84,6 +84,11 @@ def test_the_metastore_restarted_mid_job(
             assert not any("Traceback" in line for line in lines), "".join(lines[-60:])
             if code != 0 or outage is None:
                 assert code == 1 and lines[-1].startswith("mlflow-fun: error: "), lines[-5:]
+            if outage is None:  # no views tried over a `runs` the job could not write
+                views = [line for line in lines if "analyst views not created" in line]
+                assert [v.split("views ", 1)[1] for v in views] == [
+                    "not created: writing the runs rows failed\n"
+                ], "".join(lines[-30:])
             print(f"outage {outage}: the job exited {code}: {lines[-1].strip()}")
             assert _ok(read, env) == before  # every table reads as before
 
