@@ -270,22 +270,32 @@ def run_job(step: str, args: Sequence[str], env: dict[str, str] | None = None) -
     if code != 0:
         tail = log.read_text(encoding="utf-8").splitlines()[-5:]
         raise RuntimeError(f"{step} job exited {code}: " + " | ".join(tail))
-    _read_log(log, started, seconds, figures)
+    entries = _log_entries(log)
+    _read_log(entries, started, seconds, figures)
     for program, top in peak.peaks.items():  # when it came within 3% of its peak
         at = min((t for t, p, mark in peak.rises if p == program and mark >= 0.97 * top), default=0)
-        figures.peak_after[program] = _line_before(log, at)
+        figures.peak_after[program] = _line_before(entries, at)
     print(figures.line(), flush=True)
     return figures
 
 
-def _read_log(log: Path, started: float, seconds: float, figures: JobFigures) -> None:
-    first = last = job_start = None
+def _log_entries(log: Path) -> list[tuple[float, str]]:
+    """The job log's lines as (time.time of the line, its message), in order."""
+    entries = []
     for line in log.read_text(encoding="utf-8").splitlines():
         match = LOG_LINE.match(line)
-        if not match:
-            continue
-        at = dt.datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f").timestamp() - started
-        message = match[4]
+        if match:
+            when = dt.datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            entries.append((when, match[4]))
+    return entries
+
+
+def _read_log(
+    entries: Sequence[tuple[float, str]], started: float, seconds: float, figures: JobFigures
+) -> None:
+    first = last = job_start = None
+    for when, message in entries:
+        at = when - started
         fields = dict(re.findall(r"(\w+)=(\S+)", message))
         if message.startswith("job starting"):
             job_start = at
@@ -304,17 +314,13 @@ def _read_log(log: Path, started: float, seconds: float, figures: JobFigures) ->
         figures.after_tables = seconds - last
 
 
-def _line_before(log: Path, at: float) -> str:
+def _line_before(entries: Sequence[tuple[float, str]], at: float) -> str:
     """The time and message of the last log line before ``at`` (time.time), cut short."""
-    last = "(none)"
-    for line in log.read_text(encoding="utf-8").splitlines():
-        match = LOG_LINE.match(line)
-        if match:
-            when = dt.datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
-            if when > at:
-                break
-            last = f"{match[1][11:19]} {match[4][:70]}"
-    return last
+    before = [(when, message) for when, message in entries if when <= at]
+    if not before:
+        return "(none)"
+    when, message = before[-1]
+    return f"{dt.datetime.fromtimestamp(when):%H:%M:%S} {message[:70]}"
 
 
 def table_rows(data_dir: Path, database: str, experiment_id: str) -> Any:

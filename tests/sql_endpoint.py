@@ -67,13 +67,12 @@ def beeline_all(
         )
     finally:
         os.unlink(script.name)
-    # Each result set follows an empty line; csv2 quotes with NUL when a value needs it.
-    results: list[list[list[str]]] = []
+    results: list[list[list[str]]] = []  # each result set follows an empty line
     for line in result.stdout.splitlines():
         if not line.strip():
             results.append([])
         elif results:
-            results[-1].extend(csv.reader([line], quotechar="\0"))
+            results[-1].extend(_csv2([line]))
     results = [rows for rows in results if rows]
     if result.returncode != 0 or len(results) != len(queries):
         raise AssertionError(
@@ -81,6 +80,11 @@ def beeline_all(
             f"results) on {list(queries)!r}: " + " | ".join(result.stderr.strip().splitlines()[-5:])
         )
     return results
+
+
+def _csv2(lines: Sequence[str]) -> list[list[str]]:
+    """Rows of Beeline's ``csv2`` output lines, which quote with NUL when a value needs it."""
+    return [row for line in lines for row in csv.reader([line], quotechar="\0")]
 
 
 def _beeline_command(port: int, database: str) -> list[str]:
@@ -131,7 +135,7 @@ def beeline_session(port: int, database: str = "mlflow_metrics") -> Iterator[Any
         answer = output[echoes[0] + 1 : echoes[1]] if len(echoes) >= 2 else []
         if not answer:
             raise AssertionError(f"beeline gave no rows for {query!r}: {output}")
-        return [row for line in answer for row in csv.reader([line], quotechar="\0")]
+        return _csv2(answer)
 
     try:
         yield ask

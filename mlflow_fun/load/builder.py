@@ -243,10 +243,11 @@ class TableBuilder:
             side = pool.submit(self.writer.upsert_experiments, written)
         try:
             runs_written = self.writer.flush(batch, results)
-            if tables_done and after_tables is not None and runs_written:
-                views = pool.submit(after_tables)
-            elif tables_done and after_tables is not None:  # they read `runs`: a next run
-                logger.warning("analyst views not created: writing the runs rows failed")
+            if tables_done and after_tables is not None:
+                if runs_written:
+                    views = pool.submit(after_tables)
+                else:  # they read `runs`: the next run creates them
+                    logger.warning("analyst views not created: writing the runs rows failed")
             uri = self.source.tracking_uri
             self.writer.append_status([status_row(r, uri) for r in results])
         finally:
