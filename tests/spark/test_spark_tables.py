@@ -4,6 +4,7 @@ the same answer and the same errors either way."""
 from __future__ import annotations
 
 import math
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,9 @@ def databases(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
 def _spark_jobs(spark: Any, call: Any) -> tuple[Any, int]:
     """``call()``'s result and the number of Spark jobs it ran."""
     context = spark.sparkContext
-    group = f"best-{id(call)}"
+    # A name of its own per call: an id() is reused once its object is freed, which
+    # counted a previous call's jobs in this call's group (a flaky failure).
+    group = f"best-{uuid.uuid4().hex}"
     context.setJobGroup(group, "best_run_from_table")
     try:
         result = call()
