@@ -33,6 +33,7 @@ from mlflow_fun.jvm_archive import (
     java_executable,
     plan_archive,
 )
+from mlflow_fun.metastore_pool import pooled_driver_conf
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -82,7 +83,8 @@ LOCAL_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:ReservedCodeCa
 
 
 def ivy_home() -> str:
-    """Where the Delta jars are resolved to: ``MLFLOW_FUN_IVY_HOME`` or a user cache."""
+    """Where Ivy resolves a local session's packages (Delta's, a metastore's JDBC driver):
+    ``MLFLOW_FUN_IVY_HOME`` or a user cache."""
     return os.environ.get("MLFLOW_FUN_IVY_HOME") or os.path.expanduser("~/.cache/mlflow-fun/ivy")
 
 
@@ -201,6 +203,10 @@ def build_spark_session(
     if not _running_under_spark_submit():
         for key, value in delta_jar_conf().items():
             settings[key] = f"{settings[key]},{value}" if settings.get(key) else value
+        if metastore_kind(settings) == "jdbc" and settings.get("spark.jars.packages"):
+            # Its driver resolved where this project's Ivy keeps jars, and pooled once there.
+            settings.setdefault("spark.jars.ivy", ivy_home())
+            settings.update(pooled_driver_conf(settings, settings["spark.jars.ivy"]))
         if "spark.driver.extraJavaOptions" not in settings:
             archive = plan_archive(_archive_key(settings)) if _archivable() else None
             settings["spark.driver.extraJavaOptions"] = " ".join(

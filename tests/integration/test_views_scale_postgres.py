@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from tests.db_servers import postgres_server
@@ -29,4 +30,22 @@ def test_views_over_many_experiments_in_postgres(store: Path, tmp_path: Path) ->
         )
         conf = str(REPO / "conf" / "metastore-postgres.yaml")
         answer = build_and_read(store, tmp_path / "data", "--conf", conf, env=env)
+        sessions = _sessions(url)
     check(answer, store)
+    # Pooled (mlflow_fun.metastore_pool): a few connections for the whole build and read;
+    # unpooled, Hive's client opened one per metastore transaction, thousands here.
+    assert sessions <= 20, sessions
+
+
+def _sessions(url: str) -> int:
+    """The sessions PostgreSQL has counted on the metastore's database since it started."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return int(
+                connection.execute(
+                    text("select sessions from pg_stat_database where datname = current_database()")
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()

@@ -1,0 +1,82 @@
+"""A connection pool for a metastore database whose JDBC driver Ivy has resolved.
+
+Without a pool, Hive's metastore client (DataNucleus) opens a new JDBC connection for each
+transaction: on PostgreSQL a new server process and a password handshake, several times
+for each table a job registers. The pools DataNucleus offers (HikariCP, which pyspark
+ships) load the driver class through the JVM's own class path, where a driver given as
+``spark.jars.packages`` is not (it is on Spark's class loader), so a metastore on another
+database has to run without one (``connectionPoolingType: None``, as
+``conf/metastore-postgres.yaml`` says).
+
+For a local session `pooled_driver_conf` puts the jar that holds the driver class, once
+Ivy has resolved it, on the driver JVM's class path as well and turns HikariCP on: a first
+build of 100 experiments on a PostgreSQL metastore took 13 s instead of 32 s on this
+project's 2-core machine. The first session on a machine, before Ivy has the jar, runs
+without a pool, as before.
+
+Example:
+    >>> conf = pooled_driver_conf({
+    ...     "spark.jars.packages": "org.postgresql:postgresql:42.7.14",
+    ...     "spark.hadoop.javax.jdo.option.ConnectionDriverName": "org.postgresql.Driver",
+    ...     "spark.hadoop.datanucleus.connectionPoolingType": "None",
+    ... }, ivy="/root/.cache/mlflow-fun/ivy")
+    >>> conf["spark.driver.extraClassPath"], conf[POOLING_KEY]
+    ('/root/.cache/mlflow-fun/ivy/jars/org.postgresql_postgresql-42.7.14.jar', 'HikariCP')
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Mapping
+
+POOLING_KEY = "spark.hadoop.datanucleus.connectionPoolingType"
+DRIVER_KEY = "spark.hadoop.javax.jdo.option.ConnectionDriverName"
+CLASSPATH_KEY = "spark.driver.extraClassPath"
+_POOL = "spark.hadoop.datanucleus.connectionPool."
+# A job's metastore calls are one at a time (Spark's Hive client takes one call at a
+# time); DataNucleus keeps two pools (transactions and value generation). A call waits
+# at most 2 s for a connection (HikariCP's default is 30 s), as Hive retries each call: a
+# metastore stopped for good fails a job later than without a pool (each try waits its
+# 2 s), one back within Hive's retries is ridden over.
+POOL_DEFAULTS = {
+    f"{_POOL}maxPoolSize": "4",
+    f"{_POOL}minIdle": "1",
+    f"{_POOL}connectionWaitTimeout": "2000",
+}
+
+
+def pooled_driver_conf(settings: Mapping[str, str], ivy: str) -> dict[str, str]:
+    """The settings that pool the metastore's connections, or none.
+
+    Only for settings that ask for no pool (``None``), leave the driver JVM's class path
+    to this project, and name a driver class found in a jar of ``spark.jars.packages``
+    already resolved under ``ivy``'s ``jars`` folder (Ivy's ``<org>_<artifact>-<version>``
+    file names).
+    """
+    if settings.get(POOLING_KEY, "").strip().lower() != "none" or CLASSPATH_KEY in settings:
+        return {}
+    driver = settings.get(DRIVER_KEY, "").strip()
+    jar = _jar_holding(driver, settings.get("spark.jars.packages", ""), ivy) if driver else None
+    if jar is None:
+        return {}
+    pooled = {CLASSPATH_KEY: jar, POOLING_KEY: "HikariCP"}
+    pooled.update({key: value for key, value in POOL_DEFAULTS.items() if key not in settings})
+    return pooled
+
+
+def _jar_holding(driver: str, packages: str, ivy: str) -> str | None:
+    """The resolved jar of ``packages`` (``g:a:v`` coordinates) that holds the class."""
+    entry = driver.replace(".", "/") + ".class"
+    for coordinate in filter(None, (p.strip() for p in packages.split(","))):
+        parts = coordinate.split(":")
+        if len(parts) != 3:
+            continue
+        path = os.path.join(ivy, "jars", f"{parts[0]}_{parts[1]}-{parts[2]}.jar")
+        try:
+            with zipfile.ZipFile(path) as jar:
+                jar.getinfo(entry)
+        except (OSError, KeyError, zipfile.BadZipFile):
+            continue
+        return path
+    return None
