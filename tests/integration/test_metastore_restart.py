@@ -24,6 +24,9 @@ OUTAGE_SECONDS = 2.0
 HIVE_RETRIES = {
     "spark.hadoop.hive.hmshandler.retry.attempts": "3",
     "spark.hadoop.hive.hmshandler.retry.interval": "1s",
+    # Each try waits at most 1 s for a pooled connection (2 s by default,
+    # mlflow_fun.metastore_pool): the job that outlives the metastore fails sooner.
+    "spark.hadoop.datanucleus.connectionPool.connectionWaitTimeout": "1000",
 }
 
 
@@ -41,8 +44,8 @@ def test_the_metastore_restarted_mid_job(
             MLFLOW_FUN_METASTORE_PASSWORD=str(url.password),
         )
         # Hive retries each metastore call 10 times, 2 s apart: a metastore that stays down
-        # fails the job after ~10 minutes. Three tries 1 s apart (a 2 s outage fits in
-        # them) keep this test short.
+        # fails the job after ~10 minutes. Three tries 1 s apart, each waiting at most 1 s
+        # for a connection (a 2 s outage fits in them), keep this test short.
         settings = yaml.safe_load((REPO / "conf" / "metastore-postgres.yaml").read_text())
         settings["spark_conf"].update(HIVE_RETRIES)
         conf = tmp_path / "metastore.yaml"
