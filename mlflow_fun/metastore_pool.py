@@ -65,14 +65,24 @@ def pooled_driver_conf(settings: Mapping[str, str], ivy: str) -> dict[str, str]:
     return pooled
 
 
+def ivy_jar(ivy: str, coordinate: str) -> str | None:
+    """Where Ivy puts the jar of a ``group:artifact:version`` coordinate under ``ivy``
+    (``jars/<group>_<artifact>-<version>.jar``); None for anything else.
+
+    Example:
+        >>> ivy_jar("/ivy", "org.postgresql:postgresql:42.7.14")
+        '/ivy/jars/org.postgresql_postgresql-42.7.14.jar'
+    """
+    parts = coordinate.strip().split(":")
+    if len(parts) != 3:
+        return None
+    return os.path.join(ivy, "jars", f"{parts[0]}_{parts[1]}-{parts[2]}.jar")
+
+
 def _jar_holding(driver: str, packages: str, ivy: str) -> str | None:
     """The resolved jar of ``packages`` (``g:a:v`` coordinates) that holds the class."""
     entry = driver.replace(".", "/") + ".class"
-    for coordinate in filter(None, (p.strip() for p in packages.split(","))):
-        parts = coordinate.split(":")
-        if len(parts) != 3:
-            continue
-        path = os.path.join(ivy, "jars", f"{parts[0]}_{parts[1]}-{parts[2]}.jar")
+    for path in filter(None, (ivy_jar(ivy, p) for p in packages.split(","))):
         try:
             with zipfile.ZipFile(path) as jar:
                 jar.getinfo(entry)

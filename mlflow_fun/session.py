@@ -33,7 +33,7 @@ from mlflow_fun.jvm_archive import (
     java_executable,
     plan_archive,
 )
-from mlflow_fun.metastore_pool import pooled_driver_conf
+from mlflow_fun.metastore_pool import CLASSPATH_KEY, ivy_jar, pooled_driver_conf
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -100,8 +100,8 @@ def delta_jar_conf() -> dict[str, str]:
     session's 8.3 s start on the project's 2-core machine).
     """
     jars_dir = os.path.join(ivy_home(), "jars")
-    group, artifact, version = DELTA_PACKAGE.split(":")
-    if os.path.exists(os.path.join(jars_dir, f"{group}_{artifact}-{version}.jar")):
+    delta = ivy_jar(ivy_home(), DELTA_PACKAGE)
+    if delta is not None and os.path.exists(delta):
         resolved = sorted(glob.glob(os.path.join(jars_dir, "*.jar")))
         names = jars_spark_lacks([os.path.basename(j) for j in resolved], _spark_jar_names())
         return {"spark.jars": ",".join(os.path.join(jars_dir, n) for n in names)}
@@ -289,7 +289,7 @@ def _archive_key(settings: Mapping[str, str]) -> list[str]:
         os.path.dirname(os.path.abspath(pyspark.__file__)),
         pyspark.__version__,
         settings.get("spark.jars", settings.get("spark.jars.packages", "")),
-        settings.get("spark.driver.extraClassPath", ""),  # the endpoint's JVM has its own
+        settings.get(CLASSPATH_KEY, ""),  # the endpoint's JVM has its own
         LOCAL_JVM_OPTIONS,
         f"metastore {metastore_kind(settings)}",
         *(f"{name}={os.environ.get(name, '')}" for name in CLASSPATH_ENV),

@@ -10,8 +10,8 @@ import time
 from typing import TYPE_CHECKING
 
 from mlflow_fun.errors import ConfigError, MlflowFunError
+from mlflow_fun.metastore_pool import CLASSPATH_KEY
 from mlflow_fun.serve.settings import (
-    CLASSPATH_KEY,
     DELTA_CATALOG,
     HIVE_ENV_OVERRIDES,
     HOST_KEY,

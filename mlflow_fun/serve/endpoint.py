@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlflow_fun.config import check_env_references
 from mlflow_fun.errors import ConfigError, MlflowFunError
+from mlflow_fun.metastore_pool import CLASSPATH_KEY
 from mlflow_fun.serve.checks import (
     check_database,
     check_hive_env,
@@ -46,13 +47,7 @@ from mlflow_fun.serve.checks import (
     check_session,
     wait_listening,
 )
-from mlflow_fun.serve.settings import (
-    CLASSPATH_KEY,
-    HOST_KEY,
-    PORT_KEY,
-    START_TIMEOUT,
-    EndpointConfig,
-)
+from mlflow_fun.serve.settings import HOST_KEY, PORT_KEY, START_TIMEOUT, EndpointConfig
 from mlflow_fun.session import build_spark_session, delta_jar_conf, ivy_home
 
 # py4j, pyspark: the optional [spark] extras, imported inside the functions that use them.

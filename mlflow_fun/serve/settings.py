@@ -39,9 +39,6 @@ PORT_KEY = "spark.hadoop.hive.server2.thrift.port"
 HOST_KEY = "spark.hadoop.hive.server2.thrift.bind.host"
 
 
-CLASSPATH_KEY = "spark.driver.extraClassPath"
-
-
 # HiveServer2 reads these before its configuration; they would silently win over --port.
 HIVE_ENV_OVERRIDES = {
     "HIVE_SERVER2_THRIFT_PORT": "port",
