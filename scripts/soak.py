@@ -73,6 +73,7 @@ class SoakReport:
     changes: dict[str, int] = field(default_factory=dict)
     equal_to_full: bool = False
     equal_to_mlflow: bool = False
+    differences: list[str] = field(default_factory=list)  # what made an equality False
 
     def window(self, rounds: Sequence[Round], attribute: str) -> float:
         """The median of ``attribute`` over ``rounds``."""
@@ -270,10 +271,22 @@ def run(
     report.changes = dict(load.counts)
     _job(spark, config)  # the last changes
     _job(spark, config.with_overrides(database=f"{database}_full", full_refresh=True))
-    report.equal_to_full = all(
-        _rows(spark, database, e) == _rows(spark, f"{database}_full", e) for e in ids
-    )
-    report.equal_to_mlflow = all(_equals_mlflow(spark, url, database, e) for e in ids)
+    to_full = [
+        d
+        for e in ids
+        for d in _differences(
+            e, "a full refresh", _rows(spark, database, e), _rows(spark, f"{database}_full", e)
+        )
+    ]
+    to_mlflow = [
+        d
+        for e in ids
+        for d in _differences(
+            e, "MLflow", _rmse_of(_rows(spark, database, e)), _mlflow_rmse(url, e)
+        )
+    ]
+    report.equal_to_full, report.equal_to_mlflow = not to_full, not to_mlflow
+    report.differences = to_full + to_mlflow
     return report
 
 
@@ -284,26 +297,58 @@ def _job(spark: Any, config: JobConfig) -> list[Any]:
     return list(result.results)
 
 
-def _rows(spark: Any, database: str, experiment_id: str) -> list[tuple[Any, ...]]:
-    """Every row of ``exp_<id>``, columns by name, NaN as a string (NaN != NaN)."""
-    table = spark.table(f"{database}.exp_{experiment_id}")
-    columns = sorted(table.columns)
-    rows = table.select(*columns).collect()
-    return sorted(tuple(str(v) if v != v else v for v in row) for row in rows)
+def _rows(spark: Any, database: str, experiment_id: str) -> dict[str, dict[str, Any]]:
+    """run id -> its row of ``exp_<id>`` (column -> value, NaN as a string: NaN != NaN); a
+    second row of a run is kept as ``<run id> (again)``."""
+    rows: dict[str, dict[str, Any]] = {}
+    for row in spark.table(f"{database}.exp_{experiment_id}").collect():
+        key = row["run_id"] if row["run_id"] not in rows else f"{row['run_id']} (again)"
+        rows[key] = {k: str(v) if v != v else v for k, v in row.asDict().items()}
+    return rows
 
 
-def _equals_mlflow(spark: Any, url: str, database: str, experiment_id: str) -> bool:
-    """The table holds every active run of MLflow's ``search_runs``, with its latest rmse."""
+def _rmse_of(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {run_id: {"rmse": row.get("_m_rmse")} for run_id, row in rows.items()}
+
+
+def _mlflow_rmse(url: str, experiment_id: str) -> dict[str, dict[str, Any]]:
+    """Every active run of MLflow's ``search_runs``, with its latest rmse."""
     client = MlflowClient(url)
     expected, token = {}, None
     while True:
         page = client.search_runs([experiment_id], max_results=1000, page_token=token)
-        expected.update({r.info.run_id: r.data.metrics.get("rmse") for r in page})
+        expected.update({r.info.run_id: {"rmse": r.data.metrics.get("rmse")} for r in page})
         token = page.token
         if not token:
-            break
-    rows = spark.table(f"{database}.exp_{experiment_id}").select("run_id", "_m_rmse").collect()
-    return {r["run_id"]: r["_m_rmse"] for r in rows} == expected
+            return expected
+
+
+_ABSENT = object()
+
+
+def _differences(
+    experiment_id: str,
+    other: str,
+    table: dict[str, dict[str, Any]],
+    expected: dict[str, dict[str, Any]],
+) -> list[str]:
+    """One line per run where the incremental table and ``other`` differ (none: equal)."""
+    lines = [
+        f"exp_{experiment_id}: run {run_id} only in the table" for run_id in table.keys() - expected
+    ]
+    lines += [
+        f"exp_{experiment_id}: run {run_id} only in {other}" for run_id in expected.keys() - table
+    ]
+    for run_id in sorted(table.keys() & expected):
+        mine, theirs = table[run_id], expected[run_id]
+        changed = {  # a column one table has and the other lacks is a difference too
+            k: (mine.get(k, "<no column>"), theirs.get(k, "<no column>"))
+            for k in mine.keys() | theirs
+            if mine.get(k, _ABSENT) != theirs.get(k, _ABSENT)
+        }
+        if changed:
+            lines.append(f"exp_{experiment_id}: run {run_id} (table, {other}): {changed}")
+    return lines
 
 
 def _files_and_log(spark: Any, database: str, experiment_ids: Sequence[str]) -> tuple[int, int]:

@@ -8,7 +8,8 @@ runs that may have changed since the previous refresh of the experiment:
 2. runs that were not terminal (RUNNING, SCHEDULED) at the previous refresh, by
    ``run_id IN (...)`` in batches -- new metrics, params and tags of running runs;
 3. runs restored since: deleted at the previous refresh (the state keeps the ids of the
-   deleted runs) but not any more.
+   deleted runs) but not any more. One deleted again between the listing and its pull
+   stays known as deleted (listed once more), so that a later restore is still seen.
 
 A run pulled again (it sits inside the margin, or is still running) but unchanged since
 the previous refresh is dropped, so a refresh that finds nothing new writes nothing. A
@@ -194,6 +195,9 @@ def pull_changes(
             )
         )
     )
+    missing = restored - {r.run_id for r in pulled}
+    if missing:  # restored when listed, gone when pulled: deleted again, or for good
+        pulled, deleted = _recheck(source, experiment_id, missing, pulled, deleted)
     fresh = [r for r in pulled if not _still_settled(r, settled)]
     fingerprints = {run.run_id: fingerprint(run) for run in fresh}
     changed = tuple(
@@ -228,6 +232,27 @@ def pull_changes(
         now_settled,
         something,
     )
+
+
+def _recheck(
+    source: RunSource,
+    experiment_id: str,
+    missing: frozenset[str],
+    pulled: tuple[RunRecord, ...],
+    deleted: frozenset[str],
+) -> tuple[tuple[RunRecord, ...], frozenset[str]]:
+    """Runs restored when the deleted runs were listed but not found when pulled by id:
+    those deleted again stay in ``deleted`` (else the state would forget them, and a
+    restore after the margin would never be seen); those restored once more are pulled;
+    the rest were removed for good (``mlflow gc``) and are forgotten.
+
+    Returns:
+        ``pulled`` and ``deleted``, with the ``missing`` runs where they are now.
+    """
+    listed = _ids(source.iter_runs(experiment_id, run_view_type="DELETED_ONLY"))
+    again = missing - listed
+    back = tuple(source.iter_runs_by_id(experiment_id, again)) if again else ()
+    return pulled + back, deleted | (missing & listed)
 
 
 def _latest(runs: Iterable[RunRecord], floor: int) -> int:

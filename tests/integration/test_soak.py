@@ -49,6 +49,7 @@ def test_a_short_soak_ends_equal_to_a_full_refresh_and_mlflow(
     assert all(r.modes in ("incremental", "full", "full,incremental") for r in report.rounds)
     # maintenance compacts every table to one file, whatever the rounds before wrote
     assert [r.files for r in report.rounds if r.maintained] == [1]
-    assert report.equal_to_full
-    assert report.equal_to_mlflow
+    assert report.equal_to_full, report.differences
+    assert report.equal_to_mlflow, report.differences
+    assert report.differences == []
     assert len(report.targets()) == 1  # the figures need a long soak: no PASS/MISS here

@@ -172,3 +172,46 @@ def test_a_state_without_settled_runs_compares_fingerprints_then_settles() -> No
     pull = pull_changes(ListSource(runs), "1", older, margin_ms=100)
     assert (pull.runs, pull.settled, pull.fingerprints) == ((), {"a": 20, "b": 40}, {})
     assert pull.changed  # only the state: written once, in the new form
+
+
+class RacingSource(ListSource):
+    """A `ListSource` where ``run_id``, restored when the deleted runs are listed, is
+    changed by a user before the runs are pulled by id: ``deleted`` again, ``gone`` for
+    good (``mlflow gc``), or deleted and ``restored`` again before it is looked for."""
+
+    def __init__(self, active: Sequence[RunRecord], run_id: str, change: str) -> None:
+        super().__init__(active)
+        self.run_id, self.change, self.pulls = run_id, change, 0
+
+    def iter_runs_by_id(
+        self, experiment_id: str, run_ids: Iterable[str], run_view_type: str = "ACTIVE_ONLY"
+    ) -> Iterator[RunRecord]:
+        self.pulls += 1
+        if self.pulls == 1:
+            run = next(r for r in self.active if r.run_id == self.run_id)
+            self.active.remove(run)
+            self.deleted += [run] if self.change == "deleted" else []
+            self.restored = run
+        elif self.change == "restored":
+            self.active.append(self.restored)
+        return super().iter_runs_by_id(experiment_id, run_ids, run_view_type)
+
+
+@pytest.mark.parametrize(
+    ("change", "runs", "deleted"),
+    [("deleted", [], {"old"}), ("gone", [], set()), ("restored", ["old"], set())],
+)
+def test_a_restored_run_changed_while_pulled_is_where_mlflow_has_it(
+    change: str, runs: list[str], deleted: set[str]
+) -> None:
+    old, kept = _record("old", 10, 20), _record("kept", 100, 110)
+    state = pull_all(ListSource([kept], [old]), "1", margin_ms=5).next_state()
+    assert state.deleted_run_ids == {"old"}
+
+    racing = RacingSource([kept, old], "old", change)
+    pull = pull_changes(racing, "1", state, margin_ms=5)
+    assert [r.run_id for r in pull.runs] == runs and pull.deleted_run_ids == deleted
+    assert pull.newly_deleted == frozenset()  # its row left the table when first deleted
+    if change == "deleted":  # restored for good after the margin: read by id, as restored
+        later = pull_changes(ListSource([kept, old]), "1", pull.next_state(), margin_ms=5)
+        assert [r.run_id for r in later.runs] == ["old"] and not later.deleted_run_ids
