@@ -99,9 +99,9 @@ def delta_jar_conf() -> dict[str, str]:
     them cost every local session a copy and a ``chmod`` of 87 MB of jars (1.4 s of a
     session's 8.3 s start on the project's 2-core machine).
     """
-    jars_dir = os.path.join(ivy_home(), "jars")
     delta = ivy_jar(ivy_home(), DELTA_PACKAGE)
     if delta is not None and os.path.exists(delta):
+        jars_dir = os.path.dirname(delta)
         resolved = sorted(glob.glob(os.path.join(jars_dir, "*.jar")))
         names = jars_spark_lacks([os.path.basename(j) for j in resolved], _spark_jar_names())
         return {"spark.jars": ",".join(os.path.join(jars_dir, n) for n in names)}

@@ -271,20 +271,12 @@ def run(
     report.changes = dict(load.counts)
     _job(spark, config)  # the last changes
     _job(spark, config.with_overrides(database=f"{database}_full", full_refresh=True))
-    to_full = [
-        d
-        for e in ids
-        for d in _differences(
-            e, "a full refresh", _rows(spark, database, e), _rows(spark, f"{database}_full", e)
-        )
-    ]
-    to_mlflow = [
-        d
-        for e in ids
-        for d in _differences(
-            e, "MLflow", _rmse_of(_rows(spark, database, e)), _mlflow_rmse(url, e)
-        )
-    ]
+    to_full: list[str] = []
+    to_mlflow: list[str] = []
+    for e in ids:
+        rows = _rows(spark, database, e)  # read once, compared with both
+        to_full += _differences(e, "a full refresh", rows, _rows(spark, f"{database}_full", e))
+        to_mlflow += _differences(e, "MLflow", _rmse_of(rows), _mlflow_rmse(url, e))
     report.equal_to_full, report.equal_to_mlflow = not to_full, not to_mlflow
     report.differences = to_full + to_mlflow
     return report
