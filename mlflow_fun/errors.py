@@ -6,6 +6,10 @@ carries a token, a password or an Authorization header.
 
 from __future__ import annotations
 
+from typing import Any
+
+MAX_CAUSES = 64  # a Java cause chain is short; this only bounds a cycle
+
 
 class MlflowFunError(Exception):
     """Base class of every error raised by mlflow-fun."""
@@ -114,6 +118,11 @@ class SchemaMismatchError(MlflowFunError):
     """The database is not MLflow's tracking store of the schema the installed MLflow knows."""
 
 
+class MetastoreUnreachableError(MlflowFunError):
+    """No connection to the metastore could be made (after its client's own retries): the
+    build stopped starting tables and skipped the steps that need the metastore."""
+
+
 class DatabaseError(MlflowFunError):
     """MLflow's database could not be reached or a query on it failed (no password shown)."""
 
@@ -133,3 +142,23 @@ def one_line(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
     first = text.splitlines()[0]
     return first if isinstance(error, MlflowFunError) else f"{type(error).__name__}: {first}"
+
+
+def java_causes(error: BaseException) -> list[Any]:
+    """The Java exception behind a Spark error raised through Py4J (``java_exception``,
+    or pyspark's ``_origin``), then its causes, the deepest last; empty for any other
+    error or where the JVM no longer answers.
+
+    Example:
+        >>> java_causes(spark_error)[-1].toString()
+        'java.net.ConnectException: Connection refused'
+    """
+    java: Any = getattr(error, "java_exception", None) or getattr(error, "_origin", None)
+    causes: list[Any] = []
+    try:
+        while java is not None and len(causes) < MAX_CAUSES:
+            causes.append(java)
+            java = java.getCause()
+    except Exception:  # the JVM is gone: nothing to tell
+        return []
+    return causes

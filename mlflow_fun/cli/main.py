@@ -25,7 +25,7 @@ from mlflow_fun.cli.maintain import maintain
 from mlflow_fun.cli.options import CONTEXT_SETTINGS, LOG_LEVELS, conf_option, dashed_option
 from mlflow_fun.cli.serve import serve
 from mlflow_fun.cli.sql import sql
-from mlflow_fun.errors import MlflowFunError, UsageError
+from mlflow_fun.errors import MlflowFunError, UsageError, java_causes
 from mlflow_fun.load.delta_files import delta_rs_errors
 from mlflow_fun.session import finish_sessions
 
@@ -108,11 +108,8 @@ def _spark_reason(error: Exception) -> str:
     answers (the cause names the disk or the connection; the first line often does not)."""
     first = (str(error).strip().splitlines() or [type(error).__name__])[0]
     try:
-        cause = getattr(error, "java_exception", None) or getattr(error, "_origin", None)
-        root = None
-        while cause is not None:
-            root, cause = cause, cause.getCause()
-        deepest = str(root.toString()).splitlines()[0] if root is not None else ""
+        causes = java_causes(error)
+        deepest = str(causes[-1].toString()).splitlines()[0] if causes else ""
     except Exception:  # the JVM is gone: the first line is all there is
         deepest = ""
     return f"{first}; cause: {deepest}" if deepest and deepest not in first else first

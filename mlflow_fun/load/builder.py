@@ -15,7 +15,6 @@ killed job re-pulls rather than skips.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import threading
 import time
@@ -31,6 +30,7 @@ from mlflow_fun.extract.incremental import FULL, INCREMENTAL, RefreshState
 from mlflow_fun.extract.open import open_source
 from mlflow_fun.extract.source import DEFAULT_PAGE_SIZE, RunSource
 from mlflow_fun.extract.two_ended import TwoEndedPull, shared_pulls
+from mlflow_fun.load.metastore_watch import MetastoreWatch
 from mlflow_fun.load.pipeline import OrderedWrites, ReadAhead
 from mlflow_fun.load.plan import (
     ExperimentPlan,
@@ -40,7 +40,7 @@ from mlflow_fun.load.plan import (
     resolve_experiments,
 )
 from mlflow_fun.load.prepare import Prepared, prepare_experiment, rewrite_reason_of
-from mlflow_fun.load.results import BuildResult, ExperimentResult, ok_ids, status_row
+from mlflow_fun.load.results import BuildResult, ExperimentResult, finished, ok_ids, status_row
 from mlflow_fun.load.side_batch import SideBatch
 from mlflow_fun.load.writer import TableWriter
 from mlflow_fun.model import Experiment, fewer_collections
@@ -110,6 +110,7 @@ class TableBuilder:
         self.with_history = with_history
         self.margin_ms = margin_minutes * 60_000
         self._stop_requested = False
+        self._watch = MetastoreWatch()  # one per build: a lost metastore stops it
         self._batch_lock = threading.Lock()  # writers add their rows to one batch
         self._state_lock = threading.Lock()  # one MERGE into mlflow_state at a time
         self.spark = spark
@@ -156,12 +157,14 @@ class TableBuilder:
                 the status rows are written.
         """
         started = time.monotonic()
-        self.writer.create_database()
-        present = self.writer.table_names()  # one metastore call, not one per experiment
-        plans = plan_experiments(
-            experiments, self.writer.read_states(), self.options, present.__contains__
-        )
-        self.writer.write_states([p.rebuild_pending for p in plans if p.rebuild_pending])
+        self._watch = MetastoreWatch()
+        with self._watch.raising("nothing written"):
+            self.writer.create_database()
+            present = self.writer.table_names()  # one metastore call, not one per experiment
+            plans = plan_experiments(
+                experiments, self.writer.read_states(), self.options, present.__contains__
+            )
+            self.writer.write_states([p.rebuild_pending for p in plans if p.rebuild_pending])
         existing = [table_name(p.experiment.experiment_id) for p in plans if p.exists]
         if existing and self.writer.table_format == "delta":  # read ahead of their pulls
             self.writer.read_locations_ahead(existing)
@@ -189,19 +192,23 @@ class TableBuilder:
             )
             writes = OrderedWrites(writers, done)
             batch = SideBatch()
-            tables_done = False
+            tables_done, written = False, 0
             try:
                 self._write_tables(plans, pulls, writes, results, batch)
                 tables_done = True
             finally:
                 pulls.cancel()
                 writes.finish()
+                written = len(ok_ids(results))  # before failed side rows fail some
                 self.writer.stop_reading_ahead()
                 self._shared.clear()
                 self._finish(pool, experiments, results, batch, tables_done, after_tables)
         skipped = len(experiments) - len(results)
         if skipped:
             logger.warning("stopped before %d experiment(s); their tables are unchanged", skipped)
+        if self._watch.lost:
+            tables = f"{written} of {len(experiments)} table(s) written"
+            raise self._watch.error(f"{tables}, their runs rows and states and the status not")
         return BuildResult(tuple(results), time.monotonic() - started, skipped)
 
     def _write_tables(
@@ -220,7 +227,7 @@ class TableBuilder:
             writes.finish(keep=self.writers - 1)
             if batch.rows >= FLUSH_ROWS and index + 1 < len(plans):
                 writes.finish()
-                self.writer.flush(batch, results)
+                self._flush(batch, results)
         writes.finish()
 
     def _finish(
@@ -238,23 +245,32 @@ class TableBuilder:
         tables written so far and the status rows are still written; the rest is not.
         """
         side = views = None
-        if tables_done:
+        if tables_done and not self._watch.lost:
             written = [e for e in experiments if e.experiment_id in ok_ids(results)]
             side = pool.submit(self.writer.upsert_experiments, written)
         try:
-            runs_written = self.writer.flush(batch, results)
+            runs_written = self._flush(batch, results)
             if tables_done and after_tables is not None:
                 if runs_written:
                     views = pool.submit(after_tables)
                 else:  # they read `runs`: the next run creates them
                     logger.warning("analyst views not created: writing the runs rows failed")
-            uri = self.source.tracking_uri
-            self.writer.append_status([status_row(r, uri) for r in results])
+            if not self._watch.lost:  # else each call would wait through Hive's retries
+                uri = self.source.tracking_uri
+                self.writer.append_status([status_row(r, uri) for r in results])
         finally:
             if side is not None:
-                side.result()
+                self._watch.wait(side)
             if views is not None:
                 views.result()
+
+    def _flush(self, batch: SideBatch, results: list[ExperimentResult]) -> bool:
+        """`SideWriter.flush`, or nothing once the metastore is lost; True if written."""
+        error = None if self._watch.lost else self.writer.flush(batch, results)
+        if error is not None and self._watch.saw(error):
+            self._stop_requested = True
+        batch.clear()
+        return error is None and not self._watch.lost
 
     def stop(self) -> None:
         """Ask `build` to stop after the table it is writing (e.g. on SIGTERM)."""
@@ -311,7 +327,7 @@ class TableBuilder:
         started = time.monotonic()
         name = table_name(experiment.experiment_id)
         mode, run_count, column_count, runs_pulled = FULL, 0, 0, 0
-        status, error = "ok", None
+        error = None
         try:
             prepared = pulled.result()
             started -= prepared.seconds
@@ -361,7 +377,9 @@ class TableBuilder:
             )
             if not isinstance(e, MlflowFunError):
                 logger.debug("traceback", exc_info=True)
-            status, error, run_count, column_count = "failed", one_line(e), 0, 0
+            if self._watch.saw(e):  # each next table would wait through Hive's retries
+                self._stop_requested = True
+            error, run_count, column_count = one_line(e), 0, 0
         seconds = time.monotonic() - started
         if error is None:
             logger.info(
@@ -375,16 +393,6 @@ class TableBuilder:
                 column_count,
                 seconds,
             )
-        return ExperimentResult(
-            experiment.experiment_id,
-            experiment.name,
-            name,
-            run_count,
-            column_count,
-            dt.datetime.now(dt.timezone.utc),
-            seconds,
-            status,
-            error,
-            mode,
-            runs_pulled,
+        return finished(
+            experiment, name, mode, (run_count, column_count, runs_pulled), seconds, error
         )

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from mlflow_fun.config import JobConfig, check_env_references
-from mlflow_fun.errors import ConfigError, JobFailedError, JobStoppedError, one_line
+from mlflow_fun.errors import ConfigError, JobFailedError, JobStoppedError, java_causes, one_line
 from mlflow_fun.extract.client_models import read_logged_models_with_client
 from mlflow_fun.extract.logged_models import read_logged_models
 from mlflow_fun.extract.mlflow_client import MlflowClientSource
@@ -264,10 +264,10 @@ def _load_logged_models(
 def _root_cause(error: BaseException) -> str:
     """`one_line` of ``error``; for an error of Spark's JVM, its root cause's first line
     (Py4J's own first line names only the Java call that failed)."""
-    java = getattr(error, "java_exception", None)
-    if java is None:
+    # pyspark's own errors (``_origin``) say it in their first line; Py4J's do not
+    causes = java_causes(error) if getattr(error, "java_exception", None) is not None else []
+    if not causes:
         return one_line(error)
-    while java.getCause() is not None:
-        java = java.getCause()
+    java = causes[-1]
     message = str(java.getMessage() or "").strip()
     return f"{java.getClass().getSimpleName()}: {message.splitlines()[0] if message else ''}"

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from mlflow_fun import __version__
 from mlflow_fun.extract.http import strip_credentials
 from mlflow_fun.extract.incremental import FULL, INCREMENTAL
+from mlflow_fun.model import Experiment
 
 # pyspark: the optional [spark] extra, imported inside the functions that use it.
 if TYPE_CHECKING:
@@ -39,6 +40,32 @@ class ExperimentResult:
     error: str | None = None
     mode: str = FULL
     runs_pulled: int = 0
+
+
+def finished(
+    experiment: Experiment,
+    table: str,
+    mode: str,
+    counts: tuple[int, int, int],
+    seconds: float,
+    error: str | None,
+) -> ExperimentResult:
+    """The result of one experiment's table: written (``error`` None) or failed.
+    ``counts`` are its runs, columns and runs pulled."""
+    run_count, column_count, runs_pulled = counts
+    return ExperimentResult(
+        experiment.experiment_id,
+        experiment.name,
+        table,
+        run_count,
+        column_count,
+        dt.datetime.now(dt.timezone.utc),
+        seconds,
+        "ok" if error is None else "failed",
+        error,
+        mode,
+        runs_pulled,
+    )
 
 
 @dataclass(frozen=True)

@@ -162,17 +162,17 @@ class SideWriter:
             delete_runs(spark, db, table, batch.deleted)
         self.write_states(batch.states)
 
-    def flush(self, batch: SideBatch, results: list[ExperimentResult]) -> bool:
-        """Write the batch (`write_side_rows`) and empty it; False if a write failed.
+    def flush(self, batch: SideBatch, results: list[ExperimentResult]) -> Exception | None:
+        """Write the batch (`write_side_rows`) and empty it; the error if a write failed.
 
         If a write fails, the experiments of the batch are reported failed in ``results``:
         their states are not written, so the next run pulls their changes again.
         """
         if batch.empty:
-            return True
+            return None
         try:
             self.write_side_rows(batch)
-            return True
+            return None
         except Exception as e:
             error = one_line(e)
             logger.error("writing runs, history or state failed error=%s", error)
@@ -183,7 +183,7 @@ class SideWriter:
                 else r
                 for r in results
             ]
-            return False
+            return e
         finally:
             batch.clear()
 
