@@ -10,6 +10,8 @@ runs that may have changed since the previous refresh of the experiment:
 3. runs restored since: deleted at the previous refresh (the state keeps the ids of the
    deleted runs) but not any more. One deleted again between the listing and its pull
    stays known as deleted (listed once more), so that a later restore is still seen.
+   One restored after the listing and pulled all the same is written and not kept as
+   deleted: the table holds it, so a later deletion must take it out.
 
 A run pulled again (it sits inside the margin, or is still running) but unchanged since
 the previous refresh is dropped, so a refresh that finds nothing new writes nothing. A
@@ -150,10 +152,12 @@ def pull_all(
     Args:
         active_runs: Pulls the active runs (e.g. a `TwoEndedPull`); by default
             ``source.iter_runs``. Called after the deleted runs are listed, so a run
-            deleted in between is in neither list (the next refresh sees it deleted).
+            deleted in between is in neither list (the next refresh sees it deleted),
+            and one restored in between in both: it is written, not kept as deleted.
     """
-    deleted = _ids(source.iter_runs(experiment_id, run_view_type="DELETED_ONLY"))
+    listed = _ids(source.iter_runs(experiment_id, run_view_type="DELETED_ONLY"))
     runs = tuple(active_runs() if active_runs else source.iter_runs(experiment_id))
+    deleted = listed - _ids(runs)  # restored after the listing: the table holds them
     watermark = _latest(runs, 0)
     open_ids = _open(runs)
     again = [r for r in runs if r.run_id in open_ids or _latest([r], 0) >= watermark - margin_ms]
@@ -195,15 +199,17 @@ def pull_changes(
             )
         )
     )
-    missing = restored - {r.run_id for r in pulled}
+    missing = restored - _ids(pulled)
     if missing:  # restored when listed, gone when pulled: deleted again, or for good
         pulled, deleted = _recheck(source, experiment_id, missing, pulled, deleted)
+    deleted -= _ids(pulled)  # restored after the listing: written now, so not deleted
     fresh = [r for r in pulled if not _still_settled(r, settled)]
     fingerprints = {run.run_id: fingerprint(run) for run in fresh}
     changed = tuple(
         r
         for r in fresh
-        if r.run_id in restored or state.fingerprints.get(r.run_id) != fingerprints[r.run_id]
+        if r.run_id in state.deleted_run_ids  # out of the table: restored before or after
+        or state.fingerprints.get(r.run_id) != fingerprints[r.run_id]
     )
     open_ids = _open(pulled)
     watermark = _latest(pulled, state.watermark_ms)

@@ -215,3 +215,46 @@ def test_a_restored_run_changed_while_pulled_is_where_mlflow_has_it(
     if change == "deleted":  # restored for good after the margin: read by id, as restored
         later = pull_changes(ListSource([kept, old]), "1", pull.next_state(), margin_ms=5)
         assert [r.run_id for r in later.runs] == ["old"] and not later.deleted_run_ids
+
+
+class RestoredAfterListing(ListSource):
+    """A `ListSource` where ``run_id`` is restored by a user right after the deleted runs
+    are listed, before the active runs are pulled."""
+
+    def __init__(self, active: Sequence[RunRecord], deleted: Sequence[RunRecord], run_id: str):
+        super().__init__(active, deleted)
+        self.run_id = run_id
+
+    def iter_runs(
+        self, experiment_ids: Any, *, run_view_type: str = "ACTIVE_ONLY", **_: Any
+    ) -> Iterator[RunRecord]:
+        if run_view_type != "DELETED_ONLY":
+            return iter(self.active)
+        listed = list(self.deleted)
+        run = next(r for r in self.deleted if r.run_id == self.run_id)
+        self.deleted.remove(run)
+        self.active.append(run)
+        return iter(listed)
+
+
+@pytest.mark.parametrize("refresh", ["full", "incremental"])
+def test_a_run_restored_after_the_listing_and_deleted_again_leaves_the_table(
+    refresh: str,
+) -> None:
+    """Restored between the listing of the deleted runs and the pull, the run is pulled and
+    written: it must not be kept as deleted, or its next deletion would not be seen as new
+    and its row would stay in the table (the soak's tables then differ from MLflow's)."""
+    kept, back = _record("kept", 100, 110), _record("back", 95, 108)  # in the margin
+    racing = RestoredAfterListing([kept], [back], "back")
+    if refresh == "full":
+        pull = pull_all(racing, "1", margin_ms=5)
+        assert sorted(r.run_id for r in pull.runs) == ["back", "kept"]
+    else:
+        state = pull_all(ListSource([kept], [back]), "1", margin_ms=5).next_state()
+        assert state.deleted_run_ids == {"back"}
+        pull = pull_changes(racing, "1", state, margin_ms=5)
+        assert [r.run_id for r in pull.runs] == ["back"]  # out of the table until now
+    assert pull.deleted_run_ids == frozenset()
+    deleted_again = ListSource([kept], [back])
+    later = pull_changes(deleted_again, "1", pull.next_state(), margin_ms=5)
+    assert later.newly_deleted == {"back"} and later.deleted_run_ids == {"back"}
