@@ -221,7 +221,7 @@ class TableBuilder:
     ) -> None:
         """Write the tables in order, up to ``writers`` at once; flush big batches."""
         for index, plan in enumerate(plans):
-            if self._stop_requested:
+            if self._stop_requested or self._watch.lost:  # lost: each would wait it out
                 break
             writes.submit(self._write_one, plan, pulls.take(index), batch)
             writes.finish(keep=self.writers - 1)
@@ -267,8 +267,8 @@ class TableBuilder:
     def _flush(self, batch: SideBatch, results: list[ExperimentResult]) -> bool:
         """`SideWriter.flush`, or nothing once the metastore is lost; True if written."""
         error = None if self._watch.lost else self.writer.flush(batch, results)
-        if error is not None and self._watch.saw(error):
-            self._stop_requested = True
+        if error is not None:
+            self._watch.saw(error)  # lost: no table is started after it
         batch.clear()
         return error is None and not self._watch.lost
 
@@ -377,8 +377,7 @@ class TableBuilder:
             )
             if not isinstance(e, MlflowFunError):
                 logger.debug("traceback", exc_info=True)
-            if self._watch.saw(e):  # each next table would wait through Hive's retries
-                self._stop_requested = True
+            self._watch.saw(e)  # lost: no table is started after it
             error, run_count, column_count = one_line(e), 0, 0
         seconds = time.monotonic() - started
         if error is None:
