@@ -162,3 +162,14 @@ def java_causes(error: BaseException) -> list[Any]:
     except Exception:  # the JVM is gone: nothing to tell
         return []
     return causes
+
+
+def java_root_line(error: BaseException) -> str | None:
+    """``"<class>: <message>"``, first line, of the deepest Java cause of a Spark error
+    raised through Py4J (it names the disk or the connection where the first line often
+    does not); None for any other error, or where the JVM no longer answers."""
+    causes = java_causes(error)
+    try:
+        return str(causes[-1].toString()).splitlines()[0] if causes else None
+    except Exception:  # the JVM is gone
+        return None

@@ -25,7 +25,7 @@ from mlflow_fun.cli.maintain import maintain
 from mlflow_fun.cli.options import CONTEXT_SETTINGS, LOG_LEVELS, conf_option, dashed_option
 from mlflow_fun.cli.serve import serve
 from mlflow_fun.cli.sql import sql
-from mlflow_fun.errors import MlflowFunError, UsageError, java_causes
+from mlflow_fun.errors import MlflowFunError, UsageError, java_root_line
 from mlflow_fun.load.delta_files import delta_rs_errors
 from mlflow_fun.session import finish_sessions
 
@@ -107,11 +107,7 @@ def _spark_reason(error: Exception) -> str:
     """The first line of a Spark error, and of its deepest Java cause if the JVM still
     answers (the cause names the disk or the connection; the first line often does not)."""
     first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    try:
-        causes = java_causes(error)
-        deepest = str(causes[-1].toString()).splitlines()[0] if causes else ""
-    except Exception:  # the JVM is gone: the first line is all there is
-        deepest = ""
+    deepest = java_root_line(error) or ""
     return f"{first}; cause: {deepest}" if deepest and deepest not in first else first
 
 

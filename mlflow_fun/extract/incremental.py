@@ -152,8 +152,10 @@ def pull_all(
     Args:
         active_runs: Pulls the active runs (e.g. a `TwoEndedPull`); by default
             ``source.iter_runs``. Called after the deleted runs are listed, so a run
-            deleted in between is in neither list (the next refresh sees it deleted),
-            and one restored in between in both: it is written, not kept as deleted.
+            deleted in between is in neither list (the next refresh sees it deleted).
+            One in both (restored in between; or pulled by a two-ended pull's helper
+            that started before the listing, then deleted) is written and not kept as
+            deleted: the next refresh sees a deletion of it as new.
     """
     listed = _ids(source.iter_runs(experiment_id, run_view_type="DELETED_ONLY"))
     runs = tuple(active_runs() if active_runs else source.iter_runs(experiment_id))
@@ -208,7 +210,7 @@ def pull_changes(
     changed = tuple(
         r
         for r in fresh
-        if r.run_id in state.deleted_run_ids  # out of the table: restored before or after
+        if r.run_id in state.deleted_run_ids  # held as deleted: write it whenever it is back
         or state.fingerprints.get(r.run_id) != fingerprints[r.run_id]
     )
     open_ids = _open(pulled)

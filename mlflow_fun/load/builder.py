@@ -110,7 +110,7 @@ class TableBuilder:
         self.with_history = with_history
         self.margin_ms = margin_minutes * 60_000
         self._stop_requested = False
-        self._watch = MetastoreWatch()  # one per build: a lost metastore stops it
+        self._watch = MetastoreWatch()  # a new one per build: a lost metastore stops it
         self._batch_lock = threading.Lock()  # writers add their rows to one batch
         self._state_lock = threading.Lock()  # one MERGE into mlflow_state at a time
         self.spark = spark
@@ -130,6 +130,8 @@ class TableBuilder:
 
         Raises:
             ExperimentNotFoundError: An id does not exist (checked before any write).
+            MetastoreUnreachableError: The metastore stopped answering (`MetastoreWatch`):
+                no table was started after, and the steps that need it were not tried.
         """
         return self.build_experiments(resolve_experiments(self.source, experiment_ids))
 
@@ -177,8 +179,11 @@ class TableBuilder:
             ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="pull") as pool,
             ThreadPoolExecutor(max_workers=self.writers, thread_name_prefix="write") as writers,
         ):
+            written = 0  # tables, counted before failed side rows may fail some
 
             def done(result: ExperimentResult) -> None:
+                nonlocal written
+                written += result.status == "ok"
                 results.append(result)
                 bar.update(1)
 
@@ -192,14 +197,13 @@ class TableBuilder:
             )
             writes = OrderedWrites(writers, done)
             batch = SideBatch()
-            tables_done, written = False, 0
+            tables_done = False
             try:
                 self._write_tables(plans, pulls, writes, results, batch)
                 tables_done = True
             finally:
                 pulls.cancel()
                 writes.finish()
-                written = len(ok_ids(results))  # before failed side rows fail some
                 self.writer.stop_reading_ahead()
                 self._shared.clear()
                 self._finish(pool, experiments, results, batch, tables_done, after_tables)
@@ -208,7 +212,7 @@ class TableBuilder:
             logger.warning("stopped before %d experiment(s); their tables are unchanged", skipped)
         if self._watch.lost:
             tables = f"{written} of {len(experiments)} table(s) written"
-            raise self._watch.error(f"{tables}, their runs rows and states and the status not")
+            raise self._watch.error(f"{tables}, the steps after them stopped there")
         return BuildResult(tuple(results), time.monotonic() - started, skipped)
 
     def _write_tables(
@@ -243,6 +247,7 @@ class TableBuilder:
 
         Without ``tables_done`` (an error is on its way up) the rows and states of the
         tables written so far and the status rows are still written; the rest is not.
+        Once the metastore is lost (`MetastoreWatch`), no step that needs it is tried.
         """
         side = views = None
         if tables_done and not self._watch.lost:
@@ -257,20 +262,25 @@ class TableBuilder:
                     logger.warning("analyst views not created: writing the runs rows failed")
             if not self._watch.lost:  # else each call would wait through Hive's retries
                 uri = self.source.tracking_uri
-                self.writer.append_status([status_row(r, uri) for r in results])
+                with self._watch.keeping():
+                    self.writer.append_status([status_row(r, uri) for r in results])
         finally:
             if side is not None:
-                self._watch.wait(side)
+                with self._watch.keeping():
+                    side.result()
             if views is not None:
-                views.result()
+                with self._watch.keeping():
+                    views.result()
 
     def _flush(self, batch: SideBatch, results: list[ExperimentResult]) -> bool:
         """`SideWriter.flush`, or nothing once the metastore is lost; True if written."""
-        error = None if self._watch.lost else self.writer.flush(batch, results)
+        if self._watch.lost:
+            batch.clear()
+            return False
+        error = self.writer.flush(batch, results)
         if error is not None:
             self._watch.saw(error)  # lost: no table is started after it
-        batch.clear()
-        return error is None and not self._watch.lost
+        return error is None
 
     def stop(self) -> None:
         """Ask `build` to stop after the table it is writing (e.g. on SIGTERM)."""
@@ -281,7 +291,7 @@ class TableBuilder:
         if not self._shared.enabled:
             return
         for _ in range(self.parallelism - 1):
-            pool.submit(self._shared.assist, lambda: self._stop_requested)
+            pool.submit(self._shared.assist, lambda: self._stop_requested or self._watch.lost)
 
     def _prepare(
         self,
@@ -379,19 +389,5 @@ class TableBuilder:
                 logger.debug("traceback", exc_info=True)
             self._watch.saw(e)  # lost: no table is started after it
             error, run_count, column_count = one_line(e), 0, 0
-        seconds = time.monotonic() - started
-        if error is None:
-            logger.info(
-                "table written experiment_id=%s table=%s mode=%s runs=%d pulled=%d columns=%d "
-                "seconds=%.2f",
-                experiment.experiment_id,
-                name,
-                mode,
-                run_count,
-                runs_pulled,
-                column_count,
-                seconds,
-            )
-        return finished(
-            experiment, name, mode, (run_count, column_count, runs_pulled), seconds, error
-        )
+        counts = (run_count, column_count, runs_pulled)
+        return finished(experiment, name, mode, counts, time.monotonic() - started, error)

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from mlflow_fun.config import JobConfig, check_env_references
-from mlflow_fun.errors import ConfigError, JobFailedError, JobStoppedError, java_causes, one_line
+from mlflow_fun.errors import ConfigError, JobFailedError, JobStoppedError, java_root_line, one_line
 from mlflow_fun.extract.client_models import read_logged_models_with_client
 from mlflow_fun.extract.logged_models import read_logged_models
 from mlflow_fun.extract.mlflow_client import MlflowClientSource
@@ -262,12 +262,9 @@ def _load_logged_models(
 
 
 def _root_cause(error: BaseException) -> str:
-    """`one_line` of ``error``; for an error of Spark's JVM, its root cause's first line
-    (Py4J's own first line names only the Java call that failed)."""
-    # pyspark's own errors (``_origin``) say it in their first line; Py4J's do not
-    causes = java_causes(error) if getattr(error, "java_exception", None) is not None else []
-    if not causes:
-        return one_line(error)
-    java = causes[-1]
-    message = str(java.getMessage() or "").strip()
-    return f"{java.getClass().getSimpleName()}: {message.splitlines()[0] if message else ''}"
+    """`one_line` of ``error``; for an error Py4J raises, its deepest Java cause's first
+    line (Py4J's own first line names only the Java call that failed; pyspark's own errors
+    say it in their first line)."""
+    py4j = getattr(error, "java_exception", None) is not None
+    deepest = java_root_line(error) if py4j else None
+    return deepest or one_line(error)

@@ -27,13 +27,12 @@ import contextlib
 import logging
 import threading
 from collections.abc import Iterator
-from concurrent.futures import Future
-from typing import Any
 
 from mlflow_fun.errors import MetastoreUnreachableError, java_causes
 
 logger = logging.getLogger(__name__)
 
+THRIFT = "org.apache.thrift.transport.TTransportException"  # a remote metastore's transport
 # A Java exception under a metastore call that means "no connection": the network's, a
 # connection pool's, a JDBC driver's, and a remote (Thrift) metastore's transport.
 CONNECTION_ERRORS = frozenset(
@@ -45,18 +44,20 @@ CONNECTION_ERRORS = frozenset(
         "java.sql.SQLTransientConnectionException",  # HikariCP: "Connection is not available"
         "java.sql.SQLNonTransientConnectionException",
         "com.mysql.cj.jdbc.exceptions.CommunicationsException",
-        "org.apache.thrift.transport.TTransportException",
+        THRIFT,
     }
 )
-# Packages of the metastore's own classes: a connection error under one of them is the
-# metastore's, not a storage's or a tracking server's.
-METASTORE_PACKAGES = ("org.apache.hadoop.hive.", "javax.jdo.", "org.datanucleus.")
+# Packages of the metastore's own classes (its server, its object store): a connection
+# error below one of them is the metastore's. Not Hive's query layer (`hive.ql`), which
+# wraps a storage's errors too.
+METASTORE_PACKAGES = ("org.apache.hadoop.hive.metastore.", "javax.jdo.", "org.datanucleus.")
 
 
 def unreachable_cause(error: BaseException) -> str | None:
-    """``"<class>: <message>"`` of the deepest connection error under a metastore error in
-    ``error``'s Java cause chain (a Spark error raised through Py4J); None where there is
-    none, or where the JVM no longer answers.
+    """``"<class>: <message>"`` of the deepest connection error below one of the
+    metastore's classes (or a Thrift transport's error: only the metastore's client speaks
+    Thrift in the driver) in ``error``'s Java cause chain (a Spark error raised through
+    Py4J); None where there is none, or where the JVM no longer answers.
 
     Example:
         >>> unreachable_cause(analysis_exception_of_a_stopped_postgres_metastore)
@@ -66,13 +67,13 @@ def unreachable_cause(error: BaseException) -> str | None:
     try:
         for java in java_causes(error):
             name = str(java.getClass().getName())
-            metastore = metastore or name.startswith(METASTORE_PACKAGES)
-            if name in CONNECTION_ERRORS:  # the deepest one names the refusal
+            metastore = metastore or name.startswith(METASTORE_PACKAGES) or name == THRIFT
+            if metastore and name in CONNECTION_ERRORS:  # the deepest names the refusal
                 message = str(java.getMessage() or "").strip()
                 connection = f"{name}: {message.splitlines()[0]}" if message else name
     except Exception:  # the JVM is gone: nothing to tell
         return None
-    return connection if metastore else None
+    return connection
 
 
 class MetastoreWatch:
@@ -104,11 +105,12 @@ class MetastoreWatch:
                 )
         return True
 
-    def wait(self, future: Future[Any]) -> None:
-        """Wait for ``future``; a failure that says the metastore cannot be reached is kept
-        (`error` says it), any other is raised."""
+    @contextlib.contextmanager
+    def keeping(self) -> Iterator[None]:
+        """Keep a failure inside that says the metastore cannot be reached (`error` says
+        it, once, at the end of the build); raise any other."""
         try:
-            future.result()
+            yield
         except Exception as e:
             if not self.saw(e):
                 raise

@@ -50,9 +50,21 @@ def finished(
     seconds: float,
     error: str | None,
 ) -> ExperimentResult:
-    """The result of one experiment's table: written (``error`` None) or failed.
-    ``counts`` are its runs, columns and runs pulled."""
+    """The result of one experiment's table: written (``error`` None, logged as ``table
+    written``) or failed. ``counts`` are its runs, columns and runs pulled."""
     run_count, column_count, runs_pulled = counts
+    if error is None:
+        logger.info(
+            "table written experiment_id=%s table=%s mode=%s runs=%d pulled=%d columns=%d "
+            "seconds=%.2f",
+            experiment.experiment_id,
+            table,
+            mode,
+            run_count,
+            runs_pulled,
+            column_count,
+            seconds,
+        )
     return ExperimentResult(
         experiment.experiment_id,
         experiment.name,
