@@ -56,6 +56,22 @@ def describe_transport_error(error: Exception) -> str:
     return type(error).__name__
 
 
+def no_connection(error: BaseException | None) -> bool:
+    """True if ``error`` (a transport error of `TRANSIENT_ERRORS`) says that no connection
+    was made: refused, timed out while connecting, no such host. A smaller request cannot
+    help then, as it may when a connection made was dropped or timed out mid-answer."""
+    if isinstance(error, requests.exceptions.ConnectTimeout):
+        return True
+    if not isinstance(error, requests.ConnectionError) or isinstance(
+        error, requests.exceptions.ChunkedEncodingError
+    ):
+        return False
+    text = str(error)
+    return any(
+        sign in text for sign in ("Connection refused", "NewConnectionError", "NameResolutionError")
+    )
+
+
 def ssl_reason(error: Exception) -> str:
     """Why the TLS handshake failed, in a few words."""
     text = str(error)

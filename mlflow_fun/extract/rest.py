@@ -13,6 +13,7 @@ from mlflow_fun.errors import (
     TrackingServerError,
 )
 from mlflow_fun.extract.http import AJAX_PREFIX, MlflowHttpClient
+from mlflow_fun.extract.http_failures import no_connection
 from mlflow_fun.extract.source import (
     DEFAULT_PAGE_SIZE,
     EXPERIMENTS_PAGE_SIZE,
@@ -170,8 +171,10 @@ class RestSource(FilteredSearches):
                 # server take it (issue 8). Small pages keep the connection.
                 page = self.client.post("runs/search", body, close_connection=page_size >= 1_000)
                 return page, page_size
-            except ServerUnreachableError:
-                if page_size <= MIN_PAGE_SIZE:
+            except ServerUnreachableError as e:
+                # A smaller page helps a server that drops or stalls on a big one, not one
+                # that is gone (each halving would wait through the retries again).
+                if page_size <= MIN_PAGE_SIZE or no_connection(e.__cause__):
                     raise
                 page_size = max(MIN_PAGE_SIZE, page_size // 2)
                 logger.warning("page dropped; retrying with page_size=%d", page_size)

@@ -30,7 +30,7 @@ from mlflow_fun.extract.incremental import FULL, INCREMENTAL, RefreshState
 from mlflow_fun.extract.open import open_source
 from mlflow_fun.extract.source import DEFAULT_PAGE_SIZE, RunSource
 from mlflow_fun.extract.two_ended import TwoEndedPull, shared_pulls
-from mlflow_fun.load.metastore_watch import MetastoreWatch
+from mlflow_fun.load.losses import LossWatch
 from mlflow_fun.load.pipeline import OrderedWrites, ReadAhead
 from mlflow_fun.load.plan import (
     ExperimentPlan,
@@ -110,7 +110,7 @@ class TableBuilder:
         self.with_history = with_history
         self.margin_ms = margin_minutes * 60_000
         self._stop_requested = False
-        self._watch = MetastoreWatch()  # a new one per build: a lost metastore stops it
+        self._watch = LossWatch()  # a new one per build: a lost metastore or source stops it
         self._batch_lock = threading.Lock()  # writers add their rows to one batch
         self._state_lock = threading.Lock()  # one MERGE into mlflow_state at a time
         self.spark = spark
@@ -130,8 +130,10 @@ class TableBuilder:
 
         Raises:
             ExperimentNotFoundError: An id does not exist (checked before any write).
-            MetastoreUnreachableError: The metastore stopped answering (`MetastoreWatch`):
-                no table was started after, and the steps that need it were not tried.
+            MetastoreUnreachableError: The metastore stopped answering (`LossWatch`): no
+                table was started after, and the steps that need it were not tried.
+            ServerUnreachableError, DatabaseUnavailableError: The source stopped
+                answering: no table was started after.
         """
         return self.build_experiments(resolve_experiments(self.source, experiment_ids))
 
@@ -159,7 +161,7 @@ class TableBuilder:
                 the status rows are written.
         """
         started = time.monotonic()
-        self._watch = MetastoreWatch()
+        self._watch = LossWatch()
         with self._watch.raising("nothing written"):
             self.writer.create_database()
             present = self.writer.table_names()  # one metastore call, not one per experiment
@@ -212,7 +214,12 @@ class TableBuilder:
             logger.warning("stopped before %d experiment(s); their tables are unchanged", skipped)
         if self._watch.lost:
             tables = f"{written} of {len(experiments)} table(s) written"
-            raise self._watch.error(f"{tables}, the steps after them stopped there")
+            rest = (
+                "the steps after them stopped"
+                if self._watch.metastore_lost
+                else "the others unchanged"
+            )
+            raise self._watch.error(f"{tables}, {rest}")
         return BuildResult(tuple(results), time.monotonic() - started, skipped)
 
     def _write_tables(
@@ -247,10 +254,10 @@ class TableBuilder:
 
         Without ``tables_done`` (an error is on its way up) the rows and states of the
         tables written so far and the status rows are still written; the rest is not.
-        Once the metastore is lost (`MetastoreWatch`), no step that needs it is tried.
+        Once the metastore is lost (`LossWatch`), no step that needs it is tried.
         """
         side = views = None
-        if tables_done and not self._watch.lost:
+        if tables_done and not self._watch.metastore_lost:
             written = [e for e in experiments if e.experiment_id in ok_ids(results)]
             side = pool.submit(self.writer.upsert_experiments, written)
         try:
@@ -260,7 +267,7 @@ class TableBuilder:
                     views = pool.submit(after_tables)
                 else:  # they read `runs`: the next run creates them
                     logger.warning("analyst views not created: writing the runs rows failed")
-            if not self._watch.lost:  # else each call would wait through Hive's retries
+            if not self._watch.metastore_lost:  # else each would wait through the retries
                 uri = self.source.tracking_uri
                 with self._watch.keeping():
                     self.writer.append_status([status_row(r, uri) for r in results])
@@ -274,7 +281,7 @@ class TableBuilder:
 
     def _flush(self, batch: SideBatch, results: list[ExperimentResult]) -> bool:
         """`SideWriter.flush`, or nothing once the metastore is lost; True if written."""
-        if self._watch.lost:
+        if self._watch.metastore_lost:
             batch.clear()
             return False
         error = self.writer.flush(batch, results)

@@ -13,12 +13,32 @@ from typing import Any
 import pytest
 
 from mlflow_fun.config import JobConfig
+from mlflow_fun.errors import ServerUnreachableError
 from mlflow_fun.extract.local_server import LocalMlflowServer, free_port
 from mlflow_fun.load.job import run_job
 from tests.seed import load_seed_store
 
 RUNS = 6_000
 PAGE = 100  # 60 pages: the pull outlasts the first two by seconds
+
+
+def _served(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    runs: int,
+    experiments: int,
+    retries: tuple[str, str],
+) -> tuple[Any, LocalMlflowServer]:
+    """A seeded store served on a free port, and the client's retries (count, first
+    backoff) set for the job."""
+    seeded = load_seed_store().seed_store(
+        tmp_path / "store", runs=runs, experiments=experiments, best_runs=0
+    )
+    server = LocalMlflowServer(tmp_path / "store", port=free_port())
+    server.start()
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", retries[0])
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", retries[1])
+    return seeded, server
 
 
 def _searches(log: Path) -> int:
@@ -35,15 +55,11 @@ def _rows(spark: Any, table: str) -> list[tuple[Any, ...]]:
 def test_a_server_restarted_mid_pull(
     spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    seeded = load_seed_store().seed_store(tmp_path / "store", runs=RUNS, experiments=1, best_runs=0)
-    experiment_id = seeded.experiments[0].experiment_id
-    port = free_port()
-    first = LocalMlflowServer(tmp_path / "store", port=port)
-    first.start()
     # Two minutes of retries (1 s doubling, 30 s at most), MLflow's own settings, not the
     # tests' fast ones: a restart takes 5-15 s here.
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "8")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    seeded, first = _served(tmp_path, monkeypatch, RUNS, 1, retries=("8", "1"))
+    experiment_id = seeded.experiments[0].experiment_id
+    port = first.port
     config = JobConfig(
         database="restarted",
         experiment_ids=(experiment_id,),
@@ -83,3 +99,68 @@ def test_a_server_restarted_mid_pull(
         second.stop()
     table = f"exp_{experiment_id}"
     assert _rows(spark, f"restarted.{table}") == _rows(spark, f"restarted_clean.{table}")
+
+
+class _StopOnFirstTable(logging.Handler):
+    """Stops ``server`` when the job logs its first table written (in the writer's thread:
+    the pulls still to start then find it gone)."""
+
+    def __init__(self, server: LocalMlflowServer) -> None:
+        super().__init__(logging.INFO)
+        self.server, self.stopped = server, False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.stopped and record.getMessage().startswith("table written"):
+            self.stopped = True
+            self.server.stop()
+
+
+def test_a_server_gone_mid_job_stops_it_in_one_error(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No table is started once a pull finds the server gone (each would wait through the
+    client's retries, then halve its page and wait again); the tables written keep their
+    `runs` rows, and the next run completes every table."""
+    experiments = 8
+    seeded, server = _served(tmp_path, monkeypatch, 20 * experiments, experiments, ("1", "0.1"))
+    port = server.port
+    config = JobConfig(
+        database="gone",
+        tracking_uri=server.url,
+        parallelism=1,  # one pull at a time: the second experiment's finds the server gone
+        lock_file=str(tmp_path / "job.lock"),
+    )
+    stopper = _StopOnFirstTable(server)
+    logging.getLogger("mlflow_fun.load.results").addHandler(stopper)
+    try:
+        with (
+            caplog.at_level(logging.INFO, logger="mlflow_fun"),
+            pytest.raises(ServerUnreachableError) as caught,
+        ):
+            run_job(config, spark=spark, progress=False)
+    finally:
+        logging.getLogger("mlflow_fun.load.results").removeHandler(stopper)
+        server.stop()
+    lines = caplog.messages
+    written = sum(line.startswith("table written") for line in lines)
+    failed = sum(line.startswith("experiment failed") for line in lines)
+    skipped = experiments + 1 - written - failed  # and MLflow's Default experiment
+    assert stopper.stopped and written >= 1 and 1 <= failed <= 2 and skipped >= 1, lines
+    assert f"stopped before {skipped} experiment(s); their tables are unchanged" in lines
+    assert lines.count("source unreachable: no more tables are started") == 1
+    assert not any("page dropped" in line for line in lines)  # refused: no smaller page
+    assert str(caught.value).startswith(f"cannot reach the tracking server at {server.url} ")
+    assert f"; {written} of {experiments + 1} table(s) written, the others unchanged. " in str(
+        caught.value
+    )
+    runs = spark.sql("select experiment_id, count(*) as n from gone.runs group by 1").collect()
+    assert sorted(row.n for row in runs) == [20] * written  # the tables written are complete
+
+    again = LocalMlflowServer(tmp_path / "store", port=port)
+    again.start()
+    try:
+        result = run_job(config, spark=spark, progress=False)
+    finally:
+        again.stop()
+    assert (len(result.results), result.failed) == (experiments + 1, {})
+    assert result.run_count == 20 * experiments == seeded.run_count

@@ -1,19 +1,24 @@
-"""Notice that the metastore stopped answering, and stop asking it.
+"""Notice that the metastore or the run source stopped answering, and stop asking it.
 
 Hive's metastore client tries every call again before it gives up
 (``hive.hmshandler.retry.attempts`` tries, ``hive.hmshandler.retry.interval`` apart, each
 waiting for a pooled connection; 10 tries 2 s apart by default). Against a metastore that
 is down, every later call pays that again: a first build registers each new table, so a
 build of 6 experiments whose metastore stopped after the first table took 128 s to fail,
-about 20 s a table with 3 tries 1 s apart (the job of 20 experiments, 505 s).
+about 20 s a table with 3 tries 1 s apart (the job of 20 experiments, 505 s). The same
+holds for the tracking server: each experiment still to pull waited through the HTTP
+client's retries (a job of 20 experiments whose server stopped after the first table
+took 157 s to fail).
 
-A `MetastoreWatch` is shown the build's failures. Once one says that no connection to
-the metastore could be made (`unreachable_cause`), the build starts no more tables (the
-ones being written finish, as on SIGTERM), skips the later steps that need the metastore,
-and raises `MetastoreUnreachableError`: one line, exit code 1.
+A `LossWatch` is shown the build's failures. Once one says that no connection to the
+metastore could be made (`unreachable_cause`), or that the source cannot be reached after
+its own retries (`source_gone`), the build starts no more tables (the ones being written
+finish, as on SIGTERM) and raises `LossWatch.error`: one line, exit code 1. A lost
+metastore also skips the later steps that need it; with the source lost, the tables
+written still get their rows of ``runs``, their states and status rows.
 
 Example:
-    >>> watch = MetastoreWatch()
+    >>> watch = LossWatch()
     >>> try:
     ...     spark.catalog.tableExists("mlflow_metrics.runs")
     ... except Exception as e:
@@ -28,7 +33,14 @@ import logging
 import threading
 from collections.abc import Iterator
 
-from mlflow_fun.errors import MetastoreUnreachableError, java_causes
+from mlflow_fun.errors import (
+    DatabaseUnavailableError,
+    MetastoreUnreachableError,
+    MlflowFunError,
+    ServerUnreachableError,
+    java_causes,
+)
+from mlflow_fun.extract.http_failures import no_connection
 
 logger = logging.getLogger(__name__)
 
@@ -76,39 +88,62 @@ def unreachable_cause(error: BaseException) -> str | None:
     return connection
 
 
-class MetastoreWatch:
-    """The first failure of one build that says the metastore cannot be reached (shared by
-    the build's threads)."""
+def source_gone(error: BaseException) -> bool:
+    """True if ``error`` says that the run source cannot be reached after its own retries:
+    the tracking server refused the connection or its host is unknown (not an answer
+    dropped or late, which one experiment's size may cause), or MLflow's database is not
+    back."""
+    if isinstance(error, ServerUnreachableError):
+        return no_connection(error.__cause__)
+    return isinstance(error, DatabaseUnavailableError)
+
+
+class LossWatch:
+    """The first failure of one build that says the metastore, or the source, cannot be
+    reached (shared by the build's threads)."""
 
     def __init__(self) -> None:
-        self._cause: str | None = None
+        self._metastore: str | None = None  # the connection error's line
+        self._source: MlflowFunError | None = None
         self._lock = threading.Lock()
 
     @property
     def lost(self) -> bool:
+        """True once a failure said that the metastore or the source cannot be reached."""
+        return self._metastore is not None or self._source is not None
+
+    @property
+    def metastore_lost(self) -> bool:
         """True once a failure said that the metastore cannot be reached."""
-        return self._cause is not None
+        return self._metastore is not None
 
     def saw(self, error: BaseException) -> bool:
-        """True if ``error`` says that the metastore cannot be reached; the first such
-        failure is kept (and logged once) for `error`."""
+        """True if ``error`` says that the metastore or the source cannot be reached; the
+        first such failure is kept (and logged once) for `error`."""
         cause = unreachable_cause(error)
-        if cause is None:
+        gone = cause is None and source_gone(error)
+        if cause is None and not gone:
             return False
         with self._lock:
-            if self._cause is None:
-                self._cause = cause
+            if self.lost:
+                return True
+            if cause is not None:
+                self._metastore = cause
                 logger.error(
                     "metastore unreachable cause=%s: no more tables are started, and the "
                     "steps after the tables that need the metastore are skipped",
                     cause,
                 )
+            else:
+                assert isinstance(error, MlflowFunError)
+                self._source = error
+                logger.error("source unreachable: no more tables are started")
         return True
 
     @contextlib.contextmanager
     def keeping(self) -> Iterator[None]:
-        """Keep a failure inside that says the metastore cannot be reached (`error` says
-        it, once, at the end of the build); raise any other."""
+        """Keep a failure inside that says the metastore or the source cannot be reached
+        (`error` says it, once, at the end of the build); raise any other."""
         try:
             yield
         except Exception as e:
@@ -117,7 +152,8 @@ class MetastoreWatch:
 
     @contextlib.contextmanager
     def raising(self, done: str) -> Iterator[None]:
-        """Turn a failure inside that says the metastore cannot be reached into `error`."""
+        """Turn a failure inside that says the metastore or the source cannot be reached
+        into `error`."""
         try:
             yield
         except Exception as e:
@@ -125,12 +161,20 @@ class MetastoreWatch:
                 raise self.error(done) from e
             raise
 
-    def error(self, done: str) -> MetastoreUnreachableError:
-        """The error a build raises once the metastore was lost; ``done`` says what it
-        wrote (e.g. ``"nothing written"``)."""
+    def error(self, done: str) -> MlflowFunError:
+        """The error a build raises once the metastore or the source was lost; ``done``
+        says what it wrote (e.g. ``"nothing written"``)."""
+        if self._source is not None:
+            message = (
+                f"{self._source}; {done}. Run the job again once it answers: each table is "
+                "as before or written whole"
+            )
+            if isinstance(self._source, ServerUnreachableError):
+                return ServerUnreachableError(message, endpoint=self._source.endpoint)
+            return DatabaseUnavailableError(message)
         return MetastoreUnreachableError(
-            f"the metastore did not answer ({self._cause}); {done}. Start the metastore (or "
-            "fix its address in the Spark settings) and run the job again: each table is "
-            "as before or written whole, and the next run pulls again what this one did "
+            f"the metastore did not answer ({self._metastore}); {done}. Start the metastore "
+            "(or fix its address in the Spark settings) and run the job again: each table "
+            "is as before or written whole, and the next run pulls again what this one did "
             "not record"
         )

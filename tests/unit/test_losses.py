@@ -1,5 +1,6 @@
-"""`unreachable_cause` and `MetastoreWatch` over Java cause chains of the shapes Spark
-raises through Py4J (recorded from a build whose PostgreSQL metastore was stopped)."""
+"""`unreachable_cause`, `source_gone` and `LossWatch`: Java cause chains of the shapes
+Spark raises through Py4J (recorded from a build whose PostgreSQL metastore was
+stopped), and the errors of a tracking server or database that stopped answering."""
 
 from __future__ import annotations
 
@@ -8,9 +9,16 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 import pytest
+import requests
 
-from mlflow_fun.errors import MetastoreUnreachableError
-from mlflow_fun.load.metastore_watch import MetastoreWatch, unreachable_cause
+from mlflow_fun.errors import (
+    DatabaseUnavailableError,
+    MetastoreUnreachableError,
+    ServerUnreachableError,
+)
+from mlflow_fun.extract.http import MlflowHttpClient, RetrySettings
+from mlflow_fun.extract.local_server import free_port
+from mlflow_fun.load.losses import LossWatch, source_gone, unreachable_cause
 
 
 @dataclass
@@ -107,7 +115,7 @@ def test_a_remote_metastore_gone_is_its_transport_error() -> None:
 def test_other_failures_are_not_a_lost_metastore(java: JavaError | None) -> None:
     error = SparkError(java) if java is not None else ValueError("bad value")
     assert unreachable_cause(error) is None
-    watch = MetastoreWatch()
+    watch = LossWatch()
     assert watch.saw(error) is False
     assert watch.lost is False
 
@@ -124,12 +132,12 @@ def test_a_jvm_that_no_longer_answers_tells_nothing() -> None:
 
 
 def test_the_watch_keeps_the_first_loss_and_says_it_once(caplog: pytest.LogCaptureFixture) -> None:
-    watch = MetastoreWatch()
+    watch = LossWatch()
     first = SparkError(STOPPED_POSTGRES)
     later = SparkError(
         chain(("javax.jdo.JDOException", "x"), ("java.net.NoRouteToHostException", "no route"))
     )
-    with caplog.at_level(logging.ERROR, logger="mlflow_fun.load.metastore_watch"):
+    with caplog.at_level(logging.ERROR, logger="mlflow_fun.load.losses"):
         assert watch.saw(first) and watch.saw(later)
     assert watch.lost
     assert [r.getMessage().split(":")[0] for r in caplog.records] == [
@@ -143,7 +151,7 @@ def test_the_watch_keeps_the_first_loss_and_says_it_once(caplog: pytest.LogCaptu
 
 
 def test_keeping_keeps_a_loss_and_raises_anything_else() -> None:
-    watch = MetastoreWatch()
+    watch = LossWatch()
     lost: Future[None] = Future()
     lost.set_exception(SparkError(STOPPED_POSTGRES))
     with watch.keeping():
@@ -156,11 +164,47 @@ def test_keeping_keeps_a_loss_and_raises_anything_else() -> None:
 
 
 def test_raising_turns_a_loss_into_one_error_and_lets_others_through() -> None:
-    watch = MetastoreWatch()
+    watch = LossWatch()
     loss = pytest.raises(
         MetastoreUnreachableError, match=r"Connection refused\); nothing written\."
     )
     with loss, watch.raising("nothing written"):
         raise SparkError(STOPPED_POSTGRES)
-    with pytest.raises(KeyError), MetastoreWatch().raising("nothing written"):
+    with pytest.raises(KeyError), LossWatch().raising("nothing written"):
         raise KeyError("exp_1")
+
+
+def _refused() -> ServerUnreachableError:
+    """The client's error for a server that is not there, after its retries."""
+    client = MlflowHttpClient(
+        f"http://127.0.0.1:{free_port()}",
+        retry=RetrySettings(max_retries=0, backoff_factor=0.01, backoff_jitter=0),
+    )
+    with pytest.raises(ServerUnreachableError) as caught:
+        client.post("runs/search", {})
+    return caught.value
+
+
+def test_a_source_gone_stops_the_build_but_not_the_metastores_steps(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    refused = _refused()
+    dropped = ServerUnreachableError("the connection was dropped", endpoint="runs/search")
+    dropped.__cause__ = requests.ConnectionError("('Connection aborted.', RemoteDisconnected())")
+    assert source_gone(refused) and source_gone(DatabaseUnavailableError("not back"))
+    assert not source_gone(dropped)  # one experiment's big page may do that: not a loss
+    watch = LossWatch()
+    with caplog.at_level(logging.ERROR, logger="mlflow_fun.load.losses"):
+        assert not watch.saw(dropped)
+        assert watch.saw(refused) and watch.saw(SparkError(STOPPED_POSTGRES))
+    assert (watch.lost, watch.metastore_lost) == (True, False)  # the first loss is kept
+    assert caplog.messages == ["source unreachable: no more tables are started"]
+    error = watch.error("3 of 9 table(s) written, the others unchanged")
+    assert isinstance(error, ServerUnreachableError) and error.endpoint == "runs/search"
+    assert str(error) == (
+        f"{refused}; 3 of 9 table(s) written, the others unchanged. Run the job again once "
+        "it answers: each table is as before or written whole"
+    )
+    database = LossWatch()
+    assert database.saw(DatabaseUnavailableError("MLflow's database is not back"))
+    assert type(database.error("nothing written")) is DatabaseUnavailableError
