@@ -129,7 +129,16 @@ class DatabaseError(MlflowFunError):
 
 class DatabaseUnavailableError(DatabaseError):
     """The database went away or is not back yet (a restart, a dropped connection): a read
-    may be tried again."""
+    may be tried again.
+
+    Attributes:
+        no_connection: No connection could be made (refused, not accepting yet), as
+            opposed to one dropped or timed out mid-read.
+    """
+
+    def __init__(self, message: str, *, no_connection: bool = False) -> None:
+        super().__init__(message)
+        self.no_connection = no_connection
 
 
 def one_line(error: BaseException) -> str:

@@ -57,10 +57,12 @@ def describe_transport_error(error: Exception) -> str:
 
 
 def no_connection(error: BaseException | None) -> bool:
-    """True if ``error`` (a transport error of `TRANSIENT_ERRORS`) says that no connection
-    was made: refused, timed out while connecting, no such host. A smaller request cannot
-    help then, as it may when a connection made was dropped or timed out mid-answer."""
-    if isinstance(error, requests.exceptions.ConnectTimeout):
+    """True if ``error`` (a transport error) says that no usable connection was made:
+    refused, timed out while connecting, no such host, TLS refused. A smaller request
+    cannot help then, as it may when a connection made was dropped or timed out
+    mid-answer. (Behind a proxy, a server that is gone answers as the proxy's error: not
+    told apart.)"""
+    if isinstance(error, (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError)):
         return True
     if not isinstance(error, requests.ConnectionError) or isinstance(
         error, requests.exceptions.ChunkedEncodingError

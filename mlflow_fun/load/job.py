@@ -88,6 +88,9 @@ def run_job(
         JobFailedError: Some experiments failed; the others were written.
         JobStoppedError: ``stop_on_sigterm`` and a SIGTERM came: the table being written
             was finished, the remaining experiments were skipped.
+        MetastoreUnreachableError, ServerUnreachableError, DatabaseUnavailableError:
+            The metastore or the source stopped answering mid-build (`LossWatch`): no
+            table was started after; the message says how many were written.
     """
     if config.data_dir is not None:
         check_data_dir(config.data_dir)

@@ -90,12 +90,13 @@ def unreachable_cause(error: BaseException) -> str | None:
 
 def source_gone(error: BaseException) -> bool:
     """True if ``error`` says that the run source cannot be reached after its own retries:
-    the tracking server refused the connection or its host is unknown (not an answer
-    dropped or late, which one experiment's size may cause), or MLflow's database is not
-    back."""
+    the tracking server (REST) refused the connection or its host is unknown, or MLflow's
+    database (``--source db``) took no connection; not an answer dropped or late, which
+    one experiment's size may cause. (MLflow's client, the source of other tracking URIs,
+    says neither: its failures stay each experiment's.)"""
     if isinstance(error, ServerUnreachableError):
         return no_connection(error.__cause__)
-    return isinstance(error, DatabaseUnavailableError)
+    return isinstance(error, DatabaseUnavailableError) and error.no_connection
 
 
 class LossWatch:
@@ -124,17 +125,15 @@ class LossWatch:
         gone = cause is None and source_gone(error)
         if cause is None and not gone:
             return False
-        with self._lock:
-            if self.lost:
-                return True
-            if cause is not None:
+        with self._lock:  # each kind kept once: a lost metastore also skips steps
+            if cause is not None and self._metastore is None:
                 self._metastore = cause
                 logger.error(
                     "metastore unreachable cause=%s: no more tables are started, and the "
                     "steps after the tables that need the metastore are skipped",
                     cause,
                 )
-            else:
+            elif gone and self._source is None:
                 assert isinstance(error, MlflowFunError)
                 self._source = error
                 logger.error("source unreachable: no more tables are started")
@@ -162,16 +161,16 @@ class LossWatch:
             raise
 
     def error(self, done: str) -> MlflowFunError:
-        """The error a build raises once the metastore or the source was lost; ``done``
-        says what it wrote (e.g. ``"nothing written"``)."""
-        if self._source is not None:
+        """The error a build raises once the metastore or the source was lost (the
+        metastore's if both); ``done`` says what it wrote (e.g. ``"nothing written"``)."""
+        if self._source is not None and self._metastore is None:
             message = (
                 f"{self._source}; {done}. Run the job again once it answers: each table is "
                 "as before or written whole"
             )
             if isinstance(self._source, ServerUnreachableError):
                 return ServerUnreachableError(message, endpoint=self._source.endpoint)
-            return DatabaseUnavailableError(message)
+            return DatabaseUnavailableError(message, no_connection=True)
         return MetastoreUnreachableError(
             f"the metastore did not answer ({self._metastore}); {done}. Start the metastore "
             "(or fix its address in the Spark settings) and run the job again: each table "

@@ -55,20 +55,32 @@ def test_other_database_errors_are_not_retried() -> None:
 
 
 @pytest.mark.parametrize(
-    ("message", "connecting", "unavailable"),
+    ("message", "connecting", "unavailable", "no_connection"),
     [
-        ("database is locked", False, True),
-        ("no such table: runs", False, False),
-        ("unable to open database file", True, False),
-        ("connection refused", True, True),
+        ("database is locked", False, True, False),
+        ("no such table: runs", False, False, False),
+        ("unable to open database file", True, False, False),
+        ("connection refused", True, True, True),
+        ("the database system is starting up", False, True, True),
+        ("lost connection to server during query", False, True, False),
     ],
 )
 def test_which_driver_errors_mean_unavailable(
-    message: str, connecting: bool, unavailable: bool
+    message: str, connecting: bool, unavailable: bool, no_connection: bool
 ) -> None:
     engine = sa.create_engine("sqlite://")
     error = database_error(
         sqlite3.OperationalError(message), engine, "query on database", connecting=connecting
     )
     assert isinstance(error, DatabaseUnavailableError) is unavailable
+    assert getattr(error, "no_connection", False) is no_connection
     assert str(error) == f"query on database sqlite://: {message}"
+
+
+def test_the_budget_keeps_whether_a_connection_was_made() -> None:
+    def read() -> str:
+        raise DatabaseUnavailableError("connection refused", no_connection=True)
+
+    with pytest.raises(DatabaseUnavailableError) as raised:
+        read_retried(read, SETTINGS, sleep=lambda _: None)
+    assert raised.value.no_connection

@@ -73,6 +73,10 @@ def test_a_connection_dropped_or_stalled_mid_answer_was_made(answer: bool) -> No
     assert not no_connection(None) and not no_connection(ValueError("not a transport error"))
 
 
+def test_a_refused_handshake_is_no_connection() -> None:
+    assert no_connection(requests.exceptions.SSLError("certificate verify failed"))
+
+
 def test_a_search_halves_its_page_for_a_dropping_server_not_for_a_gone_one(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

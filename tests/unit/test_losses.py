@@ -191,13 +191,13 @@ def test_a_source_gone_stops_the_build_but_not_the_metastores_steps(
     refused = _refused()
     dropped = ServerUnreachableError("the connection was dropped", endpoint="runs/search")
     dropped.__cause__ = requests.ConnectionError("('Connection aborted.', RemoteDisconnected())")
-    assert source_gone(refused) and source_gone(DatabaseUnavailableError("not back"))
+    assert source_gone(refused)
     assert not source_gone(dropped)  # one experiment's big page may do that: not a loss
     watch = LossWatch()
     with caplog.at_level(logging.ERROR, logger="mlflow_fun.load.losses"):
         assert not watch.saw(dropped)
-        assert watch.saw(refused) and watch.saw(SparkError(STOPPED_POSTGRES))
-    assert (watch.lost, watch.metastore_lost) == (True, False)  # the first loss is kept
+        assert watch.saw(refused) and watch.saw(_refused())
+    assert (watch.lost, watch.metastore_lost) == (True, False)
     assert caplog.messages == ["source unreachable: no more tables are started"]
     error = watch.error("3 of 9 table(s) written, the others unchanged")
     assert isinstance(error, ServerUnreachableError) and error.endpoint == "runs/search"
@@ -205,6 +205,19 @@ def test_a_source_gone_stops_the_build_but_not_the_metastores_steps(
         f"{refused}; 3 of 9 table(s) written, the others unchanged. Run the job again once "
         "it answers: each table is as before or written whole"
     )
-    database = LossWatch()
-    assert database.saw(DatabaseUnavailableError("MLflow's database is not back"))
-    assert type(database.error("nothing written")) is DatabaseUnavailableError
+
+
+def test_a_metastore_lost_after_the_source_still_skips_its_steps() -> None:
+    watch = LossWatch()
+    assert watch.saw(_refused()) and watch.saw(SparkError(STOPPED_POSTGRES))
+    assert (watch.lost, watch.metastore_lost) == (True, True)
+    assert isinstance(watch.error("1 of 9 table(s) written"), MetastoreUnreachableError)
+
+
+def test_a_database_that_took_no_connection_is_gone_one_dropped_mid_read_is_not() -> None:
+    assert not source_gone(DatabaseUnavailableError("server closed the connection"))
+    not_back = DatabaseUnavailableError("connection refused", no_connection=True)
+    watch = LossWatch()
+    assert source_gone(not_back) and watch.saw(not_back)
+    error = watch.error("nothing written")
+    assert type(error) is DatabaseUnavailableError and error.no_connection

@@ -60,7 +60,8 @@ def read_retried(
             if attempt >= settings.max_retries:
                 raise DatabaseUnavailableError(
                     f"{e} (tried {attempt + 1} times; MLFLOW_HTTP_REQUEST_MAX_RETRIES and "
-                    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR set how long to wait)"
+                    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR set how long to wait)",
+                    no_connection=e.no_connection,
                 ) from e
             wait = settings.backoff(attempt)
             attempt += 1

@@ -236,6 +236,15 @@ def _check_sqlite_file(url: URL) -> None:
 
 # Words of a driver's message that say the server is not there (yet): refused, restarting,
 # timed out. A wrong password or a missing table says none of them and is not retried.
+# Of those, the words of a server that took no connection (not one dropped mid-read).
+_NO_CONNECTION_WORDS = (
+    "connection refused",
+    "could not connect",
+    "can't connect",
+    "starting up",
+    "shutting down",
+    "not yet accepting connections",
+)
 _UNAVAILABLE_WORDS = (
     "connection refused",
     "could not connect",
@@ -310,7 +319,8 @@ def database_error(
     lowered = reason.lower()
     named = any(word in lowered for word in _UNAVAILABLE_WORDS)
     if dropped or (named and (connecting or isinstance(orig, dbapi.OperationalError))):
-        return DatabaseUnavailableError(message)
+        refused = any(word in lowered for word in _NO_CONNECTION_WORDS)
+        return DatabaseUnavailableError(message, no_connection=connecting or refused)
     return DatabaseError(message)
 
 
