@@ -234,9 +234,8 @@ def _check_sqlite_file(url: URL) -> None:
         )
 
 
-# Words of a driver's message that say the server is not there (yet): refused, restarting,
-# timed out. A wrong password or a missing table says none of them and is not retried.
-# Of those, the words of a server that took no connection (not one dropped mid-read).
+# Words of a driver's message that say the server took no connection: refused, not
+# accepting yet, restarting.
 _NO_CONNECTION_WORDS = (
     "connection refused",
     "could not connect",
@@ -245,14 +244,11 @@ _NO_CONNECTION_WORDS = (
     "shutting down",
     "not yet accepting connections",
 )
+# ... and those that say it is not there (yet) at all, also a connection dropped or timed
+# out mid-read. A wrong password or a missing table says none of them and is not retried.
 _UNAVAILABLE_WORDS = (
-    "connection refused",
-    "could not connect",
-    "can't connect",
+    *_NO_CONNECTION_WORDS,
     "lost connection",
-    "starting up",
-    "shutting down",
-    "not yet accepting connections",
     "timed out",
     "timeout expired",
     "database is locked",
