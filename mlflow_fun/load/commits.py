@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from mlflow_fun.catalog import local_delta_path, local_path
+from mlflow_fun.catalog import database_location, local_delta_path, local_path, table_exists
 from mlflow_fun.errors import TableWriteError
 from mlflow_fun.extract.incremental import RefreshState
 from mlflow_fun.load import delta_files
@@ -24,13 +24,7 @@ from mlflow_fun.load.catalog_entries import CatalogEntries
 from mlflow_fun.load.delta_files import conflict_errors
 from mlflow_fun.load.side_tables import experiments_dataframe, state_schema
 from mlflow_fun.model import Experiment
-from mlflow_fun.transform.naming import (
-    EXPERIMENTS_TABLE,
-    STATE_TABLE,
-    qualified_table,
-    quote_identifier,
-    sql_literal,
-)
+from mlflow_fun.transform.naming import EXPERIMENTS_TABLE, STATE_TABLE, qualified_table, sql_literal
 
 # delta, pyspark: the optional [spark] extras, imported inside the functions that use them.
 if TYPE_CHECKING:
@@ -50,7 +44,7 @@ def upsert_experiments(
     if not experiments:
         return
     df = experiments_dataframe(spark, experiments)
-    if spark.catalog.tableExists(f"{database}.{EXPERIMENTS_TABLE}"):
+    if table_exists(spark, database, EXPERIMENTS_TABLE):
         columns = [F.to_json(c).alias(c) if c == "tags" else F.col(c) for c in df.columns]
         stored = spark.table(qualified_table(database, EXPERIMENTS_TABLE)).select(*columns)
         if df.select(*columns).exceptAll(stored).isEmpty():
@@ -100,7 +94,7 @@ def upsert(
     """
     from delta.tables import DeltaTable
 
-    if not spark.catalog.tableExists(f"{database}.{table}"):
+    if not table_exists(spark, database, table):
         df.write.format("delta").saveAsTable(qualified_table(database, table))
         return
     condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
@@ -163,7 +157,7 @@ def insert_new(
     """Insert the rows of ``df`` that ``table`` does not hold yet (by ``keys``, NULL-safe)."""
     from delta.tables import DeltaTable
 
-    if not spark.catalog.tableExists(f"{database}.{table}"):
+    if not table_exists(spark, database, table):
         df.write.format("delta").saveAsTable(qualified_table(database, table))
         return
     condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
@@ -183,7 +177,7 @@ def delete_runs(spark: SparkSession, database: str, table: str, run_ids: Iterabl
     from pyspark.sql import functions as F
 
     ids = sorted(set(run_ids))
-    if not ids or not spark.catalog.tableExists(f"{database}.{table}"):
+    if not ids or not table_exists(spark, database, table):
         return
     delta_table = DeltaTable.forName(spark, qualified_table(database, table))
     committed(table, lambda: delta_table.delete(F.col("run_id").isin(ids)))
@@ -241,16 +235,9 @@ def delta_rs_path(location: str | None, schema: StructType | None = None) -> str
     return path if schema is None or delta_files.has_schema(path, schema) else None
 
 
-def database_location(spark: SparkSession, database: str) -> str:
-    """Where ``database`` keeps its tables (``DESCRIBE DATABASE``)."""
-    rows = spark.sql(f"DESCRIBE DATABASE {quote_identifier(database)}").collect()
-    info = {row[0]: row[1] for row in rows}
-    return str(info.get("Location") or info.get("Database Location"))
-
-
 def ensure_table(spark: SparkSession, database: str, table: str, schema: StructType) -> None:
     """Create ``table`` as an empty Delta table of ``schema`` unless it exists."""
-    if not spark.catalog.tableExists(f"{database}.{table}"):
+    if not table_exists(spark, database, table):
         spark.createDataFrame([], schema).write.format("delta").saveAsTable(
             qualified_table(database, table)
         )
@@ -261,7 +248,7 @@ def replace_experiments(
 ) -> None:
     """Replace every row of these experiments in ``table`` with ``df`` (one commit)."""
     qualified = qualified_table(database, table)
-    if not spark.catalog.tableExists(f"{database}.{table}"):
+    if not table_exists(spark, database, table):
         df.write.format("delta").saveAsTable(qualified)
         return
     literals = ", ".join(sql_literal(i) for i in experiment_ids)

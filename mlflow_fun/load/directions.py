@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from mlflow_fun.catalog import metastore_locations
+from mlflow_fun.catalog import metastore_locations, table_exists
 from mlflow_fun.config import read_yaml_mapping
 from mlflow_fun.errors import ConfigError
 from mlflow_fun.load import delta_files
@@ -152,7 +152,7 @@ def write_directions(spark: SparkSession, database: str, directions: Mapping[str
     qualified = qualified_table(database, DIRECTIONS_TABLE)
     schema = _directions_schema()
     table = delta_files.rows_table(sorted(directions.items()), schema)
-    if spark.catalog.tableExists(f"{database}.{DIRECTIONS_TABLE}"):
+    if table_exists(spark, database, DIRECTIONS_TABLE):
         found = metastore_locations(spark, database, DIRECTIONS_TABLE).get(DIRECTIONS_TABLE)
         path = delta_rs_path(found, schema)
         stored = (

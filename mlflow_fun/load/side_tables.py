@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mlflow_fun.catalog import table_exists
 from mlflow_fun.extract.incremental import Pull, RefreshState
 from mlflow_fun.model import Experiment, MetricPoint, RunRecord
 from mlflow_fun.transform.deletes import KeyValue, rewrite_reason
@@ -247,7 +248,7 @@ def history_table(experiment_id: str, points: Iterable[MetricPoint]) -> pa.Table
 
 def read_states(spark: SparkSession, database: str) -> dict[str, RefreshState]:
     """experiment id -> its stored state (empty when the state table does not exist)."""
-    if not spark.catalog.tableExists(f"{database}.{STATE_TABLE}"):
+    if not table_exists(spark, database, STATE_TABLE):
         return {}
     rows = spark.table(qualified_table(database, STATE_TABLE)).collect()
     return states_of(row.asDict() for row in rows)
@@ -314,7 +315,7 @@ def rewrite_for_deletes(
     gone = table_run_ids(spark, database, name, pull.newly_deleted)
     if not gone:
         return None
-    if not spark.catalog.tableExists(f"{database}.{RUNS_TABLE}"):
+    if not table_exists(spark, database, RUNS_TABLE):
         return f"{len(gone)} run(s) deleted, and no {RUNS_TABLE} table to read the others from"
     replaced = set(pull.newly_deleted) | {run.run_id for run in pull.runs}
     reason = rewrite_reason(

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from mlflow_fun.catalog import metastore_locations
+from mlflow_fun.catalog import metastore_locations, table_exists
 from mlflow_fun.errors import one_line
 from mlflow_fun.extract.incremental import RefreshState
 from mlflow_fun.load import delta_files
@@ -93,7 +93,7 @@ class SideWriter:
 
     def table_exists(self, name: str) -> bool:
         """True if ``<database>.<name>`` exists."""
-        return bool(self.spark.catalog.tableExists(f"{self.database}.{name}"))
+        return table_exists(self.spark, self.database, name)
 
     def read_states(self) -> dict[str, RefreshState]:
         """experiment id -> its stored state (empty when there is no state table).

@@ -23,9 +23,15 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from mlflow_fun.catalog import local_delta_path, local_path
+from mlflow_fun.catalog import (
+    database_exists,
+    database_location,
+    local_delta_path,
+    local_path,
+    table_names,
+)
 from mlflow_fun.load import delta_files
-from mlflow_fun.load.commits import committed, database_location, delete_runs, register, upsert
+from mlflow_fun.load.commits import committed, delete_runs, register, upsert
 from mlflow_fun.load.side_writer import SideWriter
 from mlflow_fun.transform.flatten import FlatRuns, to_arrow
 from mlflow_fun.transform.frames import spark_type, to_spark
@@ -66,6 +72,8 @@ class TableWriter(SideWriter):
 
     def create_database(self) -> None:
         """Create the database unless it exists (under ``data_dir`` when given)."""
+        if database_exists(self.spark, self.database):  # no statement: see session_catalog
+            return
         database = quote_identifier(self.database)
         if self.data_dir is None:
             self.spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
@@ -75,10 +83,7 @@ class TableWriter(SideWriter):
 
     def table_names(self) -> frozenset[str]:
         """The tables of the database, in one metastore call (none before it exists)."""
-        if not self.spark.catalog.databaseExists(self.database):
-            return frozenset()
-        rows = self.spark.sql(f"SHOW TABLES IN {quote_identifier(self.database)}").collect()
-        return frozenset(row["tableName"] for row in rows if not row["isTemporary"])
+        return table_names(self.spark, self.database)
 
     def existing_schema(self, name: str) -> StructType | None:
         """The schema of ``<database>.<name>``, or None if there is no such table."""

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from mlflow_fun.catalog import table_exists
 from mlflow_fun.errors import ConfigError
 from mlflow_fun.extract.client_models import read_logged_models_with_client
 from mlflow_fun.extract.logged_models import (
@@ -281,7 +282,7 @@ def models_from_spark(
     """
     from pyspark.sql import functions as F
 
-    if not spark.catalog.tableExists(f"{database}.{LOGGED_MODELS_TABLE}"):
+    if not table_exists(spark, database, LOGGED_MODELS_TABLE):
         raise ConfigError(no_models_message(database))
 
     def rows(table: str) -> list[dict[str, Any]]:

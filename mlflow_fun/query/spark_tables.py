@@ -7,7 +7,13 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from mlflow_fun.catalog import local_delta_path, location_of, provider_of, table_information
+from mlflow_fun.catalog import (
+    local_delta_path,
+    location_of,
+    provider_of,
+    table_exists,
+    table_information,
+)
 from mlflow_fun.config import JobConfig
 from mlflow_fun.errors import ConfigError, ExperimentNotFoundError
 from mlflow_fun.query.engine import RUNS, best_run_of
@@ -102,7 +108,7 @@ def read_experiment_table(spark: SparkSession, database: str, experiment_id: str
         ExperimentNotFoundError: The table does not exist (the job has not loaded it).
     """
     name = table_name(experiment_id)
-    if not spark.catalog.tableExists(f"{validate_identifier(database, 'database')}.{name}"):
+    if not table_exists(spark, validate_identifier(database, "database"), name):
         raise ExperimentNotFoundError(
             f"table {database}.{name} does not exist; run `mlflow-fun build "
             f"--experiment_ids {experiment_id}` first"
@@ -118,7 +124,7 @@ def experiment_id_by_name(spark: SparkSession, database: str, name: str) -> str:
     """
     from pyspark.sql import functions as F
 
-    if not spark.catalog.tableExists(f"{validate_identifier(database, 'database')}.{STATUS_TABLE}"):
+    if not table_exists(spark, validate_identifier(database, "database"), STATUS_TABLE):
         raise ExperimentNotFoundError(f"database {database!r} has no tables built by mlflow-fun")
     rows = (
         spark.table(qualified_table(database, STATUS_TABLE))

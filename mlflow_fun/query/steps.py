@@ -24,6 +24,7 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from mlflow_fun.catalog import table_exists
 from mlflow_fun.errors import ConfigError
 from mlflow_fun.model import MetricPoint, RunRecord
 from mlflow_fun.query.engine import metric_columns
@@ -125,7 +126,7 @@ def history_from_spark(
     from pyspark.sql import functions as F
 
     name = qualified_table(database, HISTORY_TABLE)
-    if not spark.catalog.tableExists(f"{database}.{HISTORY_TABLE}"):
+    if not table_exists(spark, database, HISTORY_TABLE):
         raise ConfigError(no_history_message(database))
     rows = (
         spark.table(name)
