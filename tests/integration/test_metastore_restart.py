@@ -25,16 +25,18 @@ TABLES = EXPERIMENTS + 1  # and MLflow's Default experiment
 WRITERS = 2  # tables written at once (mlflow_fun.config.DEFAULT_WRITERS)
 OUTAGE_SECONDS = 2.0
 FRESH = "fresh_metrics"  # a database the job builds for the first time
-# Hive retries each metastore call 10 times, 2 s apart: three tries 1 s apart, each waiting
-# at most 1 s for a pooled connection (2 s by default, mlflow_fun.metastore_pool), carry
-# the job over a 2 s outage. Against a metastore that stays down, one try is enough: what
-# is tested there is that the job stops asking.
+# Hive retries each metastore call 10 times, 2 s apart: three tries 1 s apart, each
+# waiting at most 0.5 s for a pooled connection (mlflow_fun.metastore_pool's default),
+# carry the job over a 2 s outage. Against a metastore that stays down, one try waiting
+# 0.25 s is enough: what is tested there is that the job stops asking.
 RIDE_OVER = {
     "spark.hadoop.hive.hmshandler.retry.attempts": "3",
     "spark.hadoop.hive.hmshandler.retry.interval": "1s",
-    "spark.hadoop.datanucleus.connectionPool.connectionWaitTimeout": "1000",
 }
-ONE_TRY = {**RIDE_OVER, "spark.hadoop.hive.hmshandler.retry.attempts": "1"}
+ONE_TRY = {
+    "spark.hadoop.hive.hmshandler.retry.attempts": "1",
+    "spark.hadoop.datanucleus.connectionPool.connectionWaitTimeout": "250",
+}
 LOST = "mlflow-fun: error: the metastore did not answer (java.net.ConnectException: "
 
 

@@ -45,8 +45,9 @@ _READ = ("Table: ", "Type: ", "Provider: ", "Location: ", "Table Properties: ") 
 
 @pytest.mark.parametrize("pattern", ["*", "exp_1|exp_view", "exp_2", "nothing"])
 def test_table_information_gives_the_statements_lines(
-    spark: Any, tables: str, pattern: str
+    spark: Any, tables: str, pattern: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(catalog, "_BATCH", 2)  # three tables: two calls for their entries
     fast = catalog.table_information(spark, tables, pattern)
     statement = _statement(spark, tables, pattern)
     assert sorted(fast) == sorted(statement)

@@ -44,7 +44,7 @@ def test_the_jar_holding_the_driver_goes_on_the_class_path_with_a_pool(ivy: Path
         POOLING_KEY: "HikariCP",
         "spark.hadoop.datanucleus.connectionPool.maxPoolSize": "4",
         "spark.hadoop.datanucleus.connectionPool.minIdle": "1",
-        "spark.hadoop.datanucleus.connectionPool.connectionWaitTimeout": "2000",
+        "spark.hadoop.datanucleus.connectionPool.connectionWaitTimeout": "500",
     }
 
 
