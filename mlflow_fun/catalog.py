@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 
 def session_catalog(spark: SparkSession) -> Any | None:
     """Spark's session catalog (the JVM's ``SessionCatalog``) where the session's current
-    catalog is Spark's own (``spark_catalog``: the embedded metastore, Hive, Databricks'
-    ``hive_metastore``), else None (Unity Catalog's: ask through SQL).
+    catalog is Spark's own (``spark_catalog``: the embedded metastore or a Hive
+    metastore), else None (another catalog, such as Unity Catalog's: ask through SQL).
 
     Its calls ask the metastore only. A SQL statement's first use in a process starts
     Spark's parser and planner, 0.7-0.9 s, and a job whose views are unchanged asks Spark
