@@ -66,12 +66,14 @@ def table_exists(spark: SparkSession, database: str, name: str) -> bool:
 
 def table_names(spark: SparkSession, database: str) -> frozenset[str]:
     """The tables and views of ``database`` in the metastore (none before it exists)."""
-    if not database_exists(spark, database):
-        return frozenset()
     catalog = session_catalog(spark)
     if catalog is None:
+        if not spark.catalog.databaseExists(database):
+            return frozenset()
         rows = spark.sql(f"SHOW TABLES IN {quote_identifier(database)}").collect()
         return frozenset(row["tableName"] for row in rows if not row["isTemporary"])
+    if not catalog.databaseExists(database):
+        return frozenset()
     names = catalog.externalCatalog().listTables(database.lower()).mkString(_SEPARATOR)
     return frozenset(names.split(_SEPARATOR)) if names else frozenset()
 

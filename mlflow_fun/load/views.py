@@ -54,7 +54,12 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from mlflow_fun.catalog import local_delta_path, location_of, table_exists, table_information
+from mlflow_fun.catalog import (
+    local_delta_path,
+    metastore_locations,
+    table_exists,
+    table_information,
+)
 from mlflow_fun.load.commits import ensure_table
 from mlflow_fun.load.delta_files import spark_schema
 from mlflow_fun.load.directions import (
@@ -339,7 +344,7 @@ def _add_inputs_column(spark: SparkSession, database: str) -> None:
     """Add ``runs.inputs`` to a ``runs`` table written before it existed (NULL until the
     next full refresh or change of a run fills it)."""
     qualified = qualified_table(database, RUNS_TABLE)
-    runs = local_delta_path(location_of(table_information(spark, database, RUNS_TABLE)[RUNS_TABLE]))
+    runs = local_delta_path(metastore_locations(spark, database, RUNS_TABLE).get(RUNS_TABLE))
     # A local table's columns come from its log: Spark would load the table, 0.5 s in a
     # new process, where a rebuild with its views unchanged asks Spark for nothing else.
     columns = spark_schema(runs).fieldNames() if runs else spark.table(qualified).columns
