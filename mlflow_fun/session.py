@@ -374,9 +374,20 @@ def check_spark_runtime() -> None:
         shown = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.SubprocessError) as e:
         raise MissingRuntimeError(f"cannot run {java} -version: {e}") from e
-    found = _JAVA_VERSION.search(shown.stderr + shown.stdout)
+    output = shown.stderr + shown.stdout
+    found = _JAVA_VERSION.search(output)
     if found is None:
-        raise MissingRuntimeError(f"{java} -version printed no version; is it a JDK?")
+        # What the JVM said, without its echo of JAVA_TOOL_OPTIONS: a refused option there
+        # ("Unrecognized VM option ...") stops every JVM before it prints a version.
+        said = "; ".join(
+            line.strip()
+            for line in output.splitlines()
+            if line.strip() and not line.startswith("Picked up ")
+        )
+        raise MissingRuntimeError(
+            f"{java} -version printed no version ({said[:300] or 'nothing'}); is it a JDK, "
+            "and are the options in JAVA_TOOL_OPTIONS or JDK_JAVA_OPTIONS right?"
+        )
     major = int(found.group(1))
     if major == 1 and found.group(2):  # "1.8.0_392" is Java 8
         major = int(found.group(2))

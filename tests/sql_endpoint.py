@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlflow_fun.session import LOCAL_JVM_OPTIONS
+
 REPO = Path(__file__).resolve().parent.parent
 READY = "SQL endpoint ready: "
 BEELINE_TIMEOUT = 180.0
@@ -89,7 +91,9 @@ def _csv2(lines: Sequence[str]) -> list[list[str]]:
 
 def _beeline_command(port: int, database: str) -> list[str]:
     return [
-        _java(), "-Xmx256m", "-Dfile.encoding=UTF-8", "-cp", f"{_pyspark_jars()}/*",
+        # C1 alone and the serial collector, as the jobs' JVMs: a short client (CPU halved).
+        _java(), "-Xmx256m", *LOCAL_JVM_OPTIONS.split(), "-Dfile.encoding=UTF-8",
+        "-cp", f"{_pyspark_jars()}/*",
         "org.apache.hive.beeline.BeeLine", "-u", f"jdbc:hive2://127.0.0.1:{port}/{database}",
         "--outputformat=csv2", "--silent=true",
     ]  # fmt: skip

@@ -23,6 +23,7 @@ from typing import Any
 import requests
 
 from mlflow_fun.extract.local_server import free_port
+from mlflow_fun.session import LOCAL_JVM_OPTIONS
 
 
 class StandaloneCluster:
@@ -54,6 +55,9 @@ class StandaloneCluster:
             SPARK_HOME=str(self.spark_home),
             SPARK_LOCAL_IP="127.0.0.1",
             SPARK_DAEMON_MEMORY="256m",
+            # C1 alone and the serial collector, as the jobs' JVMs: the daemons are short-lived
+            # here, and C2 compiling in them took CPU from the processes under test.
+            SPARK_DAEMON_JAVA_OPTS=LOCAL_JVM_OPTIONS,
             SPARK_LOG_DIR=str(self.root / "logs"),
         )
         spark_class = str(self.spark_home / "bin" / "spark-class")

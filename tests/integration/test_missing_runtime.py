@@ -54,6 +54,18 @@ def test_java_older_than_17(tmp_path: Path) -> None:
     )
 
 
+def test_a_jvm_option_java_refuses(tmp_path: Path) -> None:
+    line = _only_line(_sql(tmp_path, _env(JAVA_TOOL_OPTIONS="-XX:+NoSuchOption")))
+    assert line.startswith("mlflow-fun: error: "), line
+    assert line.endswith(
+        " -version printed no version (Unrecognized VM option 'NoSuchOption'; Error: Could "
+        "not create the Java Virtual Machine.; Error: A fatal exception has occurred. "
+        "Program will exit.); is it a JDK, and are the options in JAVA_TOOL_OPTIONS or "
+        "JDK_JAVA_OPTIONS right?"
+    ), line
+    assert sorted(os.listdir(tmp_path / "data")) == []  # no JVM started
+
+
 def test_no_pyspark(tmp_path: Path) -> None:
     # This interpreter with pyspark made unimportable, as in an install without [spark].
     blocked = (
