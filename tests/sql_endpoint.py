@@ -190,13 +190,17 @@ def serving(
 ) -> Iterator[Served]:
     """Start the endpoint with ``args`` (not waiting for it); kill its process group at exit."""
     stdout, stderr = workdir / "serve.out", workdir / "serve.err"
+    # No class archive: the suite starts two endpoints, each on its own kind of metastore,
+    # so each would write one (about 20 CPU-seconds) that no later JVM maps. The archives
+    # are tested with the jobs (test_class_archive.py).
+    env = {"MLFLOW_FUN_CLASS_ARCHIVE": "off", **(env if env is not None else os.environ)}
     with open(stdout, "wb") as out, open(stderr, "wb") as err:
         process = subprocess.Popen(
             [sys.executable, "-m", "mlflow_fun.serve", "--port", str(port), *args],
             stdout=out,
             stderr=err,
             cwd=REPO,
-            env=dict(env if env is not None else os.environ),
+            env=env,
             start_new_session=True,
         )
     try:
