@@ -9,11 +9,11 @@ STAMP := $(VENV)/.installed-stamp
 
 install: $(STAMP)
 
+# pip compiles what it installs one file at a time (half of a fresh install here);
+# compileall writes the same bytecode on every core.
 $(STAMP): pyproject.toml setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# pip compiles what it installs one file at a time (half of a fresh install here);
-	# compileall writes the same bytecode on every core.
 	$(PY) -m pip install --quiet --no-compile -c constraints.txt -e ".[spark,sql,test]"
 	$(PY) -m compileall -q -j 0 "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
 	touch $(STAMP)
