@@ -24,7 +24,6 @@ import glob
 import hashlib
 import logging
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -188,13 +187,6 @@ def _prune(folder: str, keep: int) -> None:
             dated.append((os.path.getmtime(path), path))
     for _, old in sorted(dated, reverse=True)[keep:]:
         _remove(old)
-
-
-def java_executable() -> str | None:
-    """The ``java`` that Spark will start: ``$JAVA_HOME/bin/java``, else the one on PATH."""
-    home = os.environ.get("JAVA_HOME")
-    java = os.path.join(home, "bin", "java") if home else shutil.which("java")
-    return os.path.realpath(java) if java and os.path.isfile(java) else None
 
 
 def _remove(path: str) -> None:

@@ -12,27 +12,18 @@ line); in a plain Python process it is resolved from Maven Central at session st
 from __future__ import annotations
 
 import atexit
-import functools
 import glob
-import importlib
 import logging
 import os
 import re
-import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 # pyspark: the optional [spark] extra, imported inside the functions that use it.
 from mlflow_fun.embedded_metastore import follow_moved_data_dir
-from mlflow_fun.errors import MissingRuntimeError
-from mlflow_fun.jvm_archive import (
-    ArchivePlan,
-    check_mapped,
-    finish_archive,
-    java_executable,
-    plan_archive,
-)
+from mlflow_fun.java_runtime import check_spark_runtime, java_executable
+from mlflow_fun.jvm_archive import ArchivePlan, check_mapped, finish_archive, plan_archive
 from mlflow_fun.metastore_pool import CLASSPATH_KEY, ivy_jar, pooled_driver_conf
 
 if TYPE_CHECKING:
@@ -342,60 +333,6 @@ def finish_sessions() -> None:
         finish = _AT_EXIT.pop()
         atexit.unregister(finish)
         finish()
-
-
-# Spark 4 runs on Java 17 and newer.
-MIN_JAVA = 17
-
-_JAVA_VERSION = re.compile(r'version "(\d+)(?:\.(\d+))?')
-
-
-@functools.lru_cache(maxsize=1)
-def check_spark_runtime() -> None:
-    """Fail in one line, before a JVM starts, when pyspark, delta-spark or Java 17+ is missing.
-
-    Raises:
-        MissingRuntimeError: What is missing and what to install.
-    """
-    for module, package in (("pyspark", "pyspark"), ("delta", "delta-spark")):
-        try:
-            importlib.import_module(module)
-        except ImportError as e:
-            raise MissingRuntimeError(
-                f"{package} is not installed ({e}): pip install 'mlflow-fun[spark]'"
-            ) from e
-    java = java_executable()
-    if java is None:
-        raise MissingRuntimeError(
-            f"no Java found (neither $JAVA_HOME/bin/java nor java on PATH): Spark needs "
-            f"Java {MIN_JAVA} or newer; install a JDK and set JAVA_HOME"
-        )
-    try:
-        shown = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError) as e:
-        raise MissingRuntimeError(f"cannot run {java} -version: {e}") from e
-    output = shown.stderr + shown.stdout
-    found = _JAVA_VERSION.search(output)
-    if found is None:
-        # What the JVM said, without its echo of JAVA_TOOL_OPTIONS: a refused option there
-        # ("Unrecognized VM option ...") stops every JVM before it prints a version.
-        said = "; ".join(
-            line.strip()
-            for line in output.splitlines()
-            if line.strip() and not line.startswith("Picked up ")
-        )
-        raise MissingRuntimeError(
-            f"{java} -version printed no version ({said[:300] or 'nothing'}); is it a JDK, "
-            "and are the options in JAVA_TOOL_OPTIONS or JDK_JAVA_OPTIONS right?"
-        )
-    major = int(found.group(1))
-    if major == 1 and found.group(2):  # "1.8.0_392" is Java 8
-        major = int(found.group(2))
-    if major < MIN_JAVA:
-        raise MissingRuntimeError(
-            f"Java {major} at {java}: Spark needs Java {MIN_JAVA} or newer; "
-            "set JAVA_HOME to a JDK 17+"
-        )
 
 
 def _running_under_spark_submit() -> bool:

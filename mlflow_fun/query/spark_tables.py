@@ -16,6 +16,7 @@ from mlflow_fun.catalog import (
 )
 from mlflow_fun.config import JobConfig
 from mlflow_fun.errors import ConfigError, ExperimentNotFoundError
+from mlflow_fun.java_runtime import check_spark_runtime
 from mlflow_fun.query.engine import RUNS, best_run_of
 from mlflow_fun.query.model import no_value_error
 from mlflow_fun.query.tables import LocalExperimentTable, TableNotLocalError
@@ -23,7 +24,6 @@ from mlflow_fun.session import (
     METASTORE_URIS_KEY,
     METASTORE_URL_KEY,
     build_spark_session,
-    check_spark_runtime,
     spark_conf_dir,
 )
 from mlflow_fun.transform.flatten import Column, resolve_metric
