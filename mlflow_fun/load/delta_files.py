@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from mlflow_fun.catalog import DELTA_LOG, is_delta
+from mlflow_fun.load.log_files import after_commit, checksum, column_values, plain_protocol
 
 # deltalake, pyspark: imported inside the functions (the optional [spark] extra, loaded to write).
 if TYPE_CHECKING:
@@ -61,10 +62,10 @@ def writable(path: str) -> bool:
         return not os.path.exists(path) or not os.listdir(path)
     logged = _latest_checksum(path).get("protocol")
     if isinstance(logged, dict):  # a file read, where loading the table takes 8-17 ms
-        return _plain(logged)
+        return plain_protocol(logged)
     from deltalake import DeltaTable
 
-    return _plain(_as_logged(DeltaTable(path).protocol()))
+    return plain_protocol(_as_logged(DeltaTable(path).protocol()))
 
 
 def _latest_checksum(path: str) -> dict[str, dict[str, object]]:
@@ -72,7 +73,7 @@ def _latest_checksum(path: str) -> dict[str, dict[str, object]]:
     (written by a tool that writes none, or its file not yet renamed into place)."""
     log = os.path.join(path, DELTA_LOG)
     versions = [int(name[:20]) for name in os.listdir(log) if _COMMIT.fullmatch(name)]
-    return _checksum(log, max(versions)) if versions else {}
+    return checksum(log, max(versions)) if versions else {}
 
 
 def _as_logged(protocol: ProtocolVersions) -> dict[str, object]:
@@ -83,17 +84,6 @@ def _as_logged(protocol: ProtocolVersions) -> dict[str, object]:
         "readerFeatures": protocol.reader_features,
         "writerFeatures": protocol.writer_features,
     }
-
-
-def _plain(protocol: dict[str, object]) -> bool:
-    """Reader 1, writer 2 at most, no table features (a logged ``protocol`` action): what
-    delta-rs writes as Spark does."""
-    return (
-        protocol.get("minReaderVersion") == 1
-        and protocol.get("minWriterVersion") in (1, 2)
-        and not protocol.get("readerFeatures")
-        and not protocol.get("writerFeatures")
-    )
 
 
 def _opened(path: str) -> DeltaTable | None:
@@ -129,9 +119,9 @@ def shape(path: str) -> tuple[int, int] | None:
     from deltalake import DeltaTable
 
     table = DeltaTable(path)  # one read of the log: its protocol, files and schema
-    if not _plain(_as_logged(table.protocol())):
+    if not plain_protocol(_as_logged(table.protocol())):
         return None
-    counts = _column(table.get_add_actions(flatten=True), "num_records")
+    counts = column_values(table.get_add_actions(flatten=True), "num_records")
     if any(count is None for count in counts):
         return None
     return sum(counts), len(table.schema().fields)
@@ -139,7 +129,7 @@ def shape(path: str) -> tuple[int, int] | None:
 
 def overwrite(path: str, table: pa.Table) -> None:
     """Replace the table at ``path`` by ``table`` in one commit (its schema is the new
-    one), then write that version's checksum file (`write_checksum`).
+    one), then what Spark writes beside a commit (`log_files.after_commit`).
 
     Raises:
         deltalake.exceptions.CommitFailedError: Another writer's commit conflicted
@@ -151,7 +141,7 @@ def overwrite(path: str, table: pa.Table) -> None:
     write_deltalake(
         delta or path, table, mode="overwrite", schema_mode="overwrite", **_writer_options()
     )
-    write_checksum(path, delta)
+    after_commit(path, delta)
 
 
 def create(path: str, table: pa.Table) -> None:
@@ -164,12 +154,12 @@ def create(path: str, table: pa.Table) -> None:
     from deltalake import write_deltalake
 
     write_deltalake(path, table, mode="error", **_writer_options())
-    write_checksum(path)
+    after_commit(path)
 
 
 def replace_where(path: str, table: pa.Table, column: str, values: Sequence[str]) -> None:
     """Replace the rows whose ``column`` is one of ``values`` by ``table`` (one commit, as
-    Spark's ``replaceWhere``), then write the checksum file. The values must be `plain`.
+    Spark's ``replaceWhere``), then its `after_commit` files. The values must be `plain`.
 
     Raises:
         deltalake.exceptions.CommitFailedError: Another writer's commit conflicted.
@@ -181,12 +171,12 @@ def replace_where(path: str, table: pa.Table, column: str, values: Sequence[str]
     write_deltalake(
         delta or path, table, mode="overwrite", predicate=predicate, **_writer_options()
     )
-    write_checksum(path, delta)
+    after_commit(path, delta)
 
 
 def delete_where(path: str, column: str, values: Sequence[str]) -> None:
     """Delete the rows whose ``column`` is one of ``values`` (`plain`) in one commit, then
-    write the checksum file; no commit when no row matches (as Spark's DELETE).
+    its `after_commit` files; no commit when no row matches (as Spark's DELETE).
 
     Raises:
         deltalake.exceptions.CommitFailedError: Another writer's commit conflicted.
@@ -195,7 +185,7 @@ def delete_where(path: str, column: str, values: Sequence[str]) -> None:
 
     delta = DeltaTable(path)
     if delta.delete(_one_of(column, values))["num_deleted_rows"]:
-        write_checksum(path, delta)
+        after_commit(path, delta)
 
 
 def _one_of(column: str, values: Sequence[str]) -> str:
@@ -206,7 +196,7 @@ def _one_of(column: str, values: Sequence[str]) -> str:
 
 def upsert(path: str, table: pa.Table, keys: Sequence[str]) -> None:
     """MERGE ``table`` into the table at ``path`` by ``keys``: update the rows that match,
-    insert the others (one commit), then write the checksum file.
+    insert the others (one commit), then its `after_commit` files.
 
     One key whose values in ``table`` are distinct and `plain` (`REPLACE_KEYS_MAX` at
     most) is written by `replace_where`: the same rows, in less memory.
@@ -224,16 +214,16 @@ def upsert(path: str, table: pa.Table, keys: Sequence[str]) -> None:
     delta = DeltaTable(path)
     merger = delta.merge(table, condition, source_alias="s", target_alias="t", **_writer_options())
     merger.when_matched_update_all().when_not_matched_insert_all().execute()
-    write_checksum(path, delta)
+    after_commit(path, delta)
 
 
 def append(path: str, table: pa.Table) -> None:
-    """Append ``table`` to the table at ``path`` (one commit), then its checksum file."""
+    """Append ``table`` to the table at ``path`` (one commit), then its `after_commit` files."""
     from deltalake import write_deltalake
 
     delta = _opened(path)
     write_deltalake(delta or path, table, mode="append", **_writer_options())
-    write_checksum(path, delta)
+    after_commit(path, delta)
 
 
 def _replaceable(table: pa.Table, keys: Sequence[str]) -> list[str] | None:
@@ -301,87 +291,6 @@ def rows_table(rows: Sequence[Sequence[Any]], schema: StructType) -> pa.Table:
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in arrow]
     arrays = [pa.array(list(c), type=f.type) for c, f in zip(columns, arrow, strict=True)]
     return pa.table(arrays, schema=arrow)
-
-
-def write_checksum(path: str, table: DeltaTable | None = None) -> None:
-    """Write ``_delta_log/<version>.crc`` of the table's latest version, as Spark does
-    after each of its commits and delta-rs does not.
-
-    The Delta protocol's version checksum file holds the version's protocol, metadata,
-    file count and size. With it, Spark reads a new table's protocol and metadata without
-    a Spark job over its log: registering a table took 0.055 s instead of 0.147 s. The
-    fields are those delta-rs's own checksum code writes (the optional file list and
-    size histogram left out). Spark checks the metadata against the log's text, so it is
-    copied as logged: from the version's own ``metaData`` action, else from the previous
-    version's checksum (ours or Spark's); with neither, or table features, no file is
-    written and Spark reads the log as before. Written to a hidden file, then renamed: a
-    reader sees the whole file or none.
-    ``table``: the table as the commit just made left it (delta-rs updates the object it
-    wrote through), saving a second load of the log; else, for a new table (its log one
-    commit), its files are those its commit adds, else it is loaded.
-    """
-    log = os.path.join(path, DELTA_LOG)
-    # A new table (no commit after its first): that commit adds every file it has.
-    new_table = table is None and not os.path.exists(os.path.join(log, f"{1:020d}.json"))
-    if table is None and not new_table:
-        from deltalake import DeltaTable
-
-        table = DeltaTable(path)
-    version = 0 if table is None else table.version()
-    logged, added = _logged_actions(log, version)
-    previous = _checksum(log, version - 1) if version > 0 else {}
-    metadata = logged.get("metaData") or previous.get("metadata")
-    protocol = logged.get("protocol") or previous.get("protocol")
-    if metadata is None or protocol is None or not _plain(protocol):
-        return
-    sizes = added if table is None else _column(table.get_add_actions(flatten=True), "size_bytes")
-    checksum = {
-        "tableSizeBytes": sum(sizes),
-        "numFiles": len(sizes),
-        "numMetadata": 1,
-        "numProtocol": 1,
-        "metadata": {key: value for key, value in metadata.items() if value is not None},
-        "protocol": protocol,
-    }
-    name = f"{version:020d}.crc"
-    hidden = os.path.join(log, f".{name}.{os.getpid()}.tmp")
-    with open(hidden, "w", encoding="utf-8") as handle:
-        json.dump(checksum, handle, separators=(",", ":"))
-    os.replace(hidden, os.path.join(log, name))
-
-
-def _logged_actions(log: str, version: int) -> tuple[dict[str, dict[str, object]], list[int]]:
-    """The ``metaData`` and ``protocol`` actions of commit ``version``, by kind, and the
-    sizes of the files it adds."""
-    found: dict[str, dict[str, object]] = {}
-    added: list[int] = []
-    with open(os.path.join(log, f"{version:020d}.json"), encoding="utf-8") as handle:
-        for line in handle:
-            action = json.loads(line)
-            for kind in ("metaData", "protocol"):
-                if kind in action:
-                    found[kind] = action[kind]
-            if "add" in action:
-                added.append(int(action["add"]["size"]))
-    return found, added
-
-
-def _checksum(log: str, version: int) -> dict[str, dict[str, object]]:
-    """The checksum file of ``version``, or {} if there is none (or it cannot be read)."""
-    try:
-        with open(os.path.join(log, f"{version:020d}.crc"), encoding="utf-8") as handle:
-            loaded = json.load(handle)
-    except (OSError, ValueError):
-        return {}
-    return loaded if isinstance(loaded, dict) else {}
-
-
-def _column(batches: object, name: str) -> list[int]:
-    """The values of column ``name`` of an Arrow table or record batch (delta-rs's
-    add-action listings are one or the other across its versions)."""
-    import pyarrow as pa
-
-    return pa.table(batches).column(name).to_pylist()
 
 
 def delta_rs_errors() -> tuple[type[Exception], ...]:

@@ -3,8 +3,10 @@
 A refresh every 5 minutes is ~8,600 commits a month to each changed table, each adding
 small files. What stays bounded, and how:
 
-- **The Delta log**: Delta writes a checkpoint every 10 commits and, at a checkpoint,
-  removes log files older than ``delta.logRetentionDuration`` (30 days): bounded by itself.
+- **The Delta log**: a checkpoint every 10 commits (Spark's own; after delta-rs's commits,
+  ``log_files.after_commit``) and, at Spark's checkpoints and delta-rs's own (every 100
+  commits), log files older than ``delta.logRetentionDuration`` (30 days) are removed:
+  bounded by itself.
 - **Data files**: ``OPTIMIZE`` compacts each table's small files into few; ``VACUUM``
   then deletes the files no version younger than the retention reads (default 168 hours,
   Delta's own: a query or a time-travel read started within the last week still finds

@@ -126,6 +126,25 @@ def test_each_delta_rs_version_has_the_checksum_spark_would_write(
     ]  # fmt: skip
 
 
+def test_delta_rs_commits_checkpoint_where_spark_would_and_spark_reads_from_it(
+    spark: Any, data_dir: Path, database: str
+) -> None:
+    writer = TableWriter(spark, database, str(data_dir), "delta")
+    writer.create_database()
+    writer.replace_runs("exp_7", _flat("r0"), exists=False)  # version 0
+    for version in range(1, 12):  # delta-rs's own interval is 100 commits
+        writer.replace_runs("exp_7", _flat(f"r{version}"), exists=True)
+    log = data_dir / "warehouse" / f"{database}.db" / "exp_7" / "_delta_log"
+
+    assert [p.name for p in log.glob("*.checkpoint.parquet")] == [f"{10:020d}.checkpoint.parquet"]
+    assert json.loads((log / "_last_checkpoint").read_text())["version"] == 10
+    for version in range(10):  # a reader needs no commit before the checkpoint
+        (log / f"{version:020d}.json").unlink()
+    rows = spark.read.format("delta").load(str(log.parent)).collect()
+    assert [r["run_id"] for r in rows] == ["r11"]
+    assert spark.table(f"{database}.exp_7").schema == writer.schema("exp_7")
+
+
 def _actions(log: Path, version: int) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (log / f"{version:020d}.json").read_text().splitlines()]
 
