@@ -70,7 +70,7 @@ def checkpoint_due(version: int, configuration: Mapping[str, str | None]) -> boo
         True
     """
     configured = configuration.get("delta.checkpointInterval") or ""
-    interval = int(configured) if configured.isdigit() and int(configured) > 0 else 0
+    interval = int(configured) if configured.isdigit() else 0  # "0" as unset, as "-5"
     return version > 0 and version % (interval or CHECKPOINT_INTERVAL) == 0
 
 
