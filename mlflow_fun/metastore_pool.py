@@ -11,8 +11,9 @@ database has to run without one (``connectionPoolingType: None``, as
 For a local session `pooled_driver_conf` puts the jar that holds the driver class, once
 Ivy has resolved it, on the driver JVM's class path as well and turns HikariCP on: a first
 build of 100 experiments on a PostgreSQL metastore took 13 s instead of 32 s on this
-project's 2-core machine. The first session on a machine, before Ivy has the jar, runs
-without a pool, as before.
+project's 2-core machine. On a machine whose Ivy lacks the jar, `unresolved_packages`
+names what to resolve before the session starts (`mlflow_fun.session` does, once: a
+session that resolves it itself cannot pool, its class path fixed at its start).
 
 Example:
     >>> conf = pooled_driver_conf({
@@ -57,15 +58,44 @@ def pooled_driver_conf(settings: Mapping[str, str], ivy: str) -> dict[str, str]:
     already resolved under ``ivy``'s ``jars`` folder (Ivy's ``<org>_<artifact>-<version>``
     file names).
     """
-    if settings.get(POOLING_KEY, "").strip().lower() != "none" or CLASSPATH_KEY in settings:
+    if not _poolable(settings):
         return {}
-    driver = settings.get(DRIVER_KEY, "").strip()
-    jar = _jar_holding(driver, settings.get("spark.jars.packages", ""), ivy) if driver else None
+    jar = _jar_holding(settings[DRIVER_KEY].strip(), settings.get("spark.jars.packages", ""), ivy)
     if jar is None:
         return {}
     pooled = {CLASSPATH_KEY: jar, POOLING_KEY: "HikariCP"}
     pooled.update({key: value for key, value in POOL_DEFAULTS.items() if key not in settings})
     return pooled
+
+
+def unresolved_packages(settings: Mapping[str, str], ivy: str) -> list[str]:
+    """The packages of ``spark.jars.packages`` not yet under ``ivy`` where `pooled_driver_conf`
+    would pool once they are (settings that ask for no pool and name a driver), else none.
+
+    A JVM's class path is fixed when it starts: resolved by the session itself, the
+    driver's jar comes too late to pool that session's connections.
+
+    Example:
+        >>> unresolved_packages({
+        ...     "spark.jars.packages": "org.postgresql:postgresql:42.7.14",
+        ...     DRIVER_KEY: "org.postgresql.Driver", POOLING_KEY: "None",
+        ... }, ivy="/nowhere")
+        ['org.postgresql:postgresql:42.7.14']
+    """
+    if not _poolable(settings):
+        return []
+    packages = [p.strip() for p in settings.get("spark.jars.packages", "").split(",")]
+    return [p for p in packages if (path := ivy_jar(ivy, p)) and not os.path.exists(path)]
+
+
+def _poolable(settings: Mapping[str, str]) -> bool:
+    """Settings that ask for no pool, name a driver class and leave the driver JVM's class
+    path to this project."""
+    return (
+        settings.get(POOLING_KEY, "").strip().lower() == "none"
+        and CLASSPATH_KEY not in settings
+        and bool(settings.get(DRIVER_KEY, "").strip())
+    )
 
 
 def ivy_jar(ivy: str, coordinate: str) -> str | None:

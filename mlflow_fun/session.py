@@ -16,15 +16,23 @@ import glob
 import logging
 import os
 import re
+import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 # pyspark: the optional [spark] extra, imported inside the functions that use it.
 from mlflow_fun.embedded_metastore import follow_moved_data_dir
+from mlflow_fun.errors import ConfigError
 from mlflow_fun.java_runtime import check_spark_runtime, java_executable
 from mlflow_fun.jvm_archive import ArchivePlan, check_mapped, finish_archive, plan_archive
-from mlflow_fun.metastore_pool import CLASSPATH_KEY, ivy_jar, pooled_driver_conf
+from mlflow_fun.metastore_pool import (
+    CLASSPATH_KEY,
+    ivy_jar,
+    pooled_driver_conf,
+    unresolved_packages,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -97,6 +105,48 @@ def delta_jar_conf() -> dict[str, str]:
         names = jars_spark_lacks([os.path.basename(j) for j in resolved], _spark_jar_names())
         return {"spark.jars": ",".join(os.path.join(jars_dir, n) for n in names)}
     return {"spark.jars.packages": DELTA_PACKAGE, "spark.jars.ivy": ivy_home()}
+
+
+_RESOLVE = (
+    "import sys\n"
+    "from pyspark.sql import SparkSession\n"
+    "SparkSession.builder.master('local[1]').appName('mlflow-fun-resolve')"
+    ".config('spark.ui.enabled', 'false').config('spark.jars.packages', sys.argv[1])"
+    ".config('spark.jars.ivy', sys.argv[2]).getOrCreate().stop()\n"
+)
+
+
+def resolve_packages(packages: str, ivy: str) -> None:
+    """Resolve Maven ``packages`` (``group:artifact:version``, comma-separated) from Maven
+    Central into ``ivy``, by a short Spark start in a subprocess: a JVM's class path is
+    fixed when it starts, so a jar a session needs there (the SQL endpoint's Delta jars, a
+    pooled metastore's driver) is resolved before it. Ivy's report goes nowhere.
+
+    Raises:
+        ConfigError: Ivy could not resolve them (the last lines it wrote say why).
+    """
+    logger.warning("resolving %s once into %s (first run on this machine)", packages, ivy)
+    with tempfile.TemporaryDirectory(prefix="mlflow-fun-resolve-") as workdir:
+        result = subprocess.run(
+            [sys.executable, "-c", _RESOLVE, packages, ivy],
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+    if result.returncode != 0:
+        tail = " | ".join(result.stderr.strip().splitlines()[-3:])
+        raise ConfigError(f"resolving {packages} into {ivy} failed: {tail}")
+
+
+def _resolve_before_start(packages: str, ivy: str) -> None:
+    """`resolve_packages`, or a warning where it fails: the session then resolves them
+    itself (and runs unpooled), or fails with Spark's own account of why."""
+    try:
+        resolve_packages(packages, ivy)
+    except (ConfigError, OSError, subprocess.TimeoutExpired) as e:
+        logger.warning("%s; the metastore's connections will not be pooled", e)
 
 
 # A jar's artifact and version: Ivy's <organisation>_<artifact>-<revision>[-<classifier>]
@@ -195,9 +245,12 @@ def build_spark_session(
         for key, value in delta_jar_conf().items():
             settings[key] = f"{settings[key]},{value}" if settings.get(key) else value
         if metastore_kind(settings) == "jdbc" and settings.get("spark.jars.packages"):
-            # Its driver resolved where this project's Ivy keeps jars, and pooled once there.
-            settings.setdefault("spark.jars.ivy", ivy_home())
-            settings.update(pooled_driver_conf(settings, settings["spark.jars.ivy"]))
+            # Its driver resolved where this project's Ivy keeps jars (before this
+            # session's JVM starts, on a machine that lacks it), and pooled there.
+            ivy = settings.setdefault("spark.jars.ivy", ivy_home())
+            if unresolved_packages(settings, ivy):
+                _resolve_before_start(settings["spark.jars.packages"], ivy)
+            settings.update(pooled_driver_conf(settings, ivy))
         if "spark.driver.extraJavaOptions" not in settings:
             archive = plan_archive(_archive_key(settings)) if _archivable() else None
             settings["spark.driver.extraJavaOptions"] = " ".join(

@@ -14,6 +14,9 @@ import pytest
 
 from mlflow_fun.extract.local_server import LocalMlflowServer
 from mlflow_fun.load.lock import LOCK_DIR_ENV
+from mlflow_fun.metastore_pool import ivy_jar
+from mlflow_fun.session import DELTA_PACKAGE, ivy_home, resolve_packages
+from tests.db_servers import POSTGRES_DRIVER
 from tests.seed import Seeded, seed_all
 
 # Fail fast in tests that expect a failure: no long backoff.
@@ -34,16 +37,22 @@ TIERS = ("unit", "spark", "integration")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Resolve the Delta jars once, before pytest-xdist's workers start their Sparks.
+    """Resolve the Delta jars and the PostgreSQL metastore's driver once (on a machine that
+    lacks them), before pytest-xdist's workers start their Sparks.
 
     Two JVMs resolving into one Ivy cache at once can leave it half-written; after this,
     every session takes the resolved files (`mlflow_fun.session.delta_jar_conf`).
     """
     if hasattr(session.config, "workerinput"):
         return  # a worker: the controller has resolved them
-    from mlflow_fun.serve.endpoint import delta_driver_classpath
+    missing = [p for p in (DELTA_PACKAGE, POSTGRES_DRIVER) if not _resolved(p)]
+    if missing:
+        resolve_packages(",".join(missing), ivy_home())
 
-    delta_driver_classpath()
+
+def _resolved(package: str) -> bool:
+    jar = ivy_jar(ivy_home(), package)
+    return jar is not None and os.path.exists(jar)
 
 
 # The longest files, started first: `make test`'s two processes then end together

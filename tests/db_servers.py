@@ -36,6 +36,10 @@ from mlflow_fun.extract.local_server import free_port
 
 logger = logging.getLogger(__name__)
 
+# The PostgreSQL JDBC driver a Hive metastore on PostgreSQL loads, as
+# conf/metastore-postgres.yaml names it.
+POSTGRES_DRIVER = "org.postgresql:postgresql:42.7.14"
+
 
 REPO = Path(__file__).resolve().parent.parent
 INSTALL_SCRIPT = REPO / "scripts" / "db_servers.sh"

@@ -28,9 +28,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -48,7 +45,13 @@ from mlflow_fun.serve.checks import (
     wait_listening,
 )
 from mlflow_fun.serve.settings import HOST_KEY, PORT_KEY, START_TIMEOUT, EndpointConfig
-from mlflow_fun.session import build_spark_session, delta_jar_conf, ivy_home
+from mlflow_fun.session import (
+    DELTA_PACKAGE,
+    build_spark_session,
+    delta_jar_conf,
+    ivy_home,
+    resolve_packages,
+)
 
 # py4j, pyspark: the optional [spark] extras, imported inside the functions that use them.
 if TYPE_CHECKING:
@@ -252,31 +255,9 @@ def delta_driver_classpath() -> str:
 
     jars = delta_jar_conf().get("spark.jars")
     if jars is None:
-        _resolve_delta_jars()
+        resolve_packages(DELTA_PACKAGE, ivy_home())
         jars = delta_jar_conf().get("spark.jars")
         if jars is None:
             raise ConfigError(f"the Delta jars could not be resolved into {ivy_home()}")
     delta = [j for j in jars.split(",") if os.path.basename(j).startswith("io.delta_")]
     return os.pathsep.join(delta)
-
-
-def _resolve_delta_jars() -> None:
-
-    logger.warning("resolving the Delta jars once into %s (first run on this machine)", ivy_home())
-    code = (
-        "from mlflow_fun.session import build_spark_session\n"
-        "build_spark_session(app_name='mlflow-fun-resolve', master='local[1]',"
-        " conf={'spark.ui.enabled': 'false'}).stop()\n"
-    )
-    with tempfile.TemporaryDirectory(prefix="mlflow-fun-resolve-") as workdir:
-        result = subprocess.run(
-            [sys.executable, "-c", code],
-            cwd=workdir,
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
-    if result.returncode != 0:
-        tail = " | ".join(result.stderr.strip().splitlines()[-3:])
-        raise ConfigError(f"resolving the Delta jars failed: {tail}")

@@ -18,15 +18,13 @@ from sqlalchemy import make_url
 
 from mlflow_fun import __version__
 from mlflow_fun.session import LOCAL_JVM_OPTIONS, ivy_home, spark_submit_jar_args
-from tests.db_servers import postgres_server
+from tests.db_servers import POSTGRES_DRIVER, postgres_server
 from tests.seed import Seeded
 from tests.standalone_cluster import StandaloneCluster
 
 ROOT = Path(__file__).resolve().parents[2]
 # What only the full `mlflow` (the server) brings; the client package must not pull it.
 SERVER_ONLY = {"flask", "gunicorn", "mlflow", "matplotlib", "scikit-learn", "docker"}
-# The metastore's JDBC driver, as conf/metastore-postgres.yaml names it.
-POSTGRES_DRIVER = "org.postgresql:postgresql:42.7.14"
 
 
 def _run(*command: str | Path, cwd: Path, env: dict[str, str]) -> str:

@@ -1,5 +1,5 @@
 """`pooled_driver_conf`: which settings get a pooled metastore connection, on jars in a
-temporary Ivy folder."""
+temporary Ivy folder; `unresolved_packages`: what a session resolves before it starts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from mlflow_fun.metastore_pool import CLASSPATH_KEY, DRIVER_KEY, POOLING_KEY, pooled_driver_conf
+from mlflow_fun.metastore_pool import (
+    CLASSPATH_KEY,
+    DRIVER_KEY,
+    POOLING_KEY,
+    pooled_driver_conf,
+    unresolved_packages,
+)
 
 PACKAGES = "org.checkerframework:checker-qual:3.55.1,org.postgresql:postgresql:42.7.14"
 DRIVER_JAR = "org.postgresql_postgresql-42.7.14.jar"
@@ -69,3 +75,30 @@ def test_pool_settings_given_are_kept(ivy: Path) -> None:
 )
 def test_no_pool_unless_every_condition_holds(ivy: Path, changes: dict[str, str]) -> None:
     assert pooled_driver_conf(_settings(**changes), str(ivy)) == {}
+
+
+def test_packages_missing_from_ivy_are_resolved_before_a_pooled_session(ivy: Path) -> None:
+    assert unresolved_packages(_settings(), str(ivy)) == []
+    (ivy / "jars" / DRIVER_JAR).unlink()
+    assert unresolved_packages(_settings(), str(ivy)) == ["org.postgresql:postgresql:42.7.14"]
+    newer = _settings(**{"spark.jars.packages": f"{PACKAGES}, org.postgresql:postgresql:42.7.15"})
+    assert unresolved_packages(newer, str(ivy)) == [
+        "org.postgresql:postgresql:42.7.14",
+        "org.postgresql:postgresql:42.7.15",
+    ]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {POOLING_KEY: "HikariCP"},  # no pool to wait for: Spark resolves them at its start
+        {CLASSPATH_KEY: "/opt/drivers/postgresql.jar"},
+        {DRIVER_KEY: ""},
+        {"spark.jars.packages": "not-a-coordinate"},  # Spark's to refuse
+    ],
+)
+def test_nothing_is_resolved_ahead_where_no_pool_would_follow(
+    ivy: Path, changes: dict[str, str]
+) -> None:
+    (ivy / "jars" / DRIVER_JAR).unlink()
+    assert unresolved_packages(_settings(**changes), str(ivy)) == []
