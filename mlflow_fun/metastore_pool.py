@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 POOLING_KEY = "spark.hadoop.datanucleus.connectionPoolingType"
 DRIVER_KEY = "spark.hadoop.javax.jdo.option.ConnectionDriverName"
@@ -84,8 +84,19 @@ def unresolved_packages(settings: Mapping[str, str], ivy: str) -> list[str]:
     """
     if not _poolable(settings):
         return []
-    packages = [p.strip() for p in settings.get("spark.jars.packages", "").split(",")]
-    return [p for p in packages if (path := ivy_jar(ivy, p)) and not os.path.exists(path)]
+    return missing_jars(ivy, settings.get("spark.jars.packages", "").split(","))
+
+
+def missing_jars(ivy: str, coordinates: Iterable[str]) -> list[str]:
+    """The ``group:artifact:version`` coordinates whose jar is not under ``ivy`` yet (what
+    is not a coordinate is left to Spark to refuse).
+
+    Example:
+        >>> missing_jars("/nowhere", ["io.delta:delta-spark_4.2_2.13:4.4.0", "not-one"])
+        ['io.delta:delta-spark_4.2_2.13:4.4.0']
+    """
+    stripped = (c.strip() for c in coordinates)
+    return [c for c in stripped if (path := ivy_jar(ivy, c)) and not os.path.exists(path)]
 
 
 def _poolable(settings: Mapping[str, str]) -> bool:

@@ -29,7 +29,7 @@ from mlflow_fun.java_runtime import check_spark_runtime, java_executable
 from mlflow_fun.jvm_archive import ArchivePlan, check_mapped, finish_archive, plan_archive
 from mlflow_fun.metastore_pool import (
     CLASSPATH_KEY,
-    ivy_jar,
+    missing_jars,
     pooled_driver_conf,
     unresolved_packages,
 )
@@ -98,9 +98,8 @@ def delta_jar_conf() -> dict[str, str]:
     them cost every local session a copy and a ``chmod`` of 87 MB of jars (1.4 s of a
     session's 8.3 s start on the project's 2-core machine).
     """
-    delta = ivy_jar(ivy_home(), DELTA_PACKAGE)
-    if delta is not None and os.path.exists(delta):
-        jars_dir = os.path.dirname(delta)
+    if not missing_jars(ivy_home(), [DELTA_PACKAGE]):
+        jars_dir = os.path.join(ivy_home(), "jars")
         resolved = sorted(glob.glob(os.path.join(jars_dir, "*.jar")))
         names = jars_spark_lacks([os.path.basename(j) for j in resolved], _spark_jar_names())
         return {"spark.jars": ",".join(os.path.join(jars_dir, n) for n in names)}
@@ -248,8 +247,8 @@ def build_spark_session(
             # Its driver resolved where this project's Ivy keeps jars (before this
             # session's JVM starts, on a machine that lacks it), and pooled there.
             ivy = settings.setdefault("spark.jars.ivy", ivy_home())
-            if unresolved_packages(settings, ivy):
-                _resolve_before_start(settings["spark.jars.packages"], ivy)
+            if missing := unresolved_packages(settings, ivy):
+                _resolve_before_start(",".join(missing), ivy)
             settings.update(pooled_driver_conf(settings, ivy))
         if "spark.driver.extraJavaOptions" not in settings:
             archive = plan_archive(_archive_key(settings)) if _archivable() else None

@@ -14,7 +14,7 @@ import pytest
 
 from mlflow_fun.extract.local_server import LocalMlflowServer
 from mlflow_fun.load.lock import LOCK_DIR_ENV
-from mlflow_fun.metastore_pool import ivy_jar
+from mlflow_fun.metastore_pool import missing_jars
 from mlflow_fun.session import DELTA_PACKAGE, ivy_home, resolve_packages
 from tests.db_servers import POSTGRES_DRIVER
 from tests.seed import Seeded, seed_all
@@ -45,14 +45,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """
     if hasattr(session.config, "workerinput"):
         return  # a worker: the controller has resolved them
-    missing = [p for p in (DELTA_PACKAGE, POSTGRES_DRIVER) if not _resolved(p)]
-    if missing:
+    if missing := missing_jars(ivy_home(), [DELTA_PACKAGE, POSTGRES_DRIVER]):
         resolve_packages(",".join(missing), ivy_home())
-
-
-def _resolved(package: str) -> bool:
-    jar = ivy_jar(ivy_home(), package)
-    return jar is not None and os.path.exists(jar)
 
 
 # The longest files, started first: `make test`'s two processes then end together
