@@ -68,6 +68,14 @@ BASE_CONF: dict[str, str] = {
     # two more processes forked by the driver for every table registered (a first build
     # of 200 experiments: 40% of each registration). A remote metastore keeps its own.
     "spark.hadoop.hive.warehouse.subdir.inherit.perms": "false",
+    # Hive's client makes `<tmp>/<session uuid>_resources` for every session it starts and
+    # Spark never closes that session (SPARK-51571): each job, query and endpoint session
+    # left an empty folder in /tmp (about 180 a `make test`). One folder per user instead,
+    # reused; nothing is downloaded into it unless someone runs `ADD JAR` with a remote URL.
+    # Hadoop's configuration expands the JVM's system properties in the value.
+    "spark.hadoop.hive.downloaded.resources.dir": (
+        "${java.io.tmpdir}/mlflow-fun-${user.name}-hive-resources"
+    ),
 }
 
 # The driver JVM of a session started from Python (or by `make demo`): the job is a short

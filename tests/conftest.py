@@ -32,6 +32,14 @@ if LOCK_DIR_ENV not in os.environ:
     os.environ[LOCK_DIR_ENV] = _LOCKS
     atexit.register(shutil.rmtree, _LOCKS, ignore_errors=True)
 
+# Spark's scratch folders (`spark-*`, `blockmgr-*`) of every JVM this test run starts: a
+# JVM the kill tests stop with SIGKILL cannot remove its own (about 80 were left in /tmp
+# by each run).
+if "SPARK_LOCAL_DIRS" not in os.environ:
+    _SCRATCH = tempfile.mkdtemp(prefix="mlflow-fun-test-spark-")
+    os.environ["SPARK_LOCAL_DIRS"] = _SCRATCH
+    atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)
+
 
 TIERS = ("unit", "spark", "integration")
 

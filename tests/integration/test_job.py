@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -238,6 +239,24 @@ def test_unknown_table_format_lists_the_valid_ones(tmp_path: Path, flag: str) ->
         + (" / '--table_format'" if flag == "--table-format" else "")
         + ": 'csv' is not one of 'delta', 'parquet'."
     )
+
+
+def test_a_job_leaves_only_hives_one_resources_folder_in_the_jvms_tmp(
+    seeded: Seeded, tmp_path: Path
+) -> None:
+    # Hive's client used to leave `<tmp>/<uuid>_resources` behind at every session.
+    jvm_tmp = tmp_path / "jvm-tmp"
+    jvm_tmp.mkdir()
+    env = {**os.environ, "JAVA_TOOL_OPTIONS": f"-Djava.io.tmpdir={jvm_tmp}"}
+    build = [
+        str(SCRIPT), "build", "--data_dir", str(tmp_path / "data"), "--tracking_uri", seeded.url,
+        "--experiment_ids", seeded.typed,
+    ]  # fmt: skip
+    for _ in range(2):
+        result = subprocess.run(build, capture_output=True, text=True, timeout=600, env=env)
+        assert result.returncode == 0, result.stderr
+    user = pwd.getpwuid(os.getuid()).pw_name  # Java's user.name
+    assert [p.name for p in jvm_tmp.iterdir()] == [f"mlflow-fun-{user}-hive-resources"]
 
 
 def test_job_killed_mid_write_leaves_the_previous_table(
