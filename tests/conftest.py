@@ -32,12 +32,16 @@ if LOCK_DIR_ENV not in os.environ:
     os.environ[LOCK_DIR_ENV] = _LOCKS
     atexit.register(shutil.rmtree, _LOCKS, ignore_errors=True)
 
-# Spark's scratch folders (`spark-*`, `blockmgr-*`) of every JVM this test run starts: a
-# JVM the kill tests stop with SIGKILL cannot remove its own (about 80 were left in /tmp
-# by each run).
+# The scratch folders of every Spark JVM this test run starts (`blockmgr-*` and `spark-*`
+# under Spark's local dirs, `artifacts-*` and `spark-*` under the JVM's tmp): a JVM the
+# kill tests stop with SIGKILL cannot remove its own (about 90 were left in /tmp by each
+# run). Spark's launcher passes SPARK_SUBMIT_OPTS to the driver JVM it starts.
 if "SPARK_LOCAL_DIRS" not in os.environ:
     _SCRATCH = tempfile.mkdtemp(prefix="mlflow-fun-test-spark-")
     os.environ["SPARK_LOCAL_DIRS"] = _SCRATCH
+    os.environ["SPARK_SUBMIT_OPTS"] = " ".join(
+        [os.environ.get("SPARK_SUBMIT_OPTS", ""), f"-Djava.io.tmpdir={_SCRATCH}"]
+    ).strip()
     atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)
 
 

@@ -247,7 +247,7 @@ def test_a_job_leaves_only_hives_one_resources_folder_in_the_jvms_tmp(
     # Hive's client used to leave `<tmp>/<uuid>_resources` behind at every session.
     jvm_tmp = tmp_path / "jvm-tmp"
     jvm_tmp.mkdir()
-    env = {**os.environ, "JAVA_TOOL_OPTIONS": f"-Djava.io.tmpdir={jvm_tmp}"}
+    env = {**os.environ, "SPARK_SUBMIT_OPTS": f"-Djava.io.tmpdir={jvm_tmp}"}  # the driver's
     build = [
         str(SCRIPT), "build", "--data_dir", str(tmp_path / "data"), "--tracking_uri", seeded.url,
         "--experiment_ids", seeded.typed,
