@@ -23,7 +23,8 @@ from pathlib import Path
 from train_wine import register_best, train_grid
 
 from mlflow_fun.extract.local_server import LocalMlflowServer
-from mlflow_fun.session import LOCAL_JVM_OPTIONS, LOG4J_CONFIG, spark_submit_jar_args
+from mlflow_fun.session import LOCAL_JVM_OPTIONS, LOG4J_CONFIG
+from mlflow_fun.spark_jars import spark_submit_jar_args
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / ".demo"

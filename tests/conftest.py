@@ -15,7 +15,7 @@ import pytest
 from mlflow_fun.extract.local_server import LocalMlflowServer
 from mlflow_fun.load.lock import LOCK_DIR_ENV
 from mlflow_fun.metastore_pool import missing_jars
-from mlflow_fun.session import DELTA_PACKAGE, ivy_home, resolve_packages
+from mlflow_fun.spark_jars import DELTA_PACKAGE, ivy_home, resolve_packages
 from tests.db_servers import POSTGRES_DRIVER
 from tests.seed import Seeded, seed_all
 
@@ -53,7 +53,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     lacks them), before pytest-xdist's workers start their Sparks.
 
     Two JVMs resolving into one Ivy cache at once can leave it half-written; after this,
-    every session takes the resolved files (`mlflow_fun.session.delta_jar_conf`).
+    every session takes the resolved files (`mlflow_fun.spark_jars.delta_jar_conf`).
     """
     if hasattr(session.config, "workerinput"):
         return  # a worker: the controller has resolved them

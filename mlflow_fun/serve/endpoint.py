@@ -45,13 +45,8 @@ from mlflow_fun.serve.checks import (
     wait_listening,
 )
 from mlflow_fun.serve.settings import HOST_KEY, PORT_KEY, START_TIMEOUT, EndpointConfig
-from mlflow_fun.session import (
-    DELTA_PACKAGE,
-    build_spark_session,
-    delta_jar_conf,
-    ivy_home,
-    resolve_packages,
-)
+from mlflow_fun.session import build_spark_session
+from mlflow_fun.spark_jars import DELTA_PACKAGE, delta_jar_conf, ivy_home, resolve_packages
 
 # py4j, pyspark: the optional [spark] extras, imported inside the functions that use them.
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 
 from mlflow_fun.cli.main import main
 from mlflow_fun.jvm_archive import archive_dir
-from mlflow_fun.session import ivy_home
+from mlflow_fun.spark_jars import ivy_home
 from tests.fake_workspace import FakeWorkspace
 from tests.seed import Seeded
 

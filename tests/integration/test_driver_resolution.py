@@ -17,7 +17,7 @@ from mlflow_fun.metastore_pool import (
     pooled_driver_conf,
     unresolved_packages,
 )
-from mlflow_fun.session import ivy_home, resolve_packages
+from mlflow_fun.spark_jars import ivy_home, resolve_packages
 from tests.db_servers import POSTGRES_DRIVER
 
 REPO = Path(__file__).resolve().parents[2]

@@ -17,7 +17,8 @@ from mlflow import MlflowClient
 from sqlalchemy import make_url
 
 from mlflow_fun import __version__
-from mlflow_fun.session import LOCAL_JVM_OPTIONS, ivy_home, spark_submit_jar_args
+from mlflow_fun.session import LOCAL_JVM_OPTIONS
+from mlflow_fun.spark_jars import ivy_home, spark_submit_jar_args
 from tests.db_servers import POSTGRES_DRIVER, postgres_server
 from tests.seed import Seeded
 from tests.standalone_cluster import StandaloneCluster

@@ -11,9 +11,9 @@ from mlflow_fun.session import (
     METASTORE_URL_KEY,
     _archivable,
     _archive_key,
-    jars_spark_lacks,
     metastore_kind,
 )
+from mlflow_fun.spark_jars import jars_spark_lacks
 
 # Ivy's names for part of what io.delta:delta-spark_4.2_2.13:4.4.0 resolves to.
 IVY = [
