@@ -157,9 +157,13 @@ def create(path: str, table: pa.Table) -> None:
     after_commit(path)
 
 
-def replace_where(path: str, table: pa.Table, column: str, values: Sequence[str]) -> None:
+def replace_where(
+    path: str, table: pa.Table, column: str, values: Sequence[str], new_columns: bool = False
+) -> None:
     """Replace the rows whose ``column`` is one of ``values`` by ``table`` (one commit, as
     Spark's ``replaceWhere``), then its `after_commit` files. The values must be `plain`.
+    ``new_columns``: ``table`` ends with columns the table lacks, added to its schema
+    (NULL in the rows kept).
 
     Raises:
         deltalake.exceptions.CommitFailedError: Another writer's commit conflicted.
@@ -169,7 +173,12 @@ def replace_where(path: str, table: pa.Table, column: str, values: Sequence[str]
     delta = _opened(path)
     predicate = _one_of(column, values)
     write_deltalake(
-        delta or path, table, mode="overwrite", predicate=predicate, **_writer_options()
+        delta or path,
+        table,
+        mode="overwrite",
+        predicate=predicate,
+        schema_mode="merge" if new_columns else None,
+        **_writer_options(),
     )
     after_commit(path, delta)
 
@@ -194,9 +203,11 @@ def _one_of(column: str, values: Sequence[str]) -> str:
     return f"{_plain_value(column)} IN ({literals})"
 
 
-def upsert(path: str, table: pa.Table, keys: Sequence[str]) -> None:
+def upsert(path: str, table: pa.Table, keys: Sequence[str], new_columns: bool = False) -> None:
     """MERGE ``table`` into the table at ``path`` by ``keys``: update the rows that match,
-    insert the others (one commit), then its `after_commit` files.
+    insert the others (one commit), then its `after_commit` files. ``new_columns``:
+    ``table`` ends with columns the table lacks, added to its schema (NULL in the rows the
+    MERGE leaves).
 
     One key whose values in ``table`` are distinct and `plain` (`REPLACE_KEYS_MAX` at
     most) is written by `replace_where`: the same rows, in less memory.
@@ -208,11 +219,18 @@ def upsert(path: str, table: pa.Table, keys: Sequence[str]) -> None:
 
     values = _replaceable(table, keys)
     if values is not None:
-        replace_where(path, table, keys[0], values)
+        replace_where(path, table, keys[0], values, new_columns)
         return
     condition = " AND ".join(f"t.{_plain_value(k)} = s.{k}" for k in keys)
     delta = DeltaTable(path)
-    merger = delta.merge(table, condition, source_alias="s", target_alias="t", **_writer_options())
+    merger = delta.merge(
+        table,
+        condition,
+        source_alias="s",
+        target_alias="t",
+        merge_schema=new_columns,
+        **_writer_options(),
+    )
     merger.when_matched_update_all().when_not_matched_insert_all().execute()
     after_commit(path, delta)
 

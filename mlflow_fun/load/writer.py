@@ -142,17 +142,19 @@ class TableWriter(SideWriter):
         """`merge` the runs ``flat`` (None: no runs) into the experiment table ``name``.
 
         A local Delta table that delta-rs writes as Spark would (`delta_files.writable`),
-        when ``flat`` adds no column and no type and every deleted run id is `plain`, is
+        when ``flat`` changes no column's type and every deleted run id is `plain`, is
         changed by delta-rs: the same two commits, in a few milliseconds where Spark's
         MERGE took 1.6-6 s (a job's first MERGE plans and compiles its whole machinery).
-        Anything else (new columns, other file systems or protocols) goes to Spark.
+        New keys are new columns at the end, NULL in the rows the MERGE leaves, as
+        Spark's MERGE with schema evolution adds them. Anything else (other file systems
+        or protocols) goes to Spark.
         """
         ids = sorted(set(deleted))
         path = self._local_delta(name)
         if (
             path is None
             or not all(map(delta_files.plain, ids))
-            or (flat is not None and not _fits(flat, existing))
+            or (flat is not None and not _keeps_types(flat, existing))
             or not delta_files.writable(path)
         ):
             df = to_spark(self.spark, flat) if flat is not None else None
@@ -160,8 +162,11 @@ class TableWriter(SideWriter):
         if ids:
             committed(name, lambda: delta_files.delete_where(path, "run_id", ids))
         if flat is not None:
-            table = delta_files.conformed([_filled(to_arrow(flat), existing)], existing)
-            committed(name, lambda: delta_files.upsert(path, table, ["run_id"]))
+            table = _grown(to_arrow(flat), existing)
+            new_columns = table.num_columns > len(existing.fields)
+            committed(
+                name, lambda: delta_files.upsert(path, table, ["run_id"], new_columns=new_columns)
+            )
         return self.shape(name)
 
     def merge(
@@ -234,21 +239,32 @@ class TableWriter(SideWriter):
         return local_delta_path(location)
 
 
-def _fits(flat: FlatRuns, existing: StructType) -> bool:
-    """True if every column of ``flat`` is a column of ``existing`` of the same type: a
-    MERGE of it changes no schema."""
+def _keeps_types(flat: FlatRuns, existing: StructType) -> bool:
+    """True if every column of ``flat`` that ``existing`` has is of the same type there:
+    a MERGE of it changes no column's type (it may add columns)."""
     types = {field.name: field.dataType for field in existing.fields}
-    return all(types.get(c.name) == spark_type(c.type) for c in flat.columns)
+    return all(types.get(c.name, spark_type(c.type)) == spark_type(c.type) for c in flat.columns)
 
 
-def _filled(table: pa.Table, existing: StructType) -> pa.Table:
-    """``table`` with a column of NULLs for each column of ``existing`` it lacks: a MERGE
-    then sets what a run no longer has (as `_aligned` does for Spark)."""
+def _grown(table: pa.Table, existing: StructType) -> pa.Table:
+    """``table`` (`to_arrow`) as the rows of a MERGE into a table of ``existing``: its
+    columns in the table's order and types (NULL where ``table`` lacks one: the MERGE then
+    sets what a run no longer has, as `_aligned` does for Spark), then the columns the
+    table lacks, in ``table``'s order, with their types and metadata. The table's columns
+    carry no metadata: a MERGE that adds columns keeps the table's (the comments)."""
     import pyarrow as pa
 
+    known = set(existing.names)
     for name in [f.name for f in existing.fields if f.name not in table.column_names]:
         table = table.append_column(name, pa.nulls(table.num_rows))
-    return table
+    rows = delta_files.conformed([table], existing)
+    if len(known) == table.num_columns:
+        return rows
+    rows = rows.cast(pa.schema([field.remove_metadata() for field in rows.schema]))
+    for field in table.schema:
+        if field.name not in known:
+            rows = rows.append_column(field, table.column(field.name))
+    return rows
 
 
 def _aligned(df: Any, existing: StructType | None) -> Any:

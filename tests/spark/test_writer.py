@@ -48,7 +48,7 @@ def test_replace_then_merge_updates_inserts_and_adds_columns(
     assert writer.existing_schema("exp_9") is None
 
 
-def test_merge_runs_is_delta_rs_without_new_columns_and_spark_with_them(
+def test_merge_runs_is_delta_rs_with_or_without_new_columns(
     spark: Any, data_dir: Path, database: str
 ) -> None:
     writer = TableWriter(spark, database, str(data_dir), "delta")
@@ -67,10 +67,32 @@ def test_merge_runs_is_delta_rs_without_new_columns_and_spark_with_them(
     assert table.schema == existing  # names, types, comments, MLflow keys: unchanged
     rows = {r["run_id"]: (r["_m_rmse"], r["_p_alpha"], r["_m_acc"]) for r in table.collect()}
     assert rows == {"a": (0.5, 1, None), "b": (0.4, 2, None), "d": (0.3, None, None)}
-    wider = flatten_runs([make_run("e", "4", 5, {"loss": 0.2})], names)
-    assert writer.merge_runs("exp_4", wider, existing) == (4, 14)  # a new column: Spark's MERGE
-    assert spark.table(f"{database}.exp_4").columns[-1] == "_m_loss"
-    assert engines_of(spark, f"{database}.exp_4") == ["delta-rs"] * 3 + ["spark"]
+
+    # New keys: new columns at the end, with their comments and MLflow keys; the table's
+    # columns keep theirs. A run that had a value and no longer has it: NULL. (A run id
+    # that is not `plain` takes delta-rs's MERGE instead of its replaceWhere.)
+    wider = flatten_runs(
+        [make_run("e", "4", 5, {"loss": 0.2}, {"beta.x": "b"}), make_run("b", "4", 2, {}),
+         make_run("it's", "4", 6, {"rmse": 0.1})], names,
+    )  # fmt: skip
+    assert writer.merge_runs("exp_4", wider, existing) == (5, 15)
+    table = spark.table(f"{database}.exp_4")
+    assert table.schema.fields[:13] == existing.fields
+    added = {f.name: (f.dataType.simpleString(), f.metadata) for f in table.schema.fields[13:]}
+    assert added == {
+        "_m_loss": ("double", {"comment": "loss", "mlflow_key": "loss", "mlflow_kind": "metric"}),
+        "_p_beta_x": (
+            "string", {"comment": "beta.x", "mlflow_key": "beta.x", "mlflow_kind": "param"}
+        ),
+    }  # fmt: skip
+    rows = {r["run_id"]: (r["_m_rmse"], r["_m_loss"], r["_p_beta_x"]) for r in table.collect()}
+    assert rows == {
+        "a": (0.5, None, None), "b": (None, None, None), "d": (0.3, None, None),
+        "e": (None, 0.2, "b"), "it's": (0.1, None, None),
+    }  # fmt: skip
+    # A run id a delta-rs predicate cannot hold as is: Spark's DELETE.
+    assert writer.merge_runs("exp_4", None, table.schema, deleted=["it's"]) == (4, 15)
+    assert engines_of(spark, f"{database}.exp_4") == ["delta-rs"] * 4 + ["spark"]
 
 
 def test_an_existing_delta_table_is_replaced_at_its_location_in_one_commit(
