@@ -235,6 +235,26 @@ def upsert(path: str, table: pa.Table, keys: Sequence[str], new_columns: bool = 
     after_commit(path, delta)
 
 
+def insert_new(path: str, table: pa.Table, keys: Sequence[str]) -> None:
+    """Insert the rows of ``table`` that the table at ``path`` does not hold yet, by
+    ``keys`` compared NULL-safe (NULL matches NULL, NaN matches NaN and 0.0 matches -0.0,
+    as Spark's ``<=>``), in one commit (none when every row is there), then its
+    `after_commit` files.
+
+    Raises:
+        deltalake.exceptions.CommitFailedError: Another writer's commit conflicted.
+    """
+    from deltalake import DeltaTable
+
+    condition = " AND ".join(
+        f"(t.{_plain_value(k)} IS NOT DISTINCT FROM s.{_plain_value(k)})" for k in keys
+    )
+    delta = DeltaTable(path)
+    merger = delta.merge(table, condition, source_alias="s", target_alias="t", **_writer_options())
+    if merger.when_not_matched_insert_all().execute()["num_target_rows_inserted"]:
+        after_commit(path, delta)
+
+
 def append(path: str, table: pa.Table) -> None:
     """Append ``table`` to the table at ``path`` (one commit), then its `after_commit` files."""
     from deltalake import write_deltalake

@@ -148,19 +148,44 @@ class SideWriter:
         One commit per table and kind of refresh; the states come last, so a failure
         before them makes the next run pull these experiments' changes again.
         """
-        db, spark = self.database, self.spark
         if batch.full_runs:
             self._replace_rows(RUNS_TABLE, batch.full, batch.full_runs, runs_schema())
         if batch.merged_runs:
             self._upsert_runs(batch.merged_runs)
         if batch.full_history:
             self._replace_rows(HISTORY_TABLE, batch.full, batch.full_history, history_schema())
-        if batch.merged_history:  # NULL-safe keys and NaN values: Spark's MERGE
-            union = arrow_frame(spark, batch.merged_history, history_schema())
-            insert_new(spark, db, HISTORY_TABLE, union, history_keys())
+        if batch.merged_history:
+            self._insert_history(batch.merged_history)
         for table in (RUNS_TABLE, HISTORY_TABLE):  # runs deleted without a rewrite
-            delete_runs(spark, db, table, batch.deleted)
+            self._delete_runs(table, batch.deleted)
         self.write_states(batch.states)
+
+    def _insert_history(self, tables: Sequence[pa.Table]) -> None:
+        """Insert the metric points ``metric_history`` lacks (by `history_keys`, NULL-safe,
+        NaN matching NaN) in one commit: delta-rs's where it may commit, else Spark's
+        (`insert_new`; Spark creates the table when there is none)."""
+        schema = history_schema()
+        path = self._side_path(HISTORY_TABLE, schema)
+        if path is not None:
+            rows = delta_files.conformed(tables, schema)
+            committed(HISTORY_TABLE, lambda: delta_files.insert_new(path, rows, history_keys()))
+            return
+        union = arrow_frame(self.spark, tables, schema)
+        insert_new(self.spark, self.database, HISTORY_TABLE, union, history_keys())
+
+    def _delete_runs(self, name: str, run_ids: Sequence[str]) -> None:
+        """Delete the rows of ``run_ids`` from side table ``name`` in one commit (none when
+        no row matches or there is no such table): delta-rs's where it may commit and every
+        id is `plain` (a few milliseconds, where a process's first Spark DELETE took
+        seconds), else Spark's (`delete_runs`)."""
+        ids = sorted(set(run_ids))
+        if not ids:
+            return
+        path = self._side_path(name)
+        if path is not None and all(map(delta_files.plain, ids)):
+            committed(name, lambda: delta_files.delete_where(path, "run_id", ids))
+            return
+        delete_runs(self.spark, self.database, name, ids)
 
     def flush(self, batch: SideBatch, results: list[ExperimentResult]) -> Exception | None:
         """Write the batch (`write_side_rows`) and empty it; the error if a write failed.

@@ -238,3 +238,37 @@ def test_an_upsert_of_a_few_plain_keys_replaces_their_rows_as_a_merge_would(
     assert "run_id = 'r1'" in predicate and "run_id = 'new'" in predicate  # those rows only
     groups = [pq.ParquetFile(f).metadata.num_row_groups for f in table.file_uris()]
     assert max(groups) == 2  # the file of 70,000 rows: 65,536 and the rest
+
+
+def test_inserting_new_history_points_equals_sparks_null_safe_merge(
+    spark: Any, data_dir: Path, database: str
+) -> None:
+    import datetime as dt
+
+    from mlflow_fun.load.commits import insert_new
+    from mlflow_fun.load.side_tables import history_keys, history_schema
+
+    schema = history_schema()
+    at = dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc)
+    nan = float("nan")
+    held = [("1", "a", "m", 1.0, 0, at), ("1", "a", "m", nan, 1, at), ("1", "b", "m", -0.0, 0, at),
+            ("1", None, "m", 2.0, 0, at)]  # fmt: skip
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
+    for name in ("history_rs", "history_spark"):
+        spark.createDataFrame(held, schema).write.format("delta").saveAsTable(f"{database}.{name}")
+    # Every point again (NaN, -0.0 as 0.0, a NULL run id: all there), and two new ones.
+    points = [*held[:2], ("1", "b", "m", 0.0, 0, at), held[3], ("1", "b", "m", 2.0, 1, at),
+              ("1", "b", "m", nan, 2, at)]  # fmt: skip
+
+    path = local_path(_location(spark, f"{database}.history_rs"))
+    assert path is not None
+    for batch in (points, points[:4]):  # the second brings nothing new: no commit
+        delta_files.insert_new(path, delta_files.rows_table(batch, schema), history_keys())
+        insert_new(spark, database, "history_spark", spark.createDataFrame(batch, schema),
+                   history_keys())  # fmt: skip
+
+    ours, sparks = spark.table(f"{database}.history_rs"), spark.table(f"{database}.history_spark")
+    assert_df_equality(ours, sparks, ignore_row_order=True, allow_nan_equality=True)
+    assert ours.count() == 6
+    assert _history(spark, f"{database}.history_rs") == ["CREATE TABLE AS SELECT", "MERGE"]
+    assert _history(spark, f"{database}.history_spark") == ["CREATE TABLE AS SELECT", "MERGE"]

@@ -185,6 +185,9 @@ def test_later_side_commits_are_delta_rs_and_read_as_sparks(
     batch.clear()
     batch.add("x'1", FULL, [make_run("f", "x'1", 9, {"acc": 0.2})], None, RefreshState("x'1", 19))
     writer.write_side_rows(batch)  # an id delta-rs's predicate may not hold: Spark's
+    batch.clear()
+    batch.add("2", INCREMENTAL, [], None, RefreshState("2", 700), deleted=["c"])
+    writer.write_side_rows(batch)  # a run deleted since: its row goes, by delta-rs
     one = Experiment("1", "one", creation_time=5, tags={"b": "2", "a": "1"})
     for experiments in ([one], [one], [replace(one, name="uno"), Experiment("2", "two")]):
         writer.upsert_experiments(experiments)  # created, unchanged (no commit), MERGEd
@@ -196,12 +199,11 @@ def test_later_side_commits_are_delta_rs_and_read_as_sparks(
     runs = spark.table(f"{database}.runs").collect()
     assert sorted((r.experiment_id, r.run_id, dict(r.metrics)) for r in runs) == [
         ("1", "d", {"rmse": 0.2}),
-        ("2", "c", {"acc": 0.95}),
         ("x'1", "f", {"acc": 0.2}),
     ]
     assert read_states(spark, database) == {
         "1": RefreshState("1", 3_010),
-        "2": RefreshState("2", 600, settled={"c": 510}),
+        "2": RefreshState("2", 700),
         "x'1": RefreshState("x'1", 19),
     }
     assert writer.read_states() == read_states(spark, database)  # delta-rs's read, Spark's
@@ -209,8 +211,8 @@ def test_later_side_commits_are_delta_rs_and_read_as_sparks(
     assert sorted(r.duration_s for r in status) == [1.0, 2.0]
     engines = {t: engines_of(spark, f"{database}.{t}") for t in ("runs", "mlflow_state")}
     assert engines == {
-        "runs": ["delta-rs", "delta-rs", "delta-rs", "spark"],
-        "mlflow_state": ["delta-rs", "delta-rs", "delta-rs"],
+        "runs": ["delta-rs", "delta-rs", "delta-rs", "spark", "delta-rs"],
+        "mlflow_state": ["delta-rs", "delta-rs", "delta-rs", "delta-rs"],
     }
     assert engines_of(spark, f"{database}.mlflow_status") == ["delta-rs", "delta-rs"]
     experiments = spark.table(f"{database}.experiments").orderBy("experiment_id").collect()
