@@ -10,12 +10,13 @@ STAMP := $(VENV)/.installed-stamp
 install: $(STAMP)
 
 # pip compiles what it installs one file at a time (half of a fresh install here);
-# compileall writes the same bytecode on every core.
+# compileall writes the same bytecode on every core, leaving out the installed packages'
+# own test folders, which nothing here imports (16 -> 10 s of a fresh install).
 $(STAMP): pyproject.toml setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --no-compile -c constraints.txt -e ".[spark,sql,test]"
-	$(PY) -m compileall -q -j 0 "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
+	$(PY) -m compileall -q -j 0 -x 'site-packages/.+/tests?/' "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
 	touch $(STAMP)
 
 # mypy's cache lives with the user's other caches, as pip's does: a new clone or worktree
