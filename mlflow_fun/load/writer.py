@@ -146,8 +146,8 @@ class TableWriter(SideWriter):
         changed by delta-rs: the same two commits, in a few milliseconds where Spark's
         MERGE took 1.6-6 s (a job's first MERGE plans and compiles its whole machinery).
         New keys are new columns at the end, NULL in the rows the MERGE leaves, as
-        Spark's MERGE with schema evolution adds them. Anything else (other file systems
-        or protocols) goes to Spark.
+        Spark's MERGE with schema evolution adds them. Anything else (a column whose type
+        changes, other file systems or protocols) goes to Spark.
         """
         ids = sorted(set(deleted))
         path = self._local_delta(name)
