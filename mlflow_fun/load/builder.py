@@ -350,7 +350,7 @@ class TableBuilder:
             started -= prepared.seconds
             runs_pulled = prepared.pull.pulled
             if prepared.pull.mode == INCREMENTAL:
-                reason = rewrite_reason_of(self.spark, self.database, name, prepared)
+                reason = rewrite_reason_of(self.writer, name, prepared)
                 if reason:
                     logger.info(
                         "full refresh experiment_id=%s reason=%s", experiment.experiment_id, reason

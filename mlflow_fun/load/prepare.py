@@ -10,15 +10,16 @@ from typing import TYPE_CHECKING
 
 from mlflow_fun.extract.incremental import Pull, RefreshState, pull_all, pull_changes
 from mlflow_fun.extract.source import RunSource
+from mlflow_fun.load.deleted_runs import rewrite_for_deletes
 from mlflow_fun.load.plan import merged_columns, merged_param_types, names_by_key
-from mlflow_fun.load.side_tables import rewrite_for_deletes
 from mlflow_fun.model import MetricPoint, RunRecord
 from mlflow_fun.transform.flatten import FlatRuns, flatten_runs, keep_column_order
 from mlflow_fun.transform.typing_rules import ColumnType
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
     from pyspark.sql.types import StructType
+
+    from mlflow_fun.load.writer import TableWriter
 
 logger = logging.getLogger(__name__)
 
@@ -105,12 +106,16 @@ def prepare_experiment(
     return Prepared(pull, flat, schema, history, fallback, time.monotonic() - started)
 
 
-def rewrite_reason_of(
-    spark: SparkSession, database: str, name: str, prepared: Prepared
-) -> str | None:
+def rewrite_reason_of(writer: TableWriter, name: str, prepared: Prepared) -> str | None:
     """Why an incremental pull must become a full refresh of table ``name``: its
     `Prepared.fallback`, or runs deleted from the table in a way only a rewrite shows
-    (`rewrite_for_deletes`); None to merge it."""
+    (`rewrite_for_deletes`, reading by delta-rs the tables the ``writer`` has locally);
+    None to merge it."""
     return prepared.fallback or rewrite_for_deletes(
-        spark, database, name, prepared.pull, merged_columns(prepared.existing, prepared.flat)
+        writer.spark,
+        writer.database,
+        name,
+        prepared.pull,
+        merged_columns(prepared.existing, prepared.flat),
+        writer.delete_paths(name),
     )

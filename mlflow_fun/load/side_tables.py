@@ -21,19 +21,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlflow_fun.catalog import table_exists
-from mlflow_fun.extract.incremental import Pull, RefreshState
+from mlflow_fun.extract.incremental import RefreshState
 from mlflow_fun.model import Experiment, MetricPoint, RunRecord
-from mlflow_fun.transform.deletes import KeyValue, rewrite_reason
-from mlflow_fun.transform.naming import (
-    METRIC,
-    PARAM,
-    RUNS_TABLE,
-    STATE_TABLE,
-    TAG,
-    ColumnKey,
-    qualified_table,
-)
-from mlflow_fun.transform.typing_rules import ColumnType
+from mlflow_fun.transform.naming import STATE_TABLE, qualified_table
 
 # pyspark: the optional [spark] extra, imported inside the functions that use it.
 if TYPE_CHECKING:
@@ -274,90 +264,3 @@ def states_of(rows: Iterable[Mapping[str, Any]]) -> dict[str, RefreshState]:
 def history_keys() -> list[str]:
     """What identifies a row of ``metric_history`` (MLflow's primary key of ``metrics``)."""
     return ["run_id", "key", "step", "timestamp", "value"]
-
-
-def table_run_ids(
-    spark: SparkSession, database: str, table: str, run_ids: Iterable[str]
-) -> set[str]:
-    """The ids among ``run_ids`` that ``table`` holds."""
-    from pyspark.sql import functions as F
-
-    wanted = sorted(set(run_ids))
-    if not wanted:
-        return set()
-    rows = (
-        spark.table(qualified_table(database, table))
-        .where(F.col("run_id").isin(wanted))
-        .select("run_id")
-        .collect()
-    )
-    return {row[0] for row in rows}
-
-
-def rewrite_for_deletes(
-    spark: SparkSession,
-    database: str,
-    name: str,
-    pull: Pull,
-    columns: Mapping[ColumnKey, ColumnType],
-) -> str | None:
-    """Why runs deleted since the last refresh need table ``name`` rewritten, or None:
-    none of them is in it, or deleting their rows leaves it equal to a full refresh.
-
-    The runs that stay are read from ``<database>.runs`` (their keys and distinct param
-    values, `rewrite_reason`), the pulled ones from ``pull``.
-
-    Args:
-        columns: The table's columns once ``pull.runs`` are merged (`merged_columns`).
-    """
-    if not pull.newly_deleted:
-        return None
-    gone = table_run_ids(spark, database, name, pull.newly_deleted)
-    if not gone:
-        return None
-    if not table_exists(spark, database, RUNS_TABLE):
-        return f"{len(gone)} run(s) deleted, and no {RUNS_TABLE} table to read the others from"
-    replaced = set(pull.newly_deleted) | {run.run_id for run in pull.runs}
-    reason = rewrite_reason(
-        columns, [*staying_keys(spark, database, pull.experiment_id, replaced), *_keys(pull.runs)]
-    )
-    return f"{len(gone)} run(s) deleted: {reason}" if reason else None
-
-
-def staying_keys(
-    spark: SparkSession, database: str, experiment_id: str, without: Iterable[str]
-) -> list[KeyValue]:
-    """The metric and tag keys and the distinct param values of the experiment's runs in
-    ``<database>.runs``, but for the runs ``without``."""
-    from pyspark.sql import functions as F
-
-    runs = spark.table(qualified_table(database, RUNS_TABLE)).where(
-        (F.col("experiment_id") == experiment_id) & ~F.col("run_id").isin(sorted(without))
-    )
-    no_value = F.lit(None).cast("string").alias("value")
-    keys = (
-        runs.select(
-            F.lit(METRIC).alias("kind"), F.explode(F.map_keys("metrics")).alias("key"), no_value
-        )
-        .union(runs.select(F.lit(PARAM).alias("kind"), F.explode("params").alias("key", "value")))
-        .union(
-            runs.select(
-                F.lit(TAG).alias("kind"), F.explode(F.map_keys("tags")).alias("key"), no_value
-            )
-        )
-        .distinct()
-    )
-    return [(row["kind"], row["key"], row["value"]) for row in keys.collect()]
-
-
-def _keys(runs: Iterable[RunRecord]) -> list[KeyValue]:
-    """The metric and tag keys and the param values of ``runs``."""
-    return [
-        kv
-        for run in runs
-        for kv in (
-            *((METRIC, key, None) for key in run.metrics),
-            *((PARAM, key, value) for key, value in run.params.items()),
-            *((TAG, key, None) for key in run.tags),
-        )
-    ]

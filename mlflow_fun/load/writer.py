@@ -32,10 +32,11 @@ from mlflow_fun.catalog import (
 )
 from mlflow_fun.load import delta_files
 from mlflow_fun.load.commits import committed, delete_runs, register, upsert
+from mlflow_fun.load.deleted_runs import DeletePaths
 from mlflow_fun.load.side_writer import SideWriter
 from mlflow_fun.transform.flatten import FlatRuns, to_arrow
 from mlflow_fun.transform.frames import spark_type, to_spark
-from mlflow_fun.transform.naming import qualified_table, quote_identifier, sql_literal
+from mlflow_fun.transform.naming import RUNS_TABLE, qualified_table, quote_identifier, sql_literal
 
 # pyspark: the optional [spark] extra, imported inside the functions that use it.
 if TYPE_CHECKING:
@@ -232,6 +233,11 @@ class TableWriter(SideWriter):
         if location is None or path is None or not delta_files.writable(path):
             return None
         return location, path
+
+    def delete_paths(self, name: str) -> DeletePaths:
+        """The local Delta paths of experiment table ``name`` and of ``runs``, where
+        delta-rs may read them, for `rewrite_for_deletes` (None: Spark reads it)."""
+        return self._local_delta(name), self._side_path(RUNS_TABLE)
 
     def _local_delta(self, name: str) -> str | None:
         """The local path of ``name`` if it is a Delta table on the local file system."""
