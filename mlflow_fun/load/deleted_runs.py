@@ -30,24 +30,6 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 
-def table_run_ids(
-    spark: SparkSession, database: str, table: str, run_ids: Iterable[str]
-) -> set[str]:
-    """The ids among ``run_ids`` that ``table`` holds."""
-    from pyspark.sql import functions as F
-
-    wanted = sorted(set(run_ids))
-    if not wanted:
-        return set()
-    rows = (
-        spark.table(qualified_table(database, table))
-        .where(F.col("run_id").isin(wanted))
-        .select("run_id")
-        .collect()
-    )
-    return {row[0] for row in rows}
-
-
 DeletePaths = tuple[str | None, str | None]
 """The local Delta paths of an experiment table and of ``runs`` (None: ask Spark)."""
 
@@ -155,6 +137,37 @@ def _map_entries(column: pa.ChunkedArray) -> pa.Table:
     return pa.table({"key": pc.struct_field(flat, "key"), "value": pc.struct_field(flat, "value")})
 
 
+def _keys(runs: Iterable[RunRecord]) -> list[KeyValue]:
+    """The metric and tag keys and the param values of ``runs``."""
+    return [
+        kv
+        for run in runs
+        for kv in (
+            *((METRIC, key, None) for key in run.metrics),
+            *((PARAM, key, value) for key, value in run.params.items()),
+            *((TAG, key, None) for key in run.tags),
+        )
+    ]
+
+
+def table_run_ids(
+    spark: SparkSession, database: str, table: str, run_ids: Iterable[str]
+) -> set[str]:
+    """The ids among ``run_ids`` that ``table`` holds."""
+    from pyspark.sql import functions as F
+
+    wanted = sorted(set(run_ids))
+    if not wanted:
+        return set()
+    rows = (
+        spark.table(qualified_table(database, table))
+        .where(F.col("run_id").isin(wanted))
+        .select("run_id")
+        .collect()
+    )
+    return {row[0] for row in rows}
+
+
 def staying_keys(
     spark: SparkSession, database: str, experiment_id: str, without: Iterable[str]
 ) -> list[KeyValue]:
@@ -179,16 +192,3 @@ def staying_keys(
         .distinct()
     )
     return [(row["kind"], row["key"], row["value"]) for row in keys.collect()]
-
-
-def _keys(runs: Iterable[RunRecord]) -> list[KeyValue]:
-    """The metric and tag keys and the param values of ``runs``."""
-    return [
-        kv
-        for run in runs
-        for kv in (
-            *((METRIC, key, None) for key in run.metrics),
-            *((PARAM, key, value) for key, value in run.params.items()),
-            *((TAG, key, None) for key in run.tags),
-        )
-    ]
