@@ -18,6 +18,7 @@ from mlflow_fun.metastore_pool import missing_jars
 from mlflow_fun.spark_jars import DELTA_PACKAGE, ivy_home, resolve_packages
 from tests.db_servers import POSTGRES_DRIVER
 from tests.seed import Seeded, seed_all
+from tests.spark_settings import LEAN_READS
 
 # Fail fast in tests that expect a failure: no long backoff.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
@@ -130,9 +131,8 @@ def spark(data_dir: Path) -> Iterator[Any]:
     the tests start as processes do. It lives for the whole suite, but its work is many
     small queries and writes, not hot loops: with C2 the JIT's threads took 43% of its CPU
     (65 s of C2, 25 s of C1 in 207 s over tests/spark and test_job.py), with C1 alone the
-    same tests took 141 s of its CPU. It runs Spark's interpreted plans (no codegen, no
-    adaptive re-planning), as Spark's own test suites also do: the same answers, for less
-    CPU on tables of a few rows.
+    same tests took 141 s of its CPU. It reads as `LEAN_READS` says: one partition,
+    Spark's interpreted plans.
     """
     from mlflow_fun.session import LOCAL_JVM_OPTIONS, LOG4J_CONFIG, build_spark_session
 
@@ -141,20 +141,8 @@ def spark(data_dir: Path) -> Iterator[Any]:
         app_name="mlflow-fun-tests",
         master="local[2]",
         conf={
-            # One partition for every shuffle, scan and Delta snapshot: the tables here
-            # hold a few hundred rows, and each extra task costs more than it parallelises
-            # (tests/unit and tests/spark 98 -> 88 CPU-seconds, test_incremental.py 77 -> 71).
-            "spark.sql.shuffle.partitions": "1",
-            "spark.default.parallelism": "1",
-            "spark.databricks.delta.snapshotPartitions": "1",
+            **LEAN_READS,
             "spark.ui.enabled": "false",
-            # Tiny tables, many queries: compiling each plan's Java code (whole-stage
-            # and expression codegen) and re-planning at each stage cost more than they
-            # save; tests/spark took 78-82 s with them, 63 s without. The jobs and
-            # commands the tests start as processes keep Spark's defaults.
-            "spark.sql.codegen.wholeStage": "false",
-            "spark.sql.codegen.factoryMode": "NO_CODEGEN",
-            "spark.sql.adaptive.enabled": "false",
             "spark.driver.extraJavaOptions": (
                 f"-Dlog4j2.configurationFile={LOG4J_CONFIG} {LOCAL_JVM_OPTIONS}"
             ),

@@ -17,6 +17,7 @@ import yaml
 from sqlalchemy import make_url
 
 from tests.db_servers import restartable_postgres
+from tests.spark_settings import LEAN_READS
 from tests.views_scale import REPO, load_seed_store
 
 SCRIPT = Path(sys.executable).parent / "mlflow-fun"
@@ -36,16 +37,6 @@ RIDE_OVER = {
 ONE_TRY = {
     "spark.hadoop.hive.hmshandler.retry.attempts": "1",
     "spark.hadoop.datanucleus.connectionPool.connectionWaitTimeout": "250",
-}
-# The test's reads (a new process each: what it resolves from the metastore after each
-# fault) plan their few rows interpreted, in one partition, as the tests' own Spark does:
-# 19 -> 15 CPU-seconds a read. The jobs under test keep Spark's defaults.
-LEAN_READ = {
-    "spark.sql.codegen.wholeStage": "false",
-    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
-    "spark.sql.adaptive.enabled": "false",
-    "spark.sql.shuffle.partitions": "1",
-    "spark.databricks.delta.snapshotPartitions": "1",
 }
 LOST = "mlflow-fun: error: the metastore did not answer (java.net.ConnectException: "
 
@@ -68,7 +59,7 @@ def test_the_metastore_restarted_mid_job(
         for name, hive in (
             ("ride_over", RIDE_OVER),
             ("one_try", ONE_TRY),
-            ("read", {**ONE_TRY, **LEAN_READ}),
+            ("read", {**ONE_TRY, **LEAN_READS}),  # the test's reads: 19 -> 15 CPU-s each
         ):
             confs[name] = tmp_path / f"{name}.yaml"
             confs[name].write_text(
