@@ -9,13 +9,17 @@ STAMP := $(VENV)/.installed-stamp
 
 install: $(STAMP)
 
-# pip compiles what it installs one file at a time (half of a fresh install here);
-# compileall writes the same bytecode on every core, leaving out the installed packages'
-# own test folders, which nothing here imports (16 -> 10 s of a fresh install).
+# uv installs the pinned packages from its cache in about 2 s (pip: about 20 s). PySpark is
+# published as source only, and uv builds it again whenever it asks the index again, so
+# it installs offline first and goes to the index only for what its cache lacks (a new
+# machine, a new pin). pip compiles what it installs one file at a time; compileall writes
+# the same bytecode on every core, leaving out the installed packages' own test folders,
+# which nothing here imports.
+UV_INSTALL = $(VENV)/bin/uv pip install --quiet --python $(PY) -c constraints.txt -e ".[spark,sql,test]"
 $(STAMP): pyproject.toml setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --no-compile -c constraints.txt -e ".[spark,sql,test]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt uv
+	$(UV_INSTALL) --offline 2>/dev/null || $(UV_INSTALL)
 	$(PY) -m compileall -q -j 0 -x 'site-packages/.+/tests?/' "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
 	touch $(STAMP)
 
