@@ -64,10 +64,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 # The longest files, started first: `make test`'s two processes then end together
 # instead of one waiting for the other's last long file (--dist loadfile hands out files
-# in collection order).
+# in collection order). `test_faults.py` waits on its faults' timeouts and on the server
+# (one core or none): beside the kill tests' JVMs the other core is not left idle, as it
+# was when it ran last beside the other light files.
 LONGEST_FIRST = (
     "test_views_scale_postgres.py",
     "test_crash.py",
+    "test_faults.py",
     "test_serve.py",
     "test_views_scale_derby.py",
     "test_incremental.py",
