@@ -12,6 +12,7 @@ from mlflow_fun.session import (
     _archivable,
     _archive_key,
     metastore_kind,
+    spark_home,
 )
 from mlflow_fun.spark_jars import jars_spark_lacks
 
@@ -92,3 +93,14 @@ def test_no_class_archive_under_a_conf_folder_with_files(
     assert _archivable()  # an empty one
     (conf / "spark-defaults.conf").write_text("spark.ui.enabled false\n")
     assert not _archivable()
+
+
+def test_spark_home_is_the_pyspark_package_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a local session exports before `spark-submit` runs, so that the script does
+    not start `python3` to find it."""
+    monkeypatch.delenv("SPARK_HOME", raising=False)
+    home = Path(spark_home())
+    assert (home / "bin" / "spark-submit").is_file() and (home / "jars").is_dir()
+    assert home == Path(__import__("pyspark").__file__).parent
+    monkeypatch.setenv("SPARK_HOME", "/opt/spark")
+    assert spark_home() == "/opt/spark"
