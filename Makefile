@@ -12,9 +12,8 @@ install: $(STAMP)
 # uv installs the pinned packages from its cache in about 2 s (pip: about 20 s). PySpark is
 # published as source only, and uv builds it again whenever it asks the index again, so
 # it installs offline first and goes to the index only for what its cache lacks (a new
-# machine, a new pin). pip compiles what it installs one file at a time; compileall writes
-# the same bytecode on every core, leaving out the installed packages' own test folders,
-# which nothing here imports.
+# machine, a new pin). compileall writes the bytecode on every core, leaving out the
+# installed packages' own test folders, which nothing here imports.
 UV_INSTALL = $(VENV)/bin/uv pip install --quiet --python $(PY) -c constraints.txt -e ".[spark,sql,test]"
 $(STAMP): pyproject.toml setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyspark
 import pytest
 
 from mlflow_fun.session import (
@@ -101,6 +102,6 @@ def test_spark_home_is_the_pyspark_package_unless_set(monkeypatch: pytest.Monkey
     monkeypatch.delenv("SPARK_HOME", raising=False)
     home = Path(spark_home())
     assert (home / "bin" / "spark-submit").is_file() and (home / "jars").is_dir()
-    assert home == Path(__import__("pyspark").__file__).parent
+    assert home == Path(pyspark.__file__).parent
     monkeypatch.setenv("SPARK_HOME", "/opt/spark")
     assert spark_home() == "/opt/spark"
