@@ -58,13 +58,13 @@ def mlflow_python(version: str) -> Path:
         # Both write the bytecode (uv when asked): these venvs' processes import MLflow
         # and scikit-learn again and again, where PYTHONDONTWRITEBYTECODE may be set.
         uv = Path(sys.executable).parent / "uv"
-        no_pip = ["--without-pip"] if uv.exists() else []
-        subprocess.run([sys.executable, "-m", "venv", *no_pip, str(venv)], check=True)
-        install = (
-            [str(uv), "pip", "install", "--quiet", "--compile-bytecode", "--python", str(python)]
-            if uv.exists()
-            else [str(python), "-m", "pip", "install", "--quiet"]
-        )
+        if uv.exists():
+            venv_flags = ["--without-pip"]
+            install = [str(uv), "pip", "install", "--quiet", "--compile-bytecode",
+                       "--python", str(python)]  # fmt: skip
+        else:
+            venv_flags, install = [], [str(python), "-m", "pip", "install", "--quiet"]
+        subprocess.run([sys.executable, "-m", "venv", *venv_flags, str(venv)], check=True)
         with open(venv / "install.log", "wb") as log:
             for packages in OTHER_VERSIONS[version]:
                 subprocess.run(
