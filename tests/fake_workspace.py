@@ -16,13 +16,14 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs
 
 import requests
+
+from tests.scripted_http import serve_in_background
 
 
 class FakeWorkspace:
@@ -37,14 +38,13 @@ class FakeWorkspace:
         self.refused = 0
         self.proxied = 0
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def __enter__(self) -> FakeWorkspace:
-        self._thread.start()
+        serve_in_background(self._server)
         return self
 
     def __exit__(

@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
 
-from tests.scripted_http import Reply
+from tests.scripted_http import Reply, serve_in_background
 
 FAULT_KINDS = ("429", "503", "500", "reset", "stall", "truncate", "cut", "duplicate")
 
@@ -175,8 +175,7 @@ def fault_proxy(upstream: str, rule: Rule) -> Iterator[str]:
             return  # clients that timed out and hung up are part of the plan
 
     server = QuietServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    serve_in_background(server)
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ import requests
 from mlflow_fun.extract.http import MlflowHttpClient, RetrySettings
 from mlflow_fun.extract.quick_ack import QUICK_ACK
 from mlflow_fun.extract.rest import RestSource
+from tests.scripted_http import serve_in_background
 
 FAST = RetrySettings(timeout=5, max_retries=1, backoff_factor=0.01, backoff_jitter=0.01)
 
@@ -66,8 +66,7 @@ def keep_alive_server() -> Iterator[tuple[str, Seen]]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    serve_in_background(server)
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", seen
     finally:
