@@ -24,7 +24,9 @@ from tests.fault_proxy import FAULT_KINDS, Fault, FaultSchedule, fault_proxy
 from tests.scripted_http import Reply
 from tests.seed import Seeded
 
-RETRY = RetrySettings(timeout=0.5, max_retries=6, backoff_factor=0.01, backoff_jitter=0.01)
+# A page of four runs answers in 10-15 ms here: a stalled answer times out after 0.3 s
+# (each of the 28 extraction tests waits out one or two stalls).
+RETRY = RetrySettings(timeout=0.3, max_retries=6, backoff_factor=0.01, backoff_jitter=0.01)
 RATE = 0.3
 TOTALS: Counter[str] = Counter()
 
@@ -48,7 +50,7 @@ def reference(seeded: Seeded) -> dict[str, tuple]:
 
 @pytest.mark.parametrize("seed", range(28))
 def test_extraction_through_faults(seed: int, seeded: Seeded, reference: dict) -> None:
-    schedule = FaultSchedule(seed, RATE, stall_seconds=0.8)
+    schedule = FaultSchedule(seed, RATE, stall_seconds=0.5)
     outcomes = []
     with fault_proxy(seeded.url, schedule) as url:
         source = RestSource(MlflowHttpClient(url, retry=RETRY), page_size=4)
