@@ -16,14 +16,12 @@ from socketserver import BaseServer
 POLL_SECONDS = 0.02
 
 
-def serve_in_background(server: BaseServer) -> threading.Thread:
+def serve_in_background(server: BaseServer) -> None:
     """Run ``server``'s loop in a daemon thread; ``server.shutdown()`` then returns within
     `POLL_SECONDS`."""
-    thread = threading.Thread(
+    threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": POLL_SECONDS}, daemon=True
-    )
-    thread.start()
-    return thread
+    ).start()
 
 
 @dataclass
