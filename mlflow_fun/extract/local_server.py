@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -132,7 +133,7 @@ class LocalMlflowServer:
     def stop(self) -> None:
         """Stop the server and its workers (the whole process group)."""
         if self._process is not None:
-            _stop_group(self._process.pid, self._process)
+            stop_group(self._process.pid, self._process)
             self._process.wait()
             self._process = None
         self.pid_file.unlink(missing_ok=True)
@@ -145,7 +146,7 @@ class LocalMlflowServer:
             return
         if _is_our_server(pid, self.root):
             logger.warning("stopping a stale mlflow server pid=%d", pid)
-            _stop_group(pid)
+            stop_group(pid)
         self.pid_file.unlink(missing_ok=True)
 
     def __enter__(self) -> LocalMlflowServer:
@@ -169,9 +170,16 @@ def _is_our_server(pid: int, root: Path) -> bool:
     return "mlflow" in cmdline and str(root) in cmdline
 
 
-def _stop_group(
-    pid: int, child: subprocess.Popen[bytes] | None = None, grace: float = 10.0
-) -> None:
+def stop_group(pid: int, child: subprocess.Popen[bytes] | None = None, grace: float = 10.0) -> None:
+    """SIGTERM process group ``pid``, wait up to ``grace`` seconds, then SIGKILL what is left.
+
+    ``mlflow server`` leads its group and only waits for its workers (uvicorn or gunicorn,
+    which shut down on SIGTERM); once they have exited, the leader spends about a second of
+    CPU tearing down its interpreter (collecting the garbage of MLflow's modules). So once
+    every other member of the group has exited, the leader is killed, not waited for: it
+    has nothing left to write. A leader that runs alone is waited for.
+    """
+    workers = group_members(pid) - {pid}
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -184,8 +192,28 @@ def _stop_group(
             os.killpg(pid, 0)
         except ProcessLookupError:
             return
-        time.sleep(0.1)
+        if workers and not group_members(pid) - {pid}:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.02)
     try:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         return
+
+
+def group_members(group: int) -> set[int]:
+    """The live (not zombie) processes of process group ``group``, from ``/proc``; empty
+    where there is no ``/proc``."""
+    members = set()
+    for entry in os.scandir("/proc") if os.path.isdir("/proc") else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue  # exited while listed
+        state, _parent, process_group = stat.rsplit(")", 1)[1].split()[:3]
+        if int(process_group) == group and state != "Z":
+            members.add(int(entry.name))
+    return members
