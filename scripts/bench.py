@@ -93,7 +93,7 @@ from seed_store import SeededExperiment, SeedResult, seed_store, verify_models, 
 
 from mlflow_fun.config import JobConfig
 from mlflow_fun.extract.database.source import DatabaseSource
-from mlflow_fun.extract.local_server import LocalMlflowServer
+from mlflow_fun.extract.local_server import LocalMlflowServer, process_stats
 from mlflow_fun.extract.open import open_source
 from mlflow_fun.extract.source import RunSource
 from mlflow_fun.transform.naming import qualified_table, table_name
@@ -339,18 +339,9 @@ def _reset_hwm(pid: int) -> bool:
 def descendant_named(root: int, name: str) -> int | None:
     parents: dict[int, int] = {}
     names: dict[int, str] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry.name}/stat").read_text()
-        except OSError:
-            continue
-        # pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'.
-        comm = stat[stat.find("(") + 1 : stat.rfind(")")]
-        fields = stat[stat.rfind(")") + 2 :].split()
-        parents[int(entry.name)] = int(fields[1])
-        names[int(entry.name)] = comm
+    for pid, comm, fields in process_stats():
+        parents[pid] = int(fields[1])
+        names[pid] = comm
     for pid, comm in names.items():
         if comm != name:
             continue
@@ -1161,19 +1152,11 @@ def _raw_pull(
 def group_cpu_seconds(group: int) -> dict[int, float]:
     """CPU seconds (user + system) so far of each live process of process group ``group``."""
     ticks = os.sysconf("SC_CLK_TCK")
-    seconds = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry.name}/stat").read_text()
-        except OSError:
-            continue
-        # pid (comm) state ppid pgrp ... utime stime: fields 3, 4, 13 and 14 after ')'.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if int(fields[2]) == group:
-            seconds[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
-    return seconds
+    return {
+        pid: (int(fields[11]) + int(fields[12])) / ticks
+        for pid, _, fields in process_stats()
+        if int(fields[2]) == group  # state ppid pgrp ... utime (12th) stime (13th)
+    }
 
 
 def _busy(before: dict[int, float], after: dict[int, float]) -> list[float]:

@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -177,7 +178,8 @@ def stop_group(pid: int, child: subprocess.Popen[bytes] | None = None, grace: fl
     which shut down on SIGTERM); once they have exited, the leader spends about a second of
     CPU tearing down its interpreter (collecting the garbage of MLflow's modules). So once
     every other member of the group has exited, the leader is killed, not waited for: it
-    has nothing left to write. A leader that runs alone is waited for.
+    has nothing left to write; and once no member is alive, the stop is over (a worker the
+    leader had not reaped is left to init). A leader that runs alone is waited for.
     """
     workers = group_members(pid) - {pid}
     try:
@@ -192,9 +194,15 @@ def stop_group(pid: int, child: subprocess.Popen[bytes] | None = None, grace: fl
             os.killpg(pid, 0)
         except ProcessLookupError:
             return
-        if workers and not group_members(pid) - {pid}:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        if workers:
+            live = group_members(pid)
+            if not live:  # zombies only: init reaps the workers (here seconds later)
+                if child is not None:
+                    child.wait()  # the leader: dead, so at once
+                return
+            if live == {pid}:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         time.sleep(0.02)
     try:
         os.killpg(pid, signal.SIGKILL)
@@ -203,9 +211,21 @@ def stop_group(pid: int, child: subprocess.Popen[bytes] | None = None, grace: fl
 
 
 def group_members(group: int) -> set[int]:
-    """The live (not zombie) processes of process group ``group``, from ``/proc``; empty
-    where there is no ``/proc``."""
-    members = set()
+    """The live (not zombie) processes of process group ``group``; empty where there is
+    no ``/proc``."""
+    return {
+        pid for pid, _, fields in process_stats() if int(fields[2]) == group and fields[0] != "Z"
+    }
+
+
+def process_stats() -> Iterator[tuple[int, str, list[str]]]:
+    """Each process's pid, command name and the fields of ``/proc/<pid>/stat`` after the
+    name (state, parent, process group, ... utime, stime); nothing where there is no
+    ``/proc``.
+
+    Example:
+        >>> {pid: fields[1] for pid, name, fields in process_stats() if name == "java"}
+    """
     for entry in os.scandir("/proc") if os.path.isdir("/proc") else ():
         if not entry.name.isdigit():
             continue
@@ -213,7 +233,6 @@ def group_members(group: int) -> set[int]:
             stat = Path(entry.path, "stat").read_text()
         except OSError:
             continue  # exited while listed
-        state, _parent, process_group = stat.rsplit(")", 1)[1].split()[:3]
-        if int(process_group) == group and state != "Z":
-            members.add(int(entry.name))
-    return members
+        # pid (name) state ...: the name may hold spaces and ")", so split at the last one.
+        name, fields = stat[stat.find("(") + 1 : stat.rfind(")")], stat[stat.rfind(")") + 2 :]
+        yield int(entry.name), name, fields.split()
